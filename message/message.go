@@ -1,0 +1,163 @@
+// Package message defines the parsed-message JSON, version 1: the contract
+// that webhooks, the store's parsed/ objects and `letterbox parse` share.
+//
+// The model follows the Internet Message Format (RFC 5322), MIME (RFC 2045,
+// RFC 2046, RFC 2047, RFC 2231) and the SMTP envelope (RFC 5321). Field names
+// are snake_case and stable: later versions add fields and never rename or
+// remove one, so receivers must ignore fields they do not know.
+//
+// This package holds data only; the parser lives in internal/parser.
+package message
+
+import "time"
+
+// Version is the schema version of Message.
+const Version = 1
+
+// Message is a received message, parsed.
+type Message struct {
+	// ID is the message id the gateway returned in its 250 reply.
+	ID         string    `json:"id"`
+	ReceivedAt time.Time `json:"received_at"`
+	Envelope   Envelope  `json:"envelope"`
+
+	MessageID  string   `json:"message_id"`
+	InReplyTo  string   `json:"in_reply_to,omitempty"`
+	References []string `json:"references,omitempty"`
+	// Date is the Date header normalised to RFC 3339; empty when absent or
+	// unparseable (see DateRaw and Warnings).
+	Date    string `json:"date"`
+	DateRaw string `json:"date_raw,omitempty"`
+	// Subject is decoded from RFC 2047 encoded words.
+	Subject string    `json:"subject"`
+	From    *Address  `json:"from"`
+	Sender  *Address  `json:"sender,omitempty"`
+	To      []Address `json:"to"`
+	Cc      []Address `json:"cc"`
+	Bcc     []Address `json:"bcc,omitempty"`
+	ReplyTo []Address `json:"reply_to"`
+
+	// Headers lists every header field of the top-level entity, in order.
+	Headers []Header `json:"headers"`
+
+	// Text and HTML are the bodies a mail client would display, in UTF-8.
+	Text         string `json:"text"`
+	HTML         string `json:"html"`
+	StrippedText string `json:"stripped_text,omitempty"`
+	// Parts lists every text/plain and text/html part in order.
+	Parts []Part `json:"parts,omitempty"`
+
+	Attachments []Attachment `json:"attachments"`
+	Auth        *Auth        `json:"auth,omitempty"`
+
+	// RawKey is the store key of the raw message.
+	RawKey string `json:"raw_key"`
+	// Size is the size of the raw message in bytes.
+	Size int64 `json:"size"`
+	// Warnings lists what could not be parsed; parsing never drops a message.
+	Warnings []string `json:"warnings"`
+}
+
+// Envelope is the SMTP envelope (RFC 5321) of a received message, as the
+// gateway saw it.
+type Envelope struct {
+	MailFrom string   `json:"mail_from"`
+	RcptTo   []string `json:"rcpt_to"`
+	ClientIP string   `json:"client_ip"`
+	HELO     string   `json:"helo"`
+	TLS      bool     `json:"tls"`
+	// TLSVersion and TLSCipher name the negotiated TLS parameters, if any.
+	TLSVersion string `json:"tls_version,omitempty"`
+	TLSCipher  string `json:"tls_cipher,omitempty"`
+	// SMTPUTF8 is set when the client declared SMTPUTF8 (RFC 6531).
+	SMTPUTF8 bool `json:"smtputf8,omitempty"`
+	// AuthUser is the authenticated user on the submission listener.
+	AuthUser   string    `json:"auth_user,omitempty"`
+	ReceivedAt time.Time `json:"received_at"`
+	// Source names the ingress: "gateway" or "ses".
+	Source string `json:"source,omitempty"`
+}
+
+// Address is a mailbox (RFC 5322 §3.4).
+type Address struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+	// MailboxHash is the sub-address tag: "tag" for user+tag@domain.
+	MailboxHash string `json:"mailbox_hash,omitempty"`
+	// Group names the RFC 5322 group the address was listed in, if any.
+	Group string `json:"group,omitempty"`
+}
+
+// Header is one header field, with RFC 2047 encoded words decoded.
+type Header struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+	// Raw is the undecoded value, present only where it differs from Value.
+	Raw string `json:"raw,omitempty"`
+}
+
+// Part is one text part of the message.
+type Part struct {
+	ContentType string `json:"content_type"`
+	// Charset is the charset the part declared; the content is UTF-8.
+	Charset     string `json:"charset,omitempty"`
+	Disposition string `json:"disposition,omitempty"`
+	Content     string `json:"content"`
+}
+
+// Attachment is a non-body part: an attachment or an inline resource.
+type Attachment struct {
+	Filename    string `json:"filename"`
+	ContentType string `json:"content_type"`
+	Disposition string `json:"disposition"`
+	ContentID   string `json:"content_id"`
+	Size        int64  `json:"size"`
+	SHA256      string `json:"sha256"`
+	// Key is the store key of the attachment's decoded bytes.
+	Key string `json:"key,omitempty"`
+	// Message summarises an attached message/rfc822.
+	Message *Summary `json:"message,omitempty"`
+}
+
+// Summary describes an attached message (message/rfc822).
+type Summary struct {
+	Subject     string       `json:"subject"`
+	From        *Address     `json:"from"`
+	Date        string       `json:"date"`
+	Attachments []Attachment `json:"attachments,omitempty"`
+}
+
+// Auth holds the sender-authentication verdicts.
+type Auth struct {
+	SPF   *SPFResult   `json:"spf,omitempty"`
+	DKIM  []DKIMResult `json:"dkim"`
+	DMARC *DMARCResult `json:"dmarc,omitempty"`
+	ARC   *ARCResult   `json:"arc,omitempty"`
+	// AuthenticationResults is the same verdict as an RFC 8601 header value.
+	AuthenticationResults string `json:"authentication_results"`
+}
+
+// SPFResult is an RFC 7208 result.
+type SPFResult struct {
+	Result string `json:"result"`
+	Domain string `json:"domain"`
+}
+
+// DKIMResult is the RFC 6376 result of one signature.
+type DKIMResult struct {
+	Result   string `json:"result"`
+	Domain   string `json:"domain"`
+	Selector string `json:"selector"`
+}
+
+// DMARCResult is an RFC 7489 result.
+type DMARCResult struct {
+	Result string `json:"result"`
+	Policy string `json:"policy"`
+	Domain string `json:"domain"`
+}
+
+// ARCResult is an RFC 8617 chain validation result.
+type ARCResult struct {
+	Result string `json:"result"`
+}

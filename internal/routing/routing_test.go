@@ -3,9 +3,11 @@ package routing_test
 import (
 	"context"
 	"errors"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/letterboxmail/letterbox/internal/routing"
 	"github.com/letterboxmail/letterbox/message"
@@ -210,5 +212,45 @@ func TestConfigErrors(t *testing.T) {
 func TestExampleRoutesFileIsValid(t *testing.T) {
 	if _, err := routing.Load("../../examples/routes.yaml"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestLiveReloadsAndKeepsLastGood(t *testing.T) {
+	path := t.TempDir() + "/routes.yaml"
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("domains: [a.test]\nroutes: []\n")
+	ctx := context.Background()
+	lv, err := routing.NewLive(ctx, routing.FileLoader(path), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !lv.Get(ctx).HasDomain("x@a.test") {
+		t.Fatal("first load lost")
+	}
+	write("domains: [a.test, bb.test]\nroutes: []\n")
+	if !lv.Get(ctx).HasDomain("x@bb.test") {
+		t.Fatal("change not picked up")
+	}
+	write("domains: [cc.test]\nroutez: []\n")
+	cfg := lv.Get(ctx)
+	if !cfg.HasDomain("x@bb.test") || cfg.HasDomain("x@cc.test") {
+		t.Fatal("invalid reload replaced the good configuration")
+	}
+	if err := lv.Err(); err == nil || !strings.Contains(err.Error(), "routez: unknown field") {
+		t.Fatalf("Err = %v", err)
+	}
+}
+
+func TestNewLiveRefusesInvalidFile(t *testing.T) {
+	path := t.TempDir() + "/routes.yaml"
+	os.WriteFile(path, []byte("domains: []\n"), 0o644)
+	_, err := routing.NewLive(context.Background(), routing.FileLoader(path), time.Second)
+	if err == nil || !strings.Contains(err.Error(), path+":1: domains: list at least one domain") {
+		t.Fatalf("NewLive = %v", err)
 	}
 }

@@ -1,0 +1,116 @@
+package filestore_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"testing/iotest"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/letterboxmail/letterbox/internal/fault"
+	"github.com/letterboxmail/letterbox/internal/filestore"
+	"github.com/letterboxmail/letterbox/internal/store"
+)
+
+func open(t *testing.T, opts ...filestore.Option) *filestore.Store {
+	t.Helper()
+	s, err := filestore.New(t.TempDir(), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestPutEmitsS3RecordForRawOnly(t *testing.T) {
+	var mu sync.Mutex
+	var got []events.S3EventRecord
+	s := open(t, filestore.WithNotify(func(_ context.Context, r events.S3EventRecord) {
+		mu.Lock()
+		got = append(got, r)
+		mu.Unlock()
+	}))
+	ctx := context.Background()
+	if _, err := s.Put(ctx, "raw/01J0 X.eml", strings.NewReader("hello"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, "parsed/01J0.json", strings.NewReader("{}"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 {
+		t.Fatalf("got %d records, want 1", len(got))
+	}
+	r := got[0]
+	if r.EventSource != "aws:s3" || r.EventName != "ObjectCreated:Put" || r.S3.Object.Key != "raw%2F01J0+X.eml" ||
+		r.S3.Object.URLDecodedKey != "raw/01J0 X.eml" || r.S3.Object.Size != 5 || r.S3.Bucket.Name != filepath.Base(s.Dir()) {
+		t.Fatalf("record = %+v", r)
+	}
+}
+
+func TestRejectsKeysOutsideTheStore(t *testing.T) {
+	s := open(t)
+	for _, key := range []string{"", "/etc/passwd", "../x", "raw/../../x", "raw//x", ".meta/x", "a\x00b"} {
+		_, err := s.Put(context.Background(), key, strings.NewReader("x"), nil)
+		if err == nil || fault.IsTemporary(err) {
+			t.Errorf("Put(%q) = %v, want a permanent error", key, err)
+		}
+	}
+}
+
+func TestFailedWriteLeavesNothingAndCrashLeftoversAreRemoved(t *testing.T) {
+	dir := t.TempDir()
+	s, err := filestore.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	_, err = s.Put(ctx, "raw/a.eml", io.MultiReader(strings.NewReader("partial"), iotest.ErrReader(errors.New("client went away"))), map[string]string{"k": "v"})
+	if err == nil || !fault.IsTemporary(err) {
+		t.Fatalf("Put = %v, want temporary error", err)
+	}
+	if _, err := s.Stat(ctx, "raw/a.eml"); !store.IsNotFound(err) {
+		t.Fatalf("Stat after failed Put = %v, want not found", err)
+	}
+	s.Close()
+	// A crash between write and rename leaves a temporary file behind.
+	os.WriteFile(filepath.Join(dir, ".tmp", "put-123"), []byte("half a message"), 0o600)
+	if _, err := filestore.New(dir); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := os.ReadDir(filepath.Join(dir, ".tmp")); len(left) != 0 {
+		t.Fatalf("leftovers not removed: %v", left)
+	}
+}
+
+func BenchmarkPutConcurrent4KiB(b *testing.B) {
+	s, err := filestore.New(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	body := strings.Repeat("x", 4096)
+	var n int64
+	var mu sync.Mutex
+	b.SetParallelism(10) // 20 writers on 2 cores, like 20 SMTP sessions
+	b.SetBytes(4096)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			mu.Lock()
+			n++
+			key := "raw/" + strconv.FormatInt(n, 10) + ".eml"
+			mu.Unlock()
+			if _, err := s.Put(context.Background(), key, strings.NewReader(body), map[string]string{"letterbox-envelope": "e30"}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/letterboxmail/letterbox/internal/fault"
 )
@@ -64,7 +65,11 @@ func (s *Store) commit(batch []*commitReq) {
 	ok := batch[:0:0]
 	for _, r := range batch {
 		if err := s.place(r, dirs); err != nil {
-			fail([]*commitReq{r}, err)
+			os.Remove(r.tmp)
+			if r.metaTmp != "" {
+				os.Remove(r.metaTmp)
+			}
+			r.done <- err
 			continue
 		}
 		ok = append(ok, r)
@@ -85,26 +90,38 @@ func (s *Store) commit(batch []*commitReq) {
 
 func (s *Store) place(r *commitReq, dirs map[string]bool) error {
 	if err := os.MkdirAll(filepath.Dir(r.final), 0o750); err != nil {
-		return fmt.Errorf("filestore: %w", err)
+		if errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EEXIST) {
+			return errNamespace(r.key)
+		}
+		return fault.Temporary(fmt.Errorf("filestore: %w", err))
+	}
+	if fi, err := os.Stat(r.final); err == nil && fi.IsDir() {
+		return errNamespace(r.key)
 	}
 	dirs[filepath.Dir(r.final)] = true
 	if r.metaTmp != "" {
 		if err := os.MkdirAll(filepath.Dir(r.metaFinal), 0o750); err != nil {
-			return fmt.Errorf("filestore: %w", err)
+			return errNamespace(r.key)
 		}
 		if err := os.Rename(r.metaTmp, r.metaFinal); err != nil {
-			return fmt.Errorf("filestore: %w", err)
+			return fault.Temporary(fmt.Errorf("filestore: %w", err))
 		}
 		dirs[filepath.Dir(r.metaFinal)] = true
 	} else if err := os.Remove(r.metaFinal); err == nil {
 		dirs[filepath.Dir(r.metaFinal)] = true
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("filestore: %w", err)
+	} else if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
+		return fault.Temporary(fmt.Errorf("filestore: %w", err))
 	}
 	if err := os.Rename(r.tmp, r.final); err != nil {
-		return fmt.Errorf("filestore: %w", err)
+		return fault.Temporary(fmt.Errorf("filestore: %w", err))
 	}
 	return nil
+}
+
+// errNamespace: unlike S3, a directory tree cannot hold both "a" and "a/b".
+// letterbox's own layout never needs it.
+func errNamespace(key string) error {
+	return fault.Permanentf("filestore: key %q conflicts with an existing key: the file store cannot hold a key that is also the prefix of another key followed by /", key)
 }
 
 // syncData makes every temporary file durable.

@@ -115,6 +115,9 @@ func (s *Store) URL() string { return "file://" + s.dir }
 
 // Ping checks that the directory is there and writable.
 func (s *Store) Ping(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fault.Temporary(err)
+	}
 	f, err := os.CreateTemp(filepath.Join(s.dir, tmpDir), "ping-*")
 	if err != nil {
 		return fault.Temporary(fmt.Errorf("filestore: %w", err))
@@ -133,6 +136,15 @@ func (s *Store) path(key string) (string, error) {
 		}
 	}
 	return filepath.Join(s.dir, filepath.FromSlash(key)), nil
+}
+
+// readPath is path for reads: a key that cannot name an object here (such
+// as a "directory" ending in /) simply does not exist.
+func (s *Store) readPath(key string) (string, error) {
+	if strings.HasSuffix(key, "/") {
+		return "", fault.Permanent(fmt.Errorf("%w: %s", store.ErrNotFound, key))
+	}
+	return s.path(key)
 }
 
 func (s *Store) metaPath(key string) string {
@@ -156,7 +168,13 @@ func (s *Store) Put(ctx context.Context, key string, body io.Reader, meta map[st
 			os.Remove(req.metaTmp)
 		}
 	}
-	n, err := io.Copy(tmp, ctxReader{ctx, body})
+	if err := ctx.Err(); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return store.Object{}, fault.Temporary(err)
+	}
+	src := &bodyReader{ctx: ctx, r: body}
+	n, err := io.Copy(tmp, src)
 	if err == nil && s.sync == syncFile {
 		err = tmp.Sync()
 	}
@@ -167,6 +185,10 @@ func (s *Store) Put(ctx context.Context, key string, body io.Reader, meta map[st
 		cleanup()
 		if ctx.Err() != nil {
 			return store.Object{}, fault.Temporary(ctx.Err())
+		}
+		if src.err != nil {
+			// The body failed (the client went away…): keep its class.
+			return store.Object{}, fmt.Errorf("filestore: write %s: %w", key, src.err)
 		}
 		return store.Object{}, fault.Temporary(fmt.Errorf("filestore: write %s: %w", key, err))
 	}
@@ -234,7 +256,10 @@ func (s *Store) record(obj store.Object) events.S3EventRecord {
 
 // Get opens an object.
 func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, store.Object, error) {
-	p, err := s.path(key)
+	if err := ctx.Err(); err != nil {
+		return nil, store.Object{}, fault.Temporary(err)
+	}
+	p, err := s.readPath(key)
 	if err != nil {
 		return nil, store.Object{}, err
 	}
@@ -257,7 +282,10 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, store.Objec
 
 // Stat describes an object.
 func (s *Store) Stat(ctx context.Context, key string) (store.Object, error) {
-	p, err := s.path(key)
+	if err := ctx.Err(); err != nil {
+		return store.Object{}, fault.Temporary(err)
+	}
+	p, err := s.readPath(key)
 	if err != nil {
 		return store.Object{}, err
 	}
@@ -354,7 +382,10 @@ func (s *Store) List(ctx context.Context, prefix, startAfter string, fn func(sto
 
 // Delete removes an object; deleting a missing object is not an error.
 func (s *Store) Delete(ctx context.Context, key string) error {
-	p, err := s.path(key)
+	if err := ctx.Err(); err != nil {
+		return fault.Temporary(err)
+	}
+	p, err := s.readPath(key)
 	if err != nil {
 		return err
 	}
@@ -365,15 +396,21 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-// ctxReader stops a copy when the context is cancelled.
-type ctxReader struct {
+// bodyReader stops a copy when the context is cancelled and remembers the
+// body's own error, to tell it from a write error.
+type bodyReader struct {
 	ctx context.Context
 	r   io.Reader
+	err error
 }
 
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
+func (b *bodyReader) Read(p []byte) (int, error) {
+	if err := b.ctx.Err(); err != nil {
 		return 0, err
 	}
-	return c.r.Read(p)
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		b.err = err
+	}
+	return n, err
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/letterboxmail/letterbox/internal/fault"
 	"github.com/letterboxmail/letterbox/internal/filestore"
 	"github.com/letterboxmail/letterbox/internal/store"
+	"github.com/letterboxmail/letterbox/internal/storetest"
 )
 
 func open(t *testing.T, opts ...filestore.Option) *filestore.Store {
@@ -113,4 +114,21 @@ func BenchmarkPutConcurrent4KiB(b *testing.B) {
 			}
 		}
 	})
+}
+
+func TestKeyThatIsAlsoAPrefixIsRefused(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	if _, err := s.Put(ctx, "list/a", strings.NewReader("x"), nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"list/a/b", "list"} {
+		_, err := s.Put(ctx, key, strings.NewReader("y"), nil)
+		if err == nil || fault.IsTemporary(err) || !strings.Contains(err.Error(), "conflicts with an existing key") {
+			t.Fatalf("Put(%q) = %v, want a permanent namespace error", key, err)
+		}
+	}
+	if got, _ := storetest.MustGet(t, s, "list/a"); got != "x" {
+		t.Fatalf("list/a = %q", got)
+	}
 }

@@ -1,0 +1,252 @@
+package s3store
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/letterboxmail/letterbox/internal/fault"
+	"github.com/letterboxmail/letterbox/internal/store"
+)
+
+// abortTimeout bounds the clean-up of a failed multipart upload, which runs
+// even when the caller's context is done.
+const abortTimeout = 30 * time.Second
+
+// Put stores body under key with meta. A body up to the part size is one
+// PutObject; a larger one is a multipart upload. Either way the object
+// appears whole or not at all. An error reading body is returned wrapped,
+// keeping its class.
+func (s *Store) Put(ctx context.Context, key string, body io.Reader, meta map[string]string) (store.Object, error) {
+	full, err := s.key(key)
+	if err != nil {
+		return store.Object{}, err
+	}
+	if err := checkMeta(meta); err != nil {
+		return store.Object{}, fault.Permanent(fmt.Errorf("s3store: put %s: %w", key, err))
+	}
+	if err := ctx.Err(); err != nil {
+		return store.Object{}, classify(err, "put", key)
+	}
+	buf := s.bufs.get()
+	defer s.bufs.put(buf)
+	// One byte more than a part tells a body of exactly one part from a
+	// longer one.
+	*buf, err = readUpTo(body, (*buf)[:0], s.partSize+1)
+	if err != nil && err != io.EOF {
+		return store.Object{}, fmt.Errorf("s3store: put %s: read body: %w", key, err)
+	}
+	var size int64
+	if len(*buf) <= s.partSize {
+		size = int64(len(*buf))
+		_, err = s.client.PutObject(ctx, &s3.PutObjectInput{
+			Bucket:        &s.bucket,
+			Key:           &full,
+			Body:          bytes.NewReader(*buf),
+			ContentLength: aws.Int64(size),
+			Metadata:      meta,
+		})
+		if err != nil {
+			return store.Object{}, classify(err, "put", key)
+		}
+	} else {
+		first, extra := (*buf)[:s.partSize], (*buf)[s.partSize:]
+		size, err = s.putMultipart(ctx, key, full, first, io.MultiReader(bytes.NewReader(extra), body), meta)
+		if err != nil {
+			return store.Object{}, err
+		}
+	}
+	return store.Object{Key: key, Size: size, ModTime: time.Now(), Meta: meta}, nil
+}
+
+// putMultipart uploads first and then the rest of the body in parts, with
+// at most s.concurrency parts being read or uploaded besides first, and
+// aborts the upload on any failure.
+func (s *Store) putMultipart(ctx context.Context, key, full string, first []byte, rest io.Reader, meta map[string]string) (int64, error) {
+	created, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
+		Bucket:            &s.bucket,
+		Key:               &full,
+		Metadata:          meta,
+		ChecksumAlgorithm: types.ChecksumAlgorithmCrc32,
+	})
+	if err != nil {
+		return 0, classify(err, "put", key)
+	}
+	m := &multipart{s: s, key: key, full: full, uploadID: created.UploadId}
+	size, err := m.upload(ctx, first, rest)
+	if err == nil {
+		slices.SortFunc(m.parts, func(a, b types.CompletedPart) int {
+			return int(aws.ToInt32(a.PartNumber) - aws.ToInt32(b.PartNumber))
+		})
+		_, err = s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+			Bucket:          &s.bucket,
+			Key:             &full,
+			UploadId:        m.uploadID,
+			MultipartUpload: &types.CompletedMultipartUpload{Parts: m.parts},
+		})
+		if err != nil {
+			err = classify(err, "put", key)
+		}
+	}
+	if err != nil {
+		m.abort(ctx)
+		return 0, err
+	}
+	return size, nil
+}
+
+type multipart struct {
+	s        *Store
+	key      string
+	full     string
+	uploadID *string
+
+	mu    sync.Mutex
+	parts []types.CompletedPart
+	err   error
+}
+
+func (m *multipart) upload(parent context.Context, first []byte, rest io.Reader) (int64, error) {
+	// Canceled by the caller, or by the first failure to stop the others.
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	fail := func(err error) {
+		m.mu.Lock()
+		if m.err == nil {
+			m.err = err
+		}
+		m.mu.Unlock()
+		cancel()
+	}
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, m.s.concurrency)
+	send := func(n int32, data []byte, release func()) {
+		wg.Go(func() {
+			defer release()
+			if err := m.part(ctx, n, data); err != nil {
+				fail(err)
+			}
+		})
+	}
+	size := int64(len(first))
+	send(1, first, func() {})
+	for n := int32(2); ; n++ {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		buf := m.s.bufs.get()
+		release := func() { m.s.bufs.put(buf); <-slots }
+		var rerr error
+		*buf, rerr = readUpTo(rest, (*buf)[:0], m.s.partSize)
+		if rerr != nil && rerr != io.EOF {
+			release()
+			fail(fmt.Errorf("s3store: put %s: read body: %w", m.key, rerr))
+			break
+		}
+		if len(*buf) == 0 {
+			release()
+			break
+		}
+		if n > maxParts {
+			release()
+			fail(fault.Permanentf("s3store: put %s: body larger than %d parts of %d bytes", m.key, maxParts, m.s.partSize))
+			break
+		}
+		size += int64(len(*buf))
+		send(n, *buf, release)
+		if rerr == io.EOF {
+			break
+		}
+	}
+	wg.Wait()
+	if m.err != nil {
+		return 0, m.err
+	}
+	if err := parent.Err(); err != nil {
+		return 0, classify(err, "put", m.key)
+	}
+	return size, nil
+}
+
+func (m *multipart) part(ctx context.Context, n int32, data []byte) error {
+	out, err := m.s.client.UploadPart(ctx, &s3.UploadPartInput{
+		Bucket:            &m.s.bucket,
+		Key:               &m.full,
+		UploadId:          m.uploadID,
+		PartNumber:        aws.Int32(n),
+		Body:              bytes.NewReader(data),
+		ContentLength:     aws.Int64(int64(len(data))),
+		ChecksumAlgorithm: types.ChecksumAlgorithmCrc32,
+	})
+	if err != nil {
+		return classify(err, "put", m.key)
+	}
+	m.mu.Lock()
+	m.parts = append(m.parts, types.CompletedPart{PartNumber: aws.Int32(n), ETag: out.ETag, ChecksumCRC32: out.ChecksumCRC32})
+	m.mu.Unlock()
+	return nil
+}
+
+// abort discards the uploaded parts. An upload that cannot be aborted is
+// still invisible; a bucket lifecycle rule (AbortIncompleteMultipartUpload)
+// reclaims its storage.
+func (m *multipart) abort(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
+	defer cancel()
+	_, err := m.s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &m.s.bucket, Key: &m.full, UploadId: m.uploadID})
+	if err != nil {
+		slog.WarnContext(ctx, "s3store: abort multipart upload", "bucket", m.s.bucket, "key", m.full, "upload_id", aws.ToString(m.uploadID), "err", err)
+	}
+}
+
+// readUpTo appends from r to buf until buf holds limit bytes or r ends
+// (io.EOF). Capacity grows by doubling, never beyond limit, so a small body
+// takes a small buffer.
+func readUpTo(r io.Reader, buf []byte, limit int) ([]byte, error) {
+	for len(buf) < limit {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(max(cap(buf), 16<<10), limit-len(buf)))
+		}
+		n, err := r.Read(buf[len(buf):min(cap(buf), limit)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			return buf, err
+		}
+	}
+	return buf, nil
+}
+
+// bufPool recycles body buffers. Buffers keep the capacity they grew to,
+// up to max.
+type bufPool struct {
+	max  int
+	pool sync.Pool
+}
+
+func (p *bufPool) get() *[]byte {
+	if b, ok := p.pool.Get().(*[]byte); ok {
+		return b
+	}
+	return new([]byte)
+}
+
+func (p *bufPool) put(b *[]byte) {
+	if cap(*b) > p.max {
+		return
+	}
+	*b = (*b)[:0]
+	p.pool.Put(b)
+}

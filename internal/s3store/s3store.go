@@ -115,6 +115,9 @@ func New(ctx context.Context, rawURL string, opts ...Option) (*Store, error) {
 		if so.BaseEndpoint != nil {
 			so.UsePathStyle = true
 		}
+		// Objects uploaded in parts have a checksum of checksums, which
+		// GetObject cannot validate; it would log a warning per read.
+		so.DisableLogOutputChecksumValidationSkipped = true
 	})
 	return &Store{
 		client:      client,

@@ -17,6 +17,10 @@
 //     not of a directory walk: "a-c" < "a.d" < "a/b" < "a0"), strictly
 //     after startAfter, and stops when fn returns false.
 //   - A key is not a directory: "a/b" existing does not make "a" exist.
+//     The converse is not required: a key is never also the directory of
+//     other keys ("a" and "a/b"), because the layout never needs it and
+//     file-backed stores (filestore, versitygw's posix backend) cannot
+//     have both.
 //   - Delete is idempotent: deleting a missing key succeeds.
 //   - A canceled context fails every operation with an error that is
 //     context.Canceled (errors.Is) and temporary.
@@ -258,7 +262,7 @@ func testList(t *testing.T, s store.Store) {
 		"list/a-c",
 		"list/a.d",
 		"list/a/b",
-		"list/a/b/c",
+		"list/a/c",
 		"list/a0",
 		"list/b",
 		"raw/01A.eml",
@@ -284,7 +288,8 @@ func testList(t *testing.T, s store.Store) {
 		{"startAfter past prefix", "list/", "list/zzz", nil},
 		{"startAfter last key", "", "raw/01C.eml", nil},
 		{"no match", "parsed/", "", nil},
-		{"exact key as prefix", "list/a/b", "", all[3:5]},
+		{"exact key as prefix", "list/a/b", "", all[3:4]},
+		{"directory prefix", "list/a/", "", all[3:5]},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -10,10 +10,7 @@
 // at most temporary files, which are invisible and removed at start.
 //
 // Object metadata lives beside the tree under .meta/, written before the
-// object itself, so the object is the commit point. After committing an
-// object under raw/, the store can emit the same S3 event notification
-// record (aws-lambda-go events.S3EventRecord) that S3 would, so local
-// functions run the code path they run on AWS.
+// object itself, so the object is the commit point.
 package filestore
 
 import (
@@ -23,15 +20,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/letterboxmail/letterbox/internal/fault"
 	"github.com/letterboxmail/letterbox/internal/store"
@@ -44,10 +38,8 @@ const (
 
 // Store is a store.Store on a local directory.
 type Store struct {
-	dir    string
-	bucket string
-	notify func(context.Context, events.S3EventRecord)
-	sync   syncMode
+	dir  string
+	sync syncMode
 
 	reqs      chan *commitReq
 	closeOnce sync.Once
@@ -56,13 +48,6 @@ type Store struct {
 
 // Option configures a Store.
 type Option func(*Store)
-
-// WithNotify calls fn after each object under raw/ is committed, with the
-// record S3 would send. fn runs on the writer's goroutine and should not
-// block for long.
-func WithNotify(fn func(context.Context, events.S3EventRecord)) Option {
-	return func(s *Store) { s.notify = fn }
-}
 
 type syncMode int
 
@@ -93,7 +78,7 @@ func New(dir string, opts ...Option) (*Store, error) {
 	for _, e := range leftovers {
 		os.Remove(filepath.Join(abs, tmpDir, e.Name()))
 	}
-	s := &Store{dir: abs, bucket: filepath.Base(abs), sync: defaultSync, reqs: make(chan *commitReq, 1024), done: make(chan struct{})}
+	s := &Store{dir: abs, sync: defaultSync, reqs: make(chan *commitReq, 1024), done: make(chan struct{})}
 	for _, o := range opts {
 		o(s)
 	}
@@ -225,33 +210,7 @@ func (s *Store) Put(ctx context.Context, key string, body io.Reader, meta map[st
 	if err := <-req.done; err != nil {
 		return store.Object{}, err
 	}
-	obj := store.Object{Key: key, Size: n, ModTime: time.Now(), Meta: meta}
-	if s.notify != nil && strings.HasPrefix(key, store.RawPrefix) {
-		s.notify(ctx, s.record(obj))
-	}
-	return obj, nil
-}
-
-// record builds the S3 event notification for a committed object.
-func (s *Store) record(obj store.Object) events.S3EventRecord {
-	return events.S3EventRecord{
-		EventVersion: "2.1",
-		EventSource:  "aws:s3",
-		AWSRegion:    "local",
-		EventTime:    obj.ModTime.UTC(),
-		EventName:    "ObjectCreated:Put",
-		S3: events.S3Entity{
-			SchemaVersion:   "1.0",
-			ConfigurationID: "letterbox-dev",
-			Bucket:          events.S3Bucket{Name: s.bucket, Arn: "arn:aws:s3:::" + s.bucket},
-			Object: events.S3Object{
-				Key:           url.QueryEscape(obj.Key),
-				URLDecodedKey: obj.Key,
-				Size:          obj.Size,
-				Sequencer:     fmt.Sprintf("%016X", obj.ModTime.UnixNano()),
-			},
-		},
-	}
+	return store.Object{Key: key, Size: n, ModTime: time.Now(), Meta: meta}, nil
 }
 
 // Get opens an object.

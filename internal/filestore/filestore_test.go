@@ -12,8 +12,6 @@ import (
 	"testing"
 	"testing/iotest"
 
-	"github.com/aws/aws-lambda-go/events"
-
 	"github.com/letterboxmail/letterbox/internal/fault"
 	"github.com/letterboxmail/letterbox/internal/filestore"
 	"github.com/letterboxmail/letterbox/internal/store"
@@ -28,31 +26,6 @@ func open(t *testing.T, opts ...filestore.Option) *filestore.Store {
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
-}
-
-func TestPutEmitsS3RecordForRawOnly(t *testing.T) {
-	var mu sync.Mutex
-	var got []events.S3EventRecord
-	s := open(t, filestore.WithNotify(func(_ context.Context, r events.S3EventRecord) {
-		mu.Lock()
-		got = append(got, r)
-		mu.Unlock()
-	}))
-	ctx := context.Background()
-	if _, err := s.Put(ctx, "raw/01J0 X.eml", strings.NewReader("hello"), nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Put(ctx, "parsed/01J0.json", strings.NewReader("{}"), nil); err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 1 {
-		t.Fatalf("got %d records, want 1", len(got))
-	}
-	r := got[0]
-	if r.EventSource != "aws:s3" || r.EventName != "ObjectCreated:Put" || r.S3.Object.Key != "raw%2F01J0+X.eml" ||
-		r.S3.Object.URLDecodedKey != "raw/01J0 X.eml" || r.S3.Object.Size != 5 || r.S3.Bucket.Name != filepath.Base(s.Dir()) {
-		t.Fatalf("record = %+v", r)
-	}
 }
 
 func TestRejectsKeysOutsideTheStore(t *testing.T) {
@@ -131,4 +104,8 @@ func TestKeyThatIsAlsoAPrefixIsRefused(t *testing.T) {
 	if got, _ := storetest.MustGet(t, s, "list/a"); got != "x" {
 		t.Fatalf("list/a = %q", got)
 	}
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store { return open(t) })
 }

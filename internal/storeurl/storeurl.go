@@ -1,0 +1,60 @@
+// Package storeurl opens a store from its URL: file://DIR (or a bare path)
+// for the embedded file store, s3://BUCKET[/PREFIX] for S3.
+package storeurl
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/letterboxmail/letterbox/internal/filestore"
+	"github.com/letterboxmail/letterbox/internal/s3store"
+	"github.com/letterboxmail/letterbox/internal/store"
+)
+
+// Open opens the store at rawURL. The returned closer releases it.
+func Open(ctx context.Context, rawURL string) (store.Store, io.Closer, error) {
+	switch {
+	case strings.HasPrefix(rawURL, "s3://"):
+		s, err := s3store.New(ctx, rawURL)
+		if err != nil {
+			return nil, nil, err
+		}
+		return s, io.NopCloser(nil), nil
+	case strings.HasPrefix(rawURL, "file://"):
+		return openFile(strings.TrimPrefix(rawURL, "file://"))
+	case strings.Contains(rawURL, "://"):
+		return nil, nil, fmt.Errorf("store %q: unsupported scheme (use file://DIR or s3://BUCKET[/PREFIX])", rawURL)
+	case rawURL == "":
+		return nil, nil, fmt.Errorf("no store given (use file://DIR or s3://BUCKET[/PREFIX])")
+	default:
+		return openFile(rawURL)
+	}
+}
+
+func openFile(dir string) (store.Store, io.Closer, error) {
+	if dir == "" {
+		return nil, nil, fmt.Errorf("store file:// needs a directory")
+	}
+	s, err := filestore.New(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, s, nil
+}
+
+// Bucket returns the bucket name a store's events should carry: the S3
+// bucket, or the directory's base name for the file store.
+func Bucket(rawURL string) string {
+	u := strings.TrimPrefix(strings.TrimPrefix(rawURL, "s3://"), "file://")
+	u = strings.TrimRight(u, "/")
+	if strings.HasPrefix(rawURL, "s3://") {
+		b, _, _ := strings.Cut(u, "/")
+		return b
+	}
+	if i := strings.LastIndexByte(u, '/'); i >= 0 {
+		return u[i+1:]
+	}
+	return u
+}

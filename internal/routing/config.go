@@ -149,9 +149,10 @@ type Retry struct {
 	Max      Duration `yaml:"max"`
 }
 
-// DefaultRetry covers a little over 24 hours: 30s, 1m, 2m … doubling to a
-// one-hour cap, 30 attempts in all.
-var DefaultRetry = Retry{Attempts: 30, Initial: Duration(30 * time.Second), Max: Duration(time.Hour)}
+// DefaultRetry keeps trying for more than a day even with the shortest
+// jitter: 30s, 1m, 2m … doubling to a two-hour cap, 36 attempts in all
+// (at least 28 hours, about 40 on average).
+var DefaultRetry = Retry{Attempts: 36, Initial: Duration(30 * time.Second), Max: Duration(2 * time.Hour)}
 
 // Load reads and validates a routes file.
 func Load(path string) (*Config, error) {

@@ -1,0 +1,166 @@
+package delivery
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/letterboxmail/letterbox/internal/fault"
+	"github.com/letterboxmail/letterbox/internal/routing"
+	"github.com/letterboxmail/letterbox/internal/store"
+	"github.com/letterboxmail/letterbox/message"
+)
+
+// Handler is the deliver function: it consumes delivery-queue batches
+// (events.SQSEvent) and reports the jobs to retry as batch item failures.
+// The same handler runs in Lambda and in `letterbox dev`.
+type Handler struct {
+	Store    store.Store
+	Routes   *routing.Live
+	Queue    Queue
+	Webhooks *Webhooks
+	Journal  Journal
+	Log      *slog.Logger
+	// Parallel bounds the jobs of one batch run at once (default 10).
+	Parallel int
+}
+
+// Handle processes one batch. Every goroutine it starts ends before it
+// returns.
+func (h *Handler) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+	var (
+		mu   sync.Mutex
+		resp = events.SQSEventResponse{BatchItemFailures: []events.SQSBatchItemFailure{}}
+		wg   sync.WaitGroup
+	)
+	par := h.Parallel
+	if par <= 0 {
+		par = 10
+	}
+	sem := make(chan struct{}, par)
+	for _, rec := range ev.Records {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if !h.process(ctx, rec) {
+				mu.Lock()
+				resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: rec.MessageId})
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return resp, nil
+}
+
+// process runs one job; it returns false when the queue must redeliver it.
+func (h *Handler) process(ctx context.Context, rec events.SQSMessage) bool {
+	var job Job
+	if err := json.Unmarshal([]byte(rec.Body), &job); err != nil || job.ID == "" {
+		// Not a job: leave it to the queue's redrive policy, which moves
+		// it to the dead-letter queue after its receive limit.
+		h.Log.ErrorContext(ctx, "delivery queue message is not a job", "sqs_message_id", rec.MessageId, "err", err)
+		return false
+	}
+	log := h.Log.With("message_id", job.MessageID, "route", job.Route, "job_id", job.ID, "action", job.Kind)
+	attempt, _ := strconv.Atoi(rec.Attributes["ApproximateReceiveCount"])
+	attempt = max(attempt, 1)
+
+	r, err := h.Journal.Get(ctx, job.MessageID, job.ID)
+	if err != nil {
+		log.WarnContext(ctx, "cannot read delivery record; will retry", "err", err)
+		return false
+	}
+	if r.Done() {
+		log.InfoContext(ctx, "job already finished; duplicate ignored", "status", r.Status)
+		return true
+	}
+	if r == nil {
+		r = &Record{Job: job, Status: StatusPending}
+	}
+
+	cfg := h.Routes.Get(ctx)
+	retry := routing.DefaultRetry
+	start := time.Now()
+	var res Result
+	route := cfg.Route(job.Route)
+	switch {
+	case route == nil:
+		res.Err = fault.Permanentf("route %q is no longer in %s", job.Route, cfg.File)
+	case job.Action >= len(route.Actions):
+		res.Err = fault.Permanentf("route %q has no action %d any more", job.Route, job.Action)
+	default:
+		act := route.Actions[job.Action]
+		if act.Retry != nil {
+			retry = *act.Retry
+		}
+		m, err := job.Load(ctx, h.Store)
+		if err != nil {
+			res.Err = fmt.Errorf("load message: %w", err)
+		} else {
+			res = h.run(ctx, &job, m, act)
+		}
+	}
+	latency := time.Since(start)
+
+	a := Attempt{At: start.UTC(), Number: attempt, Status: res.Status, LatencyMS: float64(latency.Microseconds()) / 1000}
+	redeliver := false
+	switch {
+	case res.Err == nil:
+		a.Outcome, r.Status = StatusDelivered, StatusDelivered
+	case fault.IsTemporary(res.Err) && attempt < retry.Attempts:
+		delay := max(Backoff(retry, attempt), res.RetryAfter)
+		delay = min(delay, MaxDelay)
+		at := time.Now().Add(delay).UTC()
+		a.Outcome, a.Error, a.RetryAt, r.Status = "retry", res.Err.Error(), &at, StatusRetrying
+		if err := h.Queue.Retry(ctx, rec.ReceiptHandle, delay); err != nil {
+			log.WarnContext(ctx, "cannot set retry delay; the queue's default applies", "err", err)
+		}
+		redeliver = true
+	default:
+		a.Outcome, a.Error, r.Status = StatusFailed, res.Err.Error(), StatusFailed
+	}
+	r.Attempts = append(r.Attempts, a)
+	if err := h.Journal.Put(ctx, r); err != nil {
+		log.ErrorContext(ctx, "cannot write delivery record", "err", err)
+		if r.Status == StatusFailed {
+			return false // keep the job until its failure is on record
+		}
+	}
+	attrs := []any{"attempt", attempt, "status", res.Status, "latency_ms", a.LatencyMS, "outcome", a.Outcome}
+	switch a.Outcome {
+	case StatusDelivered:
+		log.InfoContext(ctx, "delivered", attrs...)
+	case "retry":
+		log.WarnContext(ctx, "delivery failed; will retry", append(attrs, "err", res.Err, "retry_at", a.RetryAt)...)
+	default:
+		log.ErrorContext(ctx, "delivery failed for good; dead-lettered", append(attrs, "err", res.Err)...)
+		if err := h.Queue.DeadLetter(ctx, job); err != nil {
+			log.ErrorContext(ctx, "cannot dead-letter job; will retry", "err", err)
+			return false
+		}
+	}
+	return !redeliver
+}
+
+// run performs one attempt of an action.
+func (h *Handler) run(ctx context.Context, j *Job, m *message.Message, act *routing.Action) Result {
+	expand := func(s string) string { return routing.Matched{Captures: j.Captures}.Expand(s) }
+	switch act.Kind() {
+	case "webhook":
+		return h.Webhooks.Post(ctx, j, m, act.Webhook, expand)
+	case "store", "drop":
+		// The raw message is already stored; these actions only end the
+		// message's routing, and are recorded like any other.
+		return Result{}
+	default:
+		return Result{Err: fault.Permanentf("action %s is not supported by this deliverer", act.Kind())}
+	}
+}

@@ -1,0 +1,151 @@
+// Package delivery runs the actions routes choose — webhook POSTs signed per
+// Standard Webhooks, store, drop — at least once, with retries, backoff and
+// a dead letter, and keeps an auditable record of every attempt.
+//
+// A job is one (message, route, action). Its id is stable for that triple and
+// is sent as webhook-id on every attempt, so receivers can de-duplicate.
+// Status codes follow RFC 9110: 2xx is delivered, 406 and 410 are permanent
+// failures, everything else (other 4xx, 5xx, timeouts, connection errors) is
+// retried, honouring Retry-After (RFC 9110 §10.2.3).
+package delivery
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/letterboxmail/letterbox/internal/store"
+	"github.com/letterboxmail/letterbox/message"
+)
+
+// Job is one action to run for one message. It is the body of a delivery
+// queue message.
+type Job struct {
+	ID         string            `json:"id"`
+	MessageID  string            `json:"message_id"`
+	Route      string            `json:"route"`
+	Action     int               `json:"action"`
+	Kind       string            `json:"kind"`
+	Recipients []string          `json:"recipients"`
+	Captures   map[string]string `json:"captures,omitempty"`
+	CreatedAt  time.Time         `json:"created_at"`
+	// Message is the parsed message, carried in the job when it fits in a
+	// queue message; otherwise MessageKey names it in the store.
+	Message    *message.Message `json:"message,omitempty"`
+	MessageKey string           `json:"message_key,omitempty"`
+	// Replay is set on jobs created by `letterbox replay`.
+	Replay string `json:"replay,omitempty"`
+}
+
+// JobID returns the stable id of a message's route action.
+func JobID(messageID, route string, action int) string {
+	return fmt.Sprintf("%s.%s.%d", messageID, route, action)
+}
+
+// MaxQueueBody is the largest job body carried inline: SQS allows 256 KiB
+// per message; keep a margin for attributes.
+const MaxQueueBody = 240 << 10
+
+// Load returns the job's parsed message, from the job or the store.
+func (j *Job) Load(ctx context.Context, st store.Store) (*message.Message, error) {
+	if j.Message != nil {
+		return j.Message, nil
+	}
+	var m message.Message
+	if err := store.GetJSON(ctx, st, j.MessageKey, &m); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// Queue is the delivery queue: SQS on AWS, localqueue in `letterbox dev`.
+type Queue interface {
+	// Send enqueues jobs durably.
+	Send(ctx context.Context, jobs []Job) error
+	// Retry makes a received job visible again after delay (SQS:
+	// ChangeMessageVisibility); the handler then reports it as failed.
+	Retry(ctx context.Context, receiptHandle string, delay time.Duration) error
+	// DeadLetter keeps a job that will not be tried again, for redrive.
+	DeadLetter(ctx context.Context, job Job) error
+}
+
+// Outcome of a job.
+const (
+	StatusPending   = "pending"
+	StatusRetrying  = "retrying"
+	StatusDelivered = "delivered"
+	StatusFailed    = "failed" // dead-lettered
+)
+
+// Attempt is one try at a job.
+type Attempt struct {
+	At        time.Time `json:"at"`
+	Number    int       `json:"number"`
+	Status    int       `json:"status,omitempty"` // HTTP status or SMTP code
+	Error     string    `json:"error,omitempty"`
+	LatencyMS float64   `json:"latency_ms"`
+	// Outcome: delivered, retry or failed.
+	Outcome string     `json:"outcome"`
+	RetryAt *time.Time `json:"retry_at,omitempty"`
+}
+
+// Record is a job's audit trail, kept under deliveries/<message>/<job>.json.
+type Record struct {
+	Job       Job       `json:"job"`
+	Status    string    `json:"status"`
+	Attempts  []Attempt `json:"attempts"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Journal keeps delivery records in the store.
+type Journal struct{ Store store.Store }
+
+// Get returns a job's record, or nil when it has none yet.
+func (jl Journal) Get(ctx context.Context, messageID, jobID string) (*Record, error) {
+	var r Record
+	err := store.GetJSON(ctx, jl.Store, store.DeliveryKey(messageID, jobID), &r)
+	if store.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// Put writes a job's record. The record never holds the message itself.
+func (jl Journal) Put(ctx context.Context, r *Record) error {
+	r.Job.Message = nil
+	r.UpdatedAt = time.Now().UTC()
+	return store.PutJSON(ctx, jl.Store, store.DeliveryKey(r.Job.MessageID, r.Job.ID), r)
+}
+
+// List returns every record of a message, in job id order.
+func (jl Journal) List(ctx context.Context, messageID string) ([]Record, error) {
+	var keys []string
+	err := jl.Store.List(ctx, store.DeliveriesPrefix+messageID+"/", "", func(o store.Object) bool {
+		keys = append(keys, o.Key)
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Record, 0, len(keys))
+	for _, k := range keys {
+		var r Record
+		if err := store.GetJSON(ctx, jl.Store, k, &r); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// Done reports whether a job already reached a final status.
+func (r *Record) Done() bool {
+	return r != nil && (r.Status == StatusDelivered || r.Status == StatusFailed)
+}
+
+// encode marshals a job for the queue.
+func encode(j Job) ([]byte, error) { return json.Marshal(j) }

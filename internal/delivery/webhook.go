@@ -1,0 +1,151 @@
+package delivery
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/letterboxmail/letterbox/internal/egress"
+	"github.com/letterboxmail/letterbox/internal/fault"
+	"github.com/letterboxmail/letterbox/internal/routing"
+	"github.com/letterboxmail/letterbox/message"
+	"github.com/letterboxmail/letterbox/webhook"
+)
+
+// Result is what one attempt at an action produced.
+type Result struct {
+	// Err is nil on success; otherwise fault.IsTemporary says retry.
+	Err error
+	// Status is the peer's status code, if one was received.
+	Status int
+	// RetryAfter is the peer's requested wait, if any.
+	RetryAfter time.Duration
+}
+
+// DefaultWebhookTimeout bounds one webhook attempt.
+const DefaultWebhookTimeout = 30 * time.Second
+
+// Webhooks posts signed webhook requests.
+type Webhooks struct {
+	guarded, open *http.Client
+	// Getenv resolves secret_env; nil means os.Getenv.
+	Getenv func(string) string
+	// UserAgent is sent with every request.
+	UserAgent string
+}
+
+// NewWebhooks returns a webhook sender whose connections obey policy,
+// except for actions that set allow_private_network.
+func NewWebhooks(policy egress.Policy, getenv func(string) string) *Webhooks {
+	client := func(p egress.Policy) *http.Client {
+		return &http.Client{
+			Transport: &http.Transport{
+				DialContext:           p.DialContext,
+				ForceAttemptHTTP2:     true,
+				MaxIdleConnsPerHost:   16,
+				IdleConnTimeout:       90 * time.Second,
+				TLSHandshakeTimeout:   10 * time.Second,
+				ResponseHeaderTimeout: DefaultWebhookTimeout,
+			},
+			// Redirects are not followed: a 3xx is a failure to fix, and
+			// following it would bypass the receiver's signature check
+			// and the egress policy's intent.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	return &Webhooks{guarded: client(policy), open: client(egress.Policy{AllowPrivate: true}), Getenv: getenv, UserAgent: "letterbox-webhook/1"}
+}
+
+// Secrets resolves a webhook action's signing secrets.
+func (w *Webhooks) Secrets(a *routing.WebhookAction) ([]webhook.Secret, error) {
+	var raw []string
+	switch {
+	case a.Secret != "":
+		raw = []string{a.Secret}
+	case len(a.Secrets) > 0:
+		raw = a.Secrets
+	case a.SecretEnv != "":
+		v := w.Getenv(a.SecretEnv)
+		if v == "" {
+			return nil, fault.Permanentf("webhook secret: environment variable %s is empty", a.SecretEnv)
+		}
+		raw = strings.Split(v, ",")
+	}
+	out := make([]webhook.Secret, 0, len(raw))
+	for _, s := range raw {
+		k, err := webhook.ParseSecret(s)
+		if err != nil {
+			return nil, fault.Permanent(err)
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// Body returns the webhook v1 body of a job: stable across attempts.
+func Body(j *Job, m *message.Message) ([]byte, error) {
+	return json.Marshal(webhook.Event{Type: webhook.TypeMessageReceived, Timestamp: j.CreatedAt.UTC(), Data: m})
+}
+
+// Post delivers one webhook attempt.
+func (w *Webhooks) Post(ctx context.Context, j *Job, m *message.Message, a *routing.WebhookAction, captures func(string) string) Result {
+	secrets, err := w.Secrets(a)
+	if err != nil {
+		return Result{Err: err}
+	}
+	body, err := Body(j, m)
+	if err != nil {
+		return Result{Err: fault.Permanent(err)}
+	}
+	timeout := time.Duration(a.Timeout)
+	if timeout <= 0 {
+		timeout = DefaultWebhookTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, captures(a.URL), bytes.NewReader(body))
+	if err != nil {
+		return Result{Err: fault.Permanentf("webhook url: %w", err)}
+	}
+	for k, v := range a.Headers {
+		req.Header.Set(k, captures(v))
+	}
+	now := time.Now()
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", w.UserAgent)
+	req.Header.Set(webhook.HeaderID, j.ID)
+	req.Header.Set(webhook.HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
+	req.Header.Set(webhook.HeaderSignature, webhook.SignatureHeader(secrets, j.ID, now, body))
+	client := w.guarded
+	if a.AllowLocal {
+		client = w.open
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		if errors.Is(err, egress.ErrForbidden) {
+			return Result{Err: fault.Permanent(err)}
+		}
+		if ctx.Err() != nil {
+			return Result{Err: fault.Temporaryf("webhook: no response within %s", timeout)}
+		}
+		return Result{Err: fault.Temporary(fmt.Errorf("webhook: %w", err))}
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	res := Result{Status: resp.StatusCode, RetryAfter: RetryAfter(resp.Header.Get("Retry-After"), time.Now())}
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+	case resp.StatusCode == http.StatusNotAcceptable || resp.StatusCode == http.StatusGone:
+		res.Err = fault.Permanentf("webhook: receiver answered %d %s: not retried", resp.StatusCode, http.StatusText(resp.StatusCode))
+	default:
+		res.Err = fault.Temporaryf("webhook: receiver answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
+	}
+	return res
+}

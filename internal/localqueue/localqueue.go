@@ -1,0 +1,348 @@
+// Package localqueue is the delivery queue of `letterbox dev`: SQS's
+// semantics (at-least-once, visibility timeout, receive count, batch item
+// failures, per-message delay, dead letters) on a local directory, so the
+// deliver function runs the same code as on AWS and pending retries survive
+// a restart.
+//
+// Messages are files written through the file store (durable, atomic). A
+// consumer loop hands batches to the handler as events.SQSEvent and deletes
+// the records the handler did not report as failed.
+package localqueue
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/letterboxmail/letterbox/internal/delivery"
+	"github.com/letterboxmail/letterbox/internal/fault"
+	"github.com/letterboxmail/letterbox/internal/filestore"
+	"github.com/letterboxmail/letterbox/internal/store"
+)
+
+// Handler consumes batches, as a Lambda function with an SQS event source
+// and ReportBatchItemFailures does.
+type Handler func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error)
+
+// entry is a queued message's persisted state.
+type entry struct {
+	ID           string          `json:"id"`
+	Body         json.RawMessage `json:"body"`
+	SentAt       time.Time       `json:"sent_at"`
+	ReceiveCount int             `json:"receive_count"`
+	VisibleAt    time.Time       `json:"visible_at"`
+
+	inflight bool
+}
+
+// Queue is a durable local queue.
+type Queue struct {
+	st   *filestore.Store
+	name string
+	// Visibility is how long a received message stays hidden when the
+	// handler neither deletes it nor sets a delay (SQS's visibility timeout).
+	Visibility time.Duration
+	// BatchSize is the most records per handler call (SQS: up to 10).
+	BatchSize int
+	Log       *slog.Logger
+
+	mu      sync.Mutex
+	entries map[string]*entry
+	wake    chan struct{}
+}
+
+// Open opens (creating) a queue in dir, loading messages left by an
+// earlier run: their retries resume.
+func Open(ctx context.Context, dir, name string) (*Queue, error) {
+	st, err := filestore.New(dir)
+	if err != nil {
+		return nil, err
+	}
+	q := Memory(name)
+	q.st = st
+	err = st.List(ctx, "queue/", "", func(o store.Object) bool {
+		var e entry
+		if err = store.GetJSON(ctx, st, o.Key, &e); err != nil {
+			return false
+		}
+		q.entries[e.ID] = &e
+		return true
+	})
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("localqueue: load %s: %w", dir, err)
+	}
+	return q, nil
+}
+
+// Memory returns a queue kept only in memory, for events that are
+// recovered another way after a restart (`letterbox dev` rescans raw/).
+func Memory(name string) *Queue {
+	return &Queue{name: name, Visibility: 30 * time.Second, BatchSize: 10, Log: slog.Default(),
+		entries: map[string]*entry{}, wake: make(chan struct{}, 1)}
+}
+
+// Close releases the queue's store.
+func (q *Queue) Close() error {
+	if q.st == nil {
+		return nil
+	}
+	return q.st.Close()
+}
+
+// Len returns the number of messages queued or in flight.
+func (q *Queue) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.entries)
+}
+
+func key(id string) string { return "queue/" + id + ".json" }
+
+func (q *Queue) persist(ctx context.Context, e *entry) error {
+	if q.st == nil {
+		return nil
+	}
+	b, err := json.Marshal(e)
+	if err != nil {
+		return fault.Permanent(err)
+	}
+	_, err = q.st.Put(ctx, key(e.ID), bytes.NewReader(b), nil)
+	return err
+}
+
+// Send enqueues a message durably, visible after delay. A message whose id
+// is already queued is not enqueued twice.
+func (q *Queue) Send(ctx context.Context, id string, body []byte, delay time.Duration) error {
+	if strings.ContainsAny(id, "/\x00") || id == "" {
+		return fault.Permanentf("localqueue: bad message id %q", id)
+	}
+	q.mu.Lock()
+	_, dup := q.entries[id]
+	q.mu.Unlock()
+	if dup {
+		return nil
+	}
+	e := &entry{ID: id, Body: body, SentAt: time.Now().UTC(), VisibleAt: time.Now().Add(delay).UTC()}
+	if err := q.persist(ctx, e); err != nil {
+		return err
+	}
+	q.mu.Lock()
+	if _, dup := q.entries[id]; !dup {
+		q.entries[id] = e
+	}
+	q.mu.Unlock()
+	q.poke()
+	return nil
+}
+
+func (q *Queue) poke() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// ChangeVisibility hides a received message for d from now, as SQS's
+// ChangeMessageVisibility. The receipt handle is the record's.
+func (q *Queue) ChangeVisibility(ctx context.Context, receipt string, d time.Duration) error {
+	id, _, _ := strings.Cut(receipt, "#")
+	q.mu.Lock()
+	e, ok := q.entries[id]
+	if ok {
+		e.VisibleAt = time.Now().Add(d).UTC()
+	}
+	q.mu.Unlock()
+	if !ok {
+		return fault.Permanentf("localqueue: receipt handle %q is not in flight", receipt)
+	}
+	return q.persist(ctx, e)
+}
+
+// Run consumes the queue with the given number of concurrent batches
+// until ctx ends, then waits for the batches in flight.
+func (q *Queue) Run(ctx context.Context, workers int, h Handler) {
+	var wg sync.WaitGroup
+	for i := 0; i < max(workers, 1); i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			q.worker(ctx, h)
+		}()
+	}
+	wg.Wait()
+}
+
+func (q *Queue) worker(ctx context.Context, h Handler) {
+	for {
+		batch, next := q.receive(ctx)
+		if len(batch) > 0 {
+			q.process(context.WithoutCancel(ctx), h, batch)
+			q.poke() // there may be more
+			continue
+		}
+		wait := time.Hour
+		if !next.IsZero() {
+			wait = max(time.Until(next), time.Millisecond)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-q.wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// receive takes up to BatchSize visible messages, oldest first, and returns
+// when the next invisible one becomes visible.
+func (q *Queue) receive(ctx context.Context) ([]events.SQSMessage, time.Time) {
+	if ctx.Err() != nil {
+		return nil, time.Time{}
+	}
+	now := time.Now()
+	q.mu.Lock()
+	var ready []*entry
+	var next time.Time
+	for _, e := range q.entries {
+		if e.inflight {
+			continue
+		}
+		if e.VisibleAt.After(now) {
+			if next.IsZero() || e.VisibleAt.Before(next) {
+				next = e.VisibleAt
+			}
+			continue
+		}
+		ready = append(ready, e)
+	}
+	sort.Slice(ready, func(i, j int) bool { return ready[i].SentAt.Before(ready[j].SentAt) })
+	if len(ready) > q.BatchSize {
+		ready = ready[:q.BatchSize]
+	}
+	batch := make([]events.SQSMessage, 0, len(ready))
+	for _, e := range ready {
+		e.inflight = true
+		e.ReceiveCount++
+		e.VisibleAt = now.Add(q.Visibility).UTC()
+		batch = append(batch, q.record(e))
+	}
+	q.mu.Unlock()
+	// The receive count must survive a crash, as SQS's does.
+	for _, e := range ready {
+		if err := q.persist(ctx, e); err != nil {
+			q.Log.WarnContext(ctx, "localqueue: cannot persist receive count", "id", e.ID, "err", err)
+		}
+	}
+	return batch, next
+}
+
+func (q *Queue) record(e *entry) events.SQSMessage {
+	return events.SQSMessage{
+		MessageId:     e.ID,
+		ReceiptHandle: e.ID + "#" + strconv.Itoa(e.ReceiveCount),
+		Body:          string(e.Body),
+		Attributes: map[string]string{
+			"ApproximateReceiveCount": strconv.Itoa(e.ReceiveCount),
+			"SentTimestamp":           strconv.FormatInt(e.SentAt.UnixMilli(), 10),
+		},
+		EventSource:    "aws:sqs",
+		EventSourceARN: "arn:aws:sqs:local:000000000000:" + q.name,
+		AWSRegion:      "local",
+	}
+}
+
+func (q *Queue) process(ctx context.Context, h Handler, batch []events.SQSMessage) {
+	resp, err := h(ctx, events.SQSEvent{Records: batch})
+	failed := map[string]bool{}
+	if err != nil {
+		// A failed invocation retries the whole batch, as Lambda does.
+		q.Log.ErrorContext(ctx, "localqueue: handler failed; batch will be retried", "queue", q.name, "err", err)
+		for _, r := range batch {
+			failed[r.MessageId] = true
+		}
+	}
+	for _, f := range resp.BatchItemFailures {
+		failed[f.ItemIdentifier] = true
+	}
+	for _, r := range batch {
+		q.mu.Lock()
+		e := q.entries[r.MessageId]
+		e.inflight = false
+		if !failed[r.MessageId] {
+			delete(q.entries, r.MessageId)
+		}
+		q.mu.Unlock()
+		if failed[r.MessageId] || q.st == nil {
+			continue
+		}
+		if err := q.st.Delete(ctx, key(r.MessageId)); err != nil {
+			q.Log.WarnContext(ctx, "localqueue: cannot delete message; it may be redelivered", "id", r.MessageId, "err", err)
+		}
+	}
+}
+
+// DeadLetters lists the dead-lettered bodies.
+func (q *Queue) DeadLetters(ctx context.Context) ([][]byte, error) {
+	var out [][]byte
+	var err error
+	if q.st == nil {
+		return nil, nil
+	}
+	lerr := q.st.List(ctx, "dead/", "", func(o store.Object) bool {
+		var b []byte
+		if b, err = store.ReadAll(ctx, q.st, o.Key); err != nil {
+			return false
+		}
+		out = append(out, b)
+		return true
+	})
+	if lerr != nil {
+		return nil, lerr
+	}
+	return out, err
+}
+
+// Deliveries adapts a Queue to delivery.Queue.
+type Deliveries struct{ *Queue }
+
+var _ delivery.Queue = Deliveries{}
+
+// Send enqueues jobs, keyed by job id.
+func (d Deliveries) Send(ctx context.Context, jobs []delivery.Job) error {
+	for _, j := range jobs {
+		b, err := json.Marshal(j)
+		if err != nil {
+			return fault.Permanent(err)
+		}
+		if err := d.Queue.Send(ctx, j.ID, b, 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Retry delays a received job.
+func (d Deliveries) Retry(ctx context.Context, receipt string, delay time.Duration) error {
+	return d.ChangeVisibility(ctx, receipt, delay)
+}
+
+// DeadLetter keeps a job under dead/ for inspection and redrive.
+func (d Deliveries) DeadLetter(ctx context.Context, j delivery.Job) error {
+	if d.st == nil {
+		return fault.Permanentf("localqueue: %s keeps no dead letters in memory", d.name)
+	}
+	return store.PutJSON(ctx, d.st, "dead/"+j.ID+".json", j)
+}

@@ -76,6 +76,16 @@ type Envelope struct {
 	ReceivedAt time.Time `json:"received_at"`
 	// Source names the ingress: "gateway" or "ses".
 	Source string `json:"source,omitempty"`
+	// Recipients repeats RcptTo with each recipient's sub-address tag; the
+	// parser fills it.
+	Recipients []Recipient `json:"recipients,omitempty"`
+}
+
+// Recipient is one envelope recipient (RFC 5321 RCPT TO).
+type Recipient struct {
+	Address string `json:"address"`
+	// MailboxHash is the sub-address tag: "tag" for user+tag@domain.
+	MailboxHash string `json:"mailbox_hash,omitempty"`
 }
 
 // Address is a mailbox (RFC 5322 §3.4).
@@ -86,6 +96,12 @@ type Address struct {
 	MailboxHash string `json:"mailbox_hash,omitempty"`
 	// Group names the RFC 5322 group the address was listed in, if any.
 	Group string `json:"group,omitempty"`
+	// AddressASCII is the address with its domain in IDNA A-labels
+	// (RFC 5891), present only when the domain is written in Unicode.
+	AddressASCII string `json:"address_ascii,omitempty"`
+	// AddressUnicode is the address with its domain in Unicode U-labels,
+	// present only when the domain is written with A-labels (xn--).
+	AddressUnicode string `json:"address_unicode,omitempty"`
 }
 
 // Header is one header field, with RFC 2047 encoded words decoded.
@@ -103,6 +119,8 @@ type Part struct {
 	Charset     string `json:"charset,omitempty"`
 	Disposition string `json:"disposition,omitempty"`
 	Content     string `json:"content"`
+	// Path is the MIME part number, as IMAP numbers parts (RFC 3501 §6.4.5).
+	Path string `json:"path,omitempty"`
 }
 
 // Attachment is a non-body part: an attachment or an inline resource.
@@ -117,6 +135,8 @@ type Attachment struct {
 	Key string `json:"key,omitempty"`
 	// Message summarises an attached message/rfc822.
 	Message *Summary `json:"message,omitempty"`
+	// Path is the MIME part number, as IMAP numbers parts (RFC 3501 §6.4.5).
+	Path string `json:"path,omitempty"`
 }
 
 // Summary describes an attached message (message/rfc822).
@@ -125,6 +145,8 @@ type Summary struct {
 	From        *Address     `json:"from"`
 	Date        string       `json:"date"`
 	Attachments []Attachment `json:"attachments,omitempty"`
+	MessageID   string       `json:"message_id,omitempty"`
+	To          []Address    `json:"to,omitempty"`
 }
 
 // Auth holds the sender-authentication verdicts.
@@ -141,6 +163,8 @@ type Auth struct {
 type SPFResult struct {
 	Result string `json:"result"`
 	Domain string `json:"domain"`
+	// Reason explains a result other than pass or none.
+	Reason string `json:"reason,omitempty"`
 }
 
 // DKIMResult is the RFC 6376 result of one signature.
@@ -148,6 +172,8 @@ type DKIMResult struct {
 	Result   string `json:"result"`
 	Domain   string `json:"domain"`
 	Selector string `json:"selector"`
+	// Reason explains a result other than pass.
+	Reason string `json:"reason,omitempty"`
 }
 
 // DMARCResult is an RFC 7489 result.
@@ -155,9 +181,19 @@ type DMARCResult struct {
 	Result string `json:"result"`
 	Policy string `json:"policy"`
 	Domain string `json:"domain"`
+	// SPFAligned and DKIMAligned say which passing identifier was aligned
+	// with the From domain (RFC 7489 §3.1).
+	SPFAligned  bool `json:"spf_aligned"`
+	DKIMAligned bool `json:"dkim_aligned"`
+	// Reason explains a result other than pass.
+	Reason string `json:"reason,omitempty"`
 }
 
 // ARCResult is an RFC 8617 chain validation result.
 type ARCResult struct {
 	Result string `json:"result"`
+	// Instances is the number of ARC sets in the chain.
+	Instances int `json:"instances,omitempty"`
+	// Reason explains a result other than pass or none.
+	Reason string `json:"reason,omitempty"`
 }

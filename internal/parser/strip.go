@@ -1,0 +1,147 @@
+package parser
+
+import (
+	"regexp"
+	"strings"
+)
+
+// attributions match the line a mail client puts above quoted history
+// ("On <date>, <name> wrote:") in the languages clients most often use.
+// Every form ends with a colon, which stripReply checks before trying them.
+var attributions = regexp.MustCompile(`(?i)^(?:` + strings.Join([]string{
+	`on\b.{1,300}\bwrote\s?:`,                   // English (Gmail, Apple Mail, Thunderbird)
+	`am\b.{1,300}\bschrieb\b.{0,200}:`,          // German
+	`le\b.{1,300}\ba écrit\s?:`,                 // French
+	`el\b.{1,300}\bescribió\s?:`,                // Spanish
+	`(?:il\b.{1,300}\b)?ha scritto\s?:`,         // Italian
+	`.{0,300}\bha scritto\s?:`,                  // Italian (name first)
+	`op\b.{1,300}\bschreef\b.{0,200}:`,          // Dutch
+	`em\b.{1,300}\bescreveu\s?:`,                // Portuguese
+	`(?:den|på)\b.{1,300}\bskrev\b.{0,200}:`,    // Swedish, Danish, Norwegian
+	`.{1,300}\bskrev\s?:`,                       // Scandinavian (name first)
+	`w dniu\b.{1,300}\bnapisał(?:\(a\)|a)?\s?:`, // Polish
+	`.{1,300}(?:пишет|написал(?:\(а\)|а)?)\s?:`, // Russian
+	`.{1,300}\b(?:kirjoitti|napsal(?:\(a\)|a)?|yazdı|έγραψε)\s?:`,
+	`\d{4}年\d{1,2}月\d{1,2}日.{0,300}[:：]`, // Japanese, Chinese (Gmail)
+	`(?:在)?.{0,300}写道\s?[:：]`,             // Chinese
+	`.{0,300}寫道\s?[:：]`,                   // Chinese (traditional)
+	`.{0,300}작성\s?[:：]`,                   // Korean
+}, "|") + `)$`)
+
+// originalMessage matches Outlook's and others' separator lines.
+var originalMessage = regexp.MustCompile(`(?i)^-{2,}\s*(?:original message|ursprüngliche nachricht|message d'origine|mensaje original|messaggio originale|oorspronkelijk bericht|mensagem original|originalmeddelande|oprindelig meddelelse|opprinnelig melding|alkuperäinen viesti|исходное сообщение|wiadomość oryginalna|původní zpráva|原始邮件|元のメッセージ)\s*-{2,}$`)
+
+// headerLine matches the first fields of a quoted header block (Outlook's
+// "From: … Sent: … To: … Subject: …", also in other languages).
+var (
+	headerFrom  = regexp.MustCompile(`(?i)^\*?(?:from|de|von|van|da|från|fra|от|od|lähettäjä|发件人|寄件者|差出人|보낸 사람)\s?\*?\s?[:：]`)
+	headerOther = regexp.MustCompile(`(?i)^\*?(?:sent|date|to|cc|subject|gesendet|datum|an|betreff|envoyé|à|objet|enviado|fecha|para|asunto|verzonden|aan|onderwerp|inviato|data|a|oggetto|assunto|skickat|till|ämne|sendt|til|emne|отправлено|дата|кому|тема|wysłano|do|temat|发送时间|收件人|主题|送信日時|宛先|件名|날짜|받는 사람|제목)\s?\*?\s?[:：]`)
+	underscores = regexp.MustCompile(`^_{20,}$`)
+	mobileSig   = regexp.MustCompile(`(?i)^(?:sent from my \w+|sent from (?:mail|outlook|yahoo mail|samsung mobile)\b.*|get outlook for (?:ios|android)|von meinem \w+ gesendet|envoyé de mon \w+|enviado desde mi \w+|inviato da \w+)\.?$`)
+)
+
+// stripReply returns the text a sender wrote in a reply, without quoted
+// history, quote lines and signature, like Mailgun's stripped-text and
+// Postmark's StrippedTextReply: it cuts at the first attribution line
+// ("On … wrote:"), "-----Original Message-----" separator or quoted header
+// block, removes lines quoted with ">", and cuts at a "-- " signature
+// delimiter (RFC 3676 §4.3) or a trailing "Sent from my …" line.
+func stripReply(text string) string {
+	if text == "" {
+		return ""
+	}
+	lines := strings.Split(text, "\n")
+	cut := len(lines)
+	for i := 0; i < len(lines) && cut == len(lines); i++ {
+		l := strings.TrimSpace(lines[i])
+		if l == "" || len(l) > 600 {
+			continue
+		}
+		switch {
+		case originalMessage.MatchString(l):
+			cut = i
+		case underscores.MatchString(l) && i+1 < len(lines) && headerFrom.MatchString(strings.TrimSpace(nextNonBlank(lines, i+1))):
+			cut = i
+		case headerFrom.MatchString(l) && headerBlockFollows(lines, i+1):
+			cut = i
+		default:
+			// An attribution may be wrapped over up to three lines.
+			joined := l
+			for j := i; j < len(lines) && j < i+3; j++ {
+				if j > i {
+					next := strings.TrimSpace(lines[j])
+					if next == "" {
+						break
+					}
+					joined += " " + next
+				}
+				if (strings.HasSuffix(joined, ":") || strings.HasSuffix(joined, "：")) && attributions.MatchString(joined) {
+					cut = i
+					break
+				}
+			}
+		}
+	}
+	kept := make([]string, 0, cut)
+	for _, l := range lines[:cut] {
+		if strings.HasPrefix(strings.TrimLeft(l, " "), ">") {
+			continue
+		}
+		kept = append(kept, l)
+	}
+	// Signature: the first "-- " delimiter line.
+	for i, l := range kept {
+		if strings.TrimRight(l, " \r") == "--" {
+			kept = kept[:i]
+			break
+		}
+	}
+	// Trailing blank lines and mobile-client footers.
+	for len(kept) > 0 {
+		last := strings.TrimSpace(kept[len(kept)-1])
+		if last == "" || mobileSig.MatchString(last) {
+			kept = kept[:len(kept)-1]
+			continue
+		}
+		break
+	}
+	// Collapse runs of blank lines left by removed quotes.
+	out := kept[:0]
+	blank := 0
+	for _, l := range kept {
+		if strings.TrimSpace(l) == "" {
+			blank++
+			if blank > 1 {
+				continue
+			}
+		} else {
+			blank = 0
+		}
+		out = append(out, strings.TrimRight(l, " \r"))
+	}
+	for len(out) > 0 && strings.TrimSpace(out[0]) == "" {
+		out = out[1:]
+	}
+	return strings.Join(out, "\n")
+}
+
+func nextNonBlank(lines []string, i int) string {
+	for ; i < len(lines); i++ {
+		if strings.TrimSpace(lines[i]) != "" {
+			return lines[i]
+		}
+	}
+	return ""
+}
+
+// headerBlockFollows reports whether at least one more quoted header field
+// follows within the next few lines.
+func headerBlockFollows(lines []string, i int) bool {
+	for j := i; j < len(lines) && j < i+5; j++ {
+		l := strings.TrimSpace(lines[j])
+		if headerOther.MatchString(l) {
+			return true
+		}
+	}
+	return false
+}

@@ -3,10 +3,13 @@ package routing
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"sync"
 	"time"
+
+	"github.com/letterboxmail/letterbox/internal/store"
 )
 
 // Loader fetches a routes file if it changed since version (an ETag, a
@@ -120,6 +123,43 @@ func (f FileLoader) Load(ctx context.Context, version string) ([]byte, string, b
 		return nil, version, false, nil
 	}
 	data, err := os.ReadFile(string(f))
+	if err != nil {
+		return nil, "", false, err
+	}
+	return data, v, true, nil
+}
+
+// StoreLoader loads a routes file from a store object (an S3 object in
+// AWS), checking its size and modification time before fetching it.
+type StoreLoader struct {
+	Store interface {
+		Stat(ctx context.Context, key string) (store.Object, error)
+		Get(ctx context.Context, key string) (io.ReadCloser, store.Object, error)
+	}
+	Key string
+	// Source names the object in errors, e.g. s3://bucket/routes.yaml.
+	Source string
+}
+
+// Name returns the object's URL.
+func (l StoreLoader) Name() string { return l.Source }
+
+// Load fetches the object when it changed.
+func (l StoreLoader) Load(ctx context.Context, version string) ([]byte, string, bool, error) {
+	obj, err := l.Store.Stat(ctx, l.Key)
+	if err != nil {
+		return nil, "", false, err
+	}
+	v := fmt.Sprintf("%d-%d", obj.ModTime.UnixNano(), obj.Size)
+	if v == version {
+		return nil, version, false, nil
+	}
+	rc, _, err := l.Store.Get(ctx, l.Key)
+	if err != nil {
+		return nil, "", false, err
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, 4<<20))
 	if err != nil {
 		return nil, "", false, err
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/letterboxmail/letterbox/internal/filestore"
+	"github.com/letterboxmail/letterbox/internal/routing"
 	"github.com/letterboxmail/letterbox/internal/s3store"
 	"github.com/letterboxmail/letterbox/internal/store"
 )
@@ -57,4 +58,26 @@ func Bucket(rawURL string) string {
 		return u[i+1:]
 	}
 	return u
+}
+
+// RoutesLoader returns the loader for a routes location: s3://BUCKET/KEY
+// for an S3 object, otherwise a local file path.
+func RoutesLoader(ctx context.Context, ref string) (routing.Loader, error) {
+	switch {
+	case strings.HasPrefix(ref, "s3://"):
+		bucket, key, ok := strings.Cut(strings.TrimPrefix(ref, "s3://"), "/")
+		if !ok || key == "" || bucket == "" {
+			return nil, fmt.Errorf("routes %q: want s3://BUCKET/KEY", ref)
+		}
+		s, err := s3store.New(ctx, "s3://"+bucket)
+		if err != nil {
+			return nil, err
+		}
+		return routing.StoreLoader{Store: s, Key: key, Source: ref}, nil
+	case strings.Contains(ref, "://"):
+		return nil, fmt.Errorf("routes %q: unsupported location (use a file path or s3://BUCKET/KEY)", ref)
+	case ref == "":
+		return nil, fmt.Errorf("no routes file given")
+	}
+	return routing.FileLoader(ref), nil
 }

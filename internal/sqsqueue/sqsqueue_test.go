@@ -1,0 +1,134 @@
+package sqsqueue_test
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/letterboxmail/letterbox/internal/delivery"
+	"github.com/letterboxmail/letterbox/internal/fault"
+	"github.com/letterboxmail/letterbox/internal/sqsqueue"
+)
+
+// call is one SQS API request as the real SDK serialised it (JSON protocol).
+type call struct {
+	Target string
+	Body   map[string]any
+}
+
+// sqsServer answers SQS JSON-protocol requests: the thin fake that stands
+// in for SQS, which cannot run here.
+func sqsServer(t *testing.T, failBatch bool) (*sqs.Client, func() []call) {
+	var mu sync.Mutex
+	var calls []call
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		var body map[string]any
+		json.Unmarshal(b, &body)
+		target := strings.TrimPrefix(r.Header.Get("X-Amz-Target"), "AmazonSQS.")
+		mu.Lock()
+		calls = append(calls, call{target, body})
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		switch target {
+		case "SendMessageBatch":
+			entries := body["Entries"].([]any)
+			var ok, failed []map[string]any
+			for _, e := range entries {
+				id := e.(map[string]any)["Id"]
+				sum := md5.Sum([]byte(e.(map[string]any)["MessageBody"].(string)))
+				if failBatch {
+					failed = append(failed, map[string]any{"Id": id, "Code": "InternalError", "Message": "try again", "SenderFault": false})
+				} else {
+					ok = append(ok, map[string]any{"Id": id, "MessageId": "m-" + id.(string), "MD5OfMessageBody": hex.EncodeToString(sum[:])})
+				}
+			}
+			json.NewEncoder(w).Encode(map[string]any{"Successful": ok, "Failed": failed})
+		case "SendMessage":
+			sum := md5.Sum([]byte(body["MessageBody"].(string)))
+			json.NewEncoder(w).Encode(map[string]any{"MessageId": "dead-1", "MD5OfMessageBody": hex.EncodeToString(sum[:])})
+		case "ChangeMessageVisibility":
+			io.WriteString(w, `{}`)
+		default:
+			w.WriteHeader(400)
+			io.WriteString(w, `{"__type":"InvalidAction","message":"unexpected"}`)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	client := sqs.New(sqs.Options{
+		Region:       "eu-west-1",
+		BaseEndpoint: aws.String(srv.URL),
+		Credentials:  credentials.NewStaticCredentialsProvider("AKID", "SECRET", ""),
+	}, func(o *sqs.Options) { o.RetryMaxAttempts = 1 })
+	return client, func() []call { mu.Lock(); defer mu.Unlock(); return append([]call(nil), calls...) }
+}
+
+func TestSendBatchesOfTen(t *testing.T) {
+	client, calls := sqsServer(t, false)
+	q := &sqsqueue.Queue{API: client, URL: "https://sqs.eu-west-1.amazonaws.com/1/deliveries", DeadLetterURL: "https://sqs.eu-west-1.amazonaws.com/1/dead"}
+	var jobs []delivery.Job
+	for i := 0; i < 23; i++ {
+		jobs = append(jobs, delivery.Job{ID: "j" + string(rune('a'+i)), MessageID: "m"})
+	}
+	if err := q.Send(context.Background(), jobs); err != nil {
+		t.Fatal(err)
+	}
+	cs := calls()
+	if len(cs) != 3 || cs[0].Target != "SendMessageBatch" || cs[0].Body["QueueUrl"] != q.URL {
+		t.Fatalf("calls = %+v", cs)
+	}
+	sizes := []int{len(cs[0].Body["Entries"].([]any)), len(cs[1].Body["Entries"].([]any)), len(cs[2].Body["Entries"].([]any))}
+	if sizes[0] != 10 || sizes[1] != 10 || sizes[2] != 3 {
+		t.Fatalf("batch sizes = %v", sizes)
+	}
+	var j delivery.Job
+	json.Unmarshal([]byte(cs[2].Body["Entries"].([]any)[2].(map[string]any)["MessageBody"].(string)), &j)
+	if j.ID != "jw" {
+		t.Fatalf("last job = %+v", j)
+	}
+}
+
+func TestPartialBatchFailureIsTemporary(t *testing.T) {
+	client, _ := sqsServer(t, true)
+	q := &sqsqueue.Queue{API: client, URL: "https://sqs.example/1/q"}
+	err := q.Send(context.Background(), []delivery.Job{{ID: "a"}})
+	if err == nil || !fault.IsTemporary(err) || !strings.Contains(err.Error(), "1 of 1 jobs not sent: InternalError") {
+		t.Fatalf("Send = %v", err)
+	}
+}
+
+func TestRetryAndDeadLetter(t *testing.T) {
+	client, calls := sqsServer(t, false)
+	q := &sqsqueue.Queue{API: client, URL: "https://sqs.example/1/q", DeadLetterURL: "https://sqs.example/1/dead"}
+	if err := q.Retry(context.Background(), "rh-1", 90*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Retry(context.Background(), "rh-2", 48*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.DeadLetter(context.Background(), delivery.Job{ID: "j1"}); err != nil {
+		t.Fatal(err)
+	}
+	cs := calls()
+	if cs[0].Target != "ChangeMessageVisibility" || cs[0].Body["ReceiptHandle"] != "rh-1" || cs[0].Body["VisibilityTimeout"] != float64(90) {
+		t.Fatalf("first call = %+v", cs[0])
+	}
+	if cs[1].Body["VisibilityTimeout"] != float64(43200) {
+		t.Fatalf("delay not capped at 12h: %+v", cs[1])
+	}
+	if cs[2].Target != "SendMessage" || cs[2].Body["QueueUrl"] != q.DeadLetterURL || !strings.Contains(cs[2].Body["MessageBody"].(string), `"id":"j1"`) {
+		t.Fatalf("dead-letter call = %+v", cs[2])
+	}
+}

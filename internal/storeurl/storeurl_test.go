@@ -1,0 +1,66 @@
+package storeurl_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/letterboxmail/letterbox/internal/routing"
+	"github.com/letterboxmail/letterbox/internal/storeurl"
+	"github.com/letterboxmail/letterbox/internal/testenv"
+)
+
+func TestOpenRefusesUnknownSchemes(t *testing.T) {
+	for _, u := range []string{"", "ftp://x", "gs://bucket"} {
+		if _, _, err := storeurl.Open(context.Background(), u); err == nil {
+			t.Errorf("Open(%q) succeeded", u)
+		}
+	}
+	if _, err := storeurl.RoutesLoader(context.Background(), "s3://bucket-only"); err == nil || !strings.Contains(err.Error(), "want s3://BUCKET/KEY") {
+		t.Errorf("RoutesLoader(bucket only) = %v", err)
+	}
+}
+
+func TestBucket(t *testing.T) {
+	for in, want := range map[string]string{"s3://mail/prefix": "mail", "s3://mail": "mail", "file:///var/lib/letterbox/": "letterbox", ".letterbox": ".letterbox"} {
+		if got := storeurl.Bucket(in); got != want {
+			t.Errorf("Bucket(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// Routes kept in S3 reload when the object changes, as the functions do.
+func TestRoutesFromS3Reload(t *testing.T) {
+	v := testenv.StartVersity(t, testenv.VersityOptions{})
+	v.SetEnv(t)
+	ctx := context.Background()
+	st, _, err := storeurl.Open(ctx, v.StoreURL("config"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(s string) {
+		t.Helper()
+		if _, err := st.Put(ctx, "routes.yaml", strings.NewReader(s), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("domains: [a.test]\nroutes: []\n")
+	ref := "s3://" + v.Bucket + "/config/routes.yaml"
+	l, err := storeurl.RoutesLoader(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := routing.NewLive(ctx, l, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !live.Get(ctx).HasDomain("x@a.test") {
+		t.Fatal("first load")
+	}
+	time.Sleep(1100 * time.Millisecond) // S3 modification times have one-second resolution
+	put("domains: [b.test]\nroutes: []\n")
+	if cfg := live.Get(ctx); !cfg.HasDomain("x@b.test") || cfg.File != ref {
+		t.Fatalf("not reloaded: %+v", cfg.Domains)
+	}
+}

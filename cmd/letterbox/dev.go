@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/letterboxmail/letterbox/internal/localserve"
+	"github.com/letterboxmail/letterbox/smtpgw"
+)
+
+func init() {
+	commands["dev"] = command{summary: "run the whole pipeline locally (SMTP → store → parse → route → deliver)", run: runDev}
+}
+
+func runDev(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	cfg := localserve.Config{}
+	gw := smtpgw.Config{}
+	smtpgw.RegisterFlags(fs, &gw)
+	fs.StringVar(&gw.Addr, "smtp", envOr("LETTERBOX_SMTP_ADDR", "127.0.0.1:2525"), "SMTP listen `address` (env LETTERBOX_SMTP_ADDR)")
+	fs.StringVar(&cfg.HTTPAddr, "http", envOr("LETTERBOX_HTTP_ADDR", "127.0.0.1:8025"), "HTTP `address` for /healthz, /readyz, /metrics and the dev webhook receiver (env LETTERBOX_HTTP_ADDR)")
+	fs.StringVar(&cfg.StoreURL, "store", envOr("LETTERBOX_STORE", "file://.letterbox"), "store `URL`: file://DIR or s3://BUCKET[/PREFIX] (env LETTERBOX_STORE)")
+	fs.StringVar(&cfg.RoutesPath, "routes", envOr("LETTERBOX_ROUTES", "routes.yaml"), "routes `file` (env LETTERBOX_ROUTES)")
+	fs.StringVar(&cfg.QueueDir, "queue", envOr("LETTERBOX_QUEUE_DIR", ""), "delivery queue `directory` (default: .queue in a file store)")
+	fs.BoolVar(&cfg.NoAuth, "no-auth", false, "skip SPF/DKIM/DMARC/ARC checks while parsing")
+	fs.BoolVar(&cfg.AllowPrivate, "allow-private-webhooks", false, "let webhooks reach private networks (loopback is always allowed in dev)")
+	logLevel := fs.String("log-level", envOr("LETTERBOX_LOG_LEVEL", "info"), "log `level`: debug, info, warn or error")
+	logFormat := fs.String("log-format", envOr("LETTERBOX_LOG_FORMAT", "text"), "log `format`: text or json")
+	if err := fs.Parse(args); err != nil {
+		return &exitError{2, err}
+	}
+	if fs.NArg() > 0 {
+		return &exitError{2, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))}
+	}
+	logger, err := newLogger(*logLevel, *logFormat)
+	if err != nil {
+		return &exitError{2, err}
+	}
+	cfg.Gateway, cfg.Logger = gw, logger
+	srv, err := localserve.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("letterbox dev: SMTP on %s, HTTP on http://%s (health /healthz, metrics /metrics, webhook receiver /dev/webhook/)\n", srv.SMTPAddr(), srv.HTTPAddr())
+	fmt.Printf("letterbox dev: store %s, routes %s; webhooks may reach loopback (dev default)\n", cfg.StoreURL, cfg.RoutesPath)
+	fmt.Printf("letterbox dev: try: letterbox send --smtp %s --to support@example.test --subject hello\n", srv.SMTPAddr())
+	select {
+	case <-ctx.Done():
+	case err := <-srv.Err():
+		srv.Shutdown(context.Background())
+		return err
+	}
+	fmt.Println("letterbox dev: shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}

@@ -1,0 +1,281 @@
+// Package localserve runs the whole letterbox pipeline in one process, the
+// way `letterbox dev` does: the SMTP gateway writes raw messages to a store;
+// the store emits the S3 event records S3 would; the ingest handler
+// consumes them as the SQS-wrapped events Lambda receives; delivery jobs go
+// through a local queue with SQS's semantics to the deliver handler. Every
+// handler is the one that runs on Lambda; only the queues are local.
+//
+// A built-in webhook receiver (/dev/webhook/…) verifies and prints what it
+// receives, so the whole path can be tried with no other server running.
+package localserve
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/letterboxmail/letterbox/internal/delivery"
+	"github.com/letterboxmail/letterbox/internal/egress"
+	"github.com/letterboxmail/letterbox/internal/ingest"
+	"github.com/letterboxmail/letterbox/internal/localqueue"
+	"github.com/letterboxmail/letterbox/internal/mailauth"
+	"github.com/letterboxmail/letterbox/internal/routing"
+	"github.com/letterboxmail/letterbox/internal/store"
+	"github.com/letterboxmail/letterbox/internal/storeurl"
+	"github.com/letterboxmail/letterbox/smtpgw"
+)
+
+// Config configures a local pipeline.
+type Config struct {
+	// HTTPAddr serves /healthz, /readyz, /metrics and the dev receiver.
+	HTTPAddr string
+	// StoreURL is file://DIR or s3://BUCKET[/PREFIX].
+	StoreURL string
+	// RoutesPath is the routes file; it is reloaded when it changes.
+	RoutesPath string
+	// QueueDir holds the delivery queue; empty means .queue beside a file
+	// store, or .letterbox-queue for an S3 store.
+	QueueDir string
+	// Gateway configures the SMTP gateway (Gateway.Addr is the SMTP address).
+	Gateway smtpgw.Config
+	// NoAuth disables SPF/DKIM/DMARC/ARC checks while parsing.
+	NoAuth bool
+	// AllowPrivate lets webhooks reach private networks; loopback is
+	// always allowed in dev.
+	AllowPrivate bool
+	// Workers is the number of concurrent batches per queue.
+	Workers int
+	Logger  *slog.Logger
+	// Out receives the dev receiver's printout; nil means os.Stdout.
+	Out io.Writer
+}
+
+// Server is a running local pipeline.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	store   store.Store
+	closer  io.Closer
+	routes  *routing.Live
+	gw      *smtpgw.Gateway
+	http    *http.Server
+	httpLn  net.Listener
+	rawQ    *localqueue.Queue
+	jobQ    *localqueue.Queue
+	ingest  *ingest.Handler
+	deliver *delivery.Handler
+	recv    *Receiver
+
+	cancel context.CancelFunc
+	wg      sync.WaitGroup
+	errc    chan error
+}
+
+// Start starts every stage and returns once all listen.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	s := &Server{cfg: cfg, log: cfg.Logger, errc: make(chan error, 4)}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if cfg.Workers <= 0 {
+		s.cfg.Workers = 4
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			s.close()
+		}
+	}()
+	var err error
+	s.routes, err = routing.NewLive(ctx, routing.FileLoader(cfg.RoutesPath), time.Second)
+	if err != nil {
+		return nil, err
+	}
+	base, closer, err := storeurl.Open(ctx, cfg.StoreURL)
+	if err != nil {
+		return nil, fmt.Errorf("store %s: %w", cfg.StoreURL, err)
+	}
+	s.closer = closer
+	if err := base.Ping(ctx); err != nil {
+		return nil, fmt.Errorf("store %s is not reachable: %w", cfg.StoreURL, err)
+	}
+	s.rawQ = localqueue.Memory("letterbox-raw")
+	s.rawQ.Log = s.log
+	s.store = store.WithEvents(base, storeurl.Bucket(cfg.StoreURL), s.onRaw)
+
+	qdir := cfg.QueueDir
+	if qdir == "" {
+		if strings.HasPrefix(cfg.StoreURL, "s3://") {
+			qdir = ".letterbox-queue"
+		} else {
+			qdir = filepath.Join(strings.TrimPrefix(cfg.StoreURL, "file://"), ".queue")
+		}
+	}
+	if s.jobQ, err = localqueue.Open(ctx, qdir, "letterbox-deliveries"); err != nil {
+		return nil, err
+	}
+	s.jobQ.Log = s.log
+
+	var auth *mailauth.Checker
+	if !cfg.NoAuth {
+		if auth, err = mailauth.New(mailauth.Config{Resolver: cfg.Gateway.Resolver}); err != nil {
+			return nil, err
+		}
+	}
+	journal := delivery.Journal{Store: base}
+	s.ingest = &ingest.Handler{Store: base, Routes: s.routes, Queue: localqueue.Deliveries{Queue: s.jobQ}, Journal: journal,
+		Auth: auth, Log: s.log, KeepParsed: true}
+	policy := egress.Policy{AllowLoopback: true, AllowPrivate: cfg.AllowPrivate}
+	s.deliver = &delivery.Handler{Store: base, Routes: s.routes, Queue: localqueue.Deliveries{Queue: s.jobQ}, Journal: journal,
+		Webhooks: delivery.NewWebhooks(policy, os.Getenv), Log: s.log}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if s.gw, err = smtpgw.New(cfg.Gateway, s.store, s.routes, s.log, reg); err != nil {
+		return nil, err
+	}
+
+	out := cfg.Out
+	if out == nil {
+		out = os.Stdout
+	}
+	s.recv = NewReceiver(s.routes, out)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.gw.Ready(r.Context()); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/dev/webhook/", s.recv)
+	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("http listen: %w", err)
+	}
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	s.wg.Add(3)
+	go func() { defer s.wg.Done(); s.rawQ.Run(runCtx, s.cfg.Workers, s.handleRaw) }()
+	go func() { defer s.wg.Done(); s.jobQ.Run(runCtx, s.cfg.Workers, s.deliver.Handle) }()
+	go func() {
+		defer s.wg.Done()
+		if err := s.http.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.errc <- fmt.Errorf("http: %w", err)
+		}
+	}()
+	if err := s.gw.Listen(); err != nil {
+		return nil, err
+	}
+	go func() {
+		if err := s.gw.ListenAndServe(runCtx); err != nil {
+			s.errc <- fmt.Errorf("smtp: %w", err)
+		}
+	}()
+	if err := s.recover(ctx, base); err != nil {
+		s.log.WarnContext(ctx, "recovery scan incomplete", "err", err)
+	}
+	ok = true
+	return s, nil
+}
+
+// onRaw is the store's event destination: it queues the record as S3
+// would send it to SQS.
+func (s *Server) onRaw(ctx context.Context, rec events.S3EventRecord) {
+	body, _ := json.Marshal(events.S3Event{Records: []events.S3EventRecord{rec}})
+	if err := s.rawQ.Send(ctx, rec.S3.Object.URLDecodedKey, body, 0); err != nil {
+		s.log.ErrorContext(ctx, "cannot queue storage event; the restart scan will find it", "key", rec.S3.Object.URLDecodedKey, "err", err)
+	}
+}
+
+func (s *Server) handleRaw(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+	resp, err := s.ingest.HandleSQS(ctx, ev)
+	for _, f := range resp.BatchItemFailures {
+		// Back off before the next try, as the raw queue's visibility
+		// timeout would.
+		s.rawQ.ChangeVisibility(ctx, f.ItemIdentifier+"#0", 2*time.Second)
+	}
+	return resp, err
+}
+
+// recover queues raw messages that were stored but never parsed: a crash
+// between the store's commit and the parse loses no message.
+func (s *Server) recover(ctx context.Context, st store.Store) error {
+	n := 0
+	err := st.List(ctx, store.RawPrefix, "", func(o store.Object) bool {
+		id, ok := store.IDFromRawKey(o.Key)
+		if !ok {
+			return true
+		}
+		if _, err := st.Stat(ctx, store.ParsedKey(id)); store.IsNotFound(err) {
+			s.onRaw(ctx, store.EventRecord(storeurl.Bucket(s.cfg.StoreURL), o))
+			n++
+		}
+		return true
+	})
+	if n > 0 {
+		s.log.InfoContext(ctx, "queued stored messages that were not yet processed", "count", n)
+	}
+	return err
+}
+
+// SMTPAddr returns the SMTP listener's address.
+func (s *Server) SMTPAddr() string { return s.gw.Addr().String() }
+
+// HTTPAddr returns the HTTP listener's address.
+func (s *Server) HTTPAddr() string { return s.httpLn.Addr().String() }
+
+// Store returns the pipeline's store (without the event hook).
+func (s *Server) Store() store.Store { return s.ingest.Store }
+
+// Receiver returns the built-in webhook receiver.
+func (s *Server) Receiver() *Receiver { return s.recv }
+
+// Err returns a channel that receives a listener's fatal error.
+func (s *Server) Err() <-chan error { return s.errc }
+
+// Shutdown stops accepting mail, lets transactions in flight finish, then
+// stops the consumers after their current batch. Queued deliveries resume
+// at the next start.
+func (s *Server) Shutdown(ctx context.Context) error {
+	var errs []error
+	if s.gw != nil {
+		errs = append(errs, s.gw.Shutdown(ctx))
+	}
+	if s.http != nil {
+		errs = append(errs, s.http.Shutdown(ctx))
+	}
+	s.close()
+	return errors.Join(errs...)
+}
+
+func (s *Server) close() {
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.wg.Wait()
+	if s.jobQ != nil {
+		s.jobQ.Close()
+	}
+	if s.closer != nil {
+		s.closer.Close()
+	}
+}

@@ -23,9 +23,9 @@ var attributions = regexp.MustCompile(`(?i)^(?:` + strings.Join([]string{
 	`.{1,300}(?:пишет|написал(?:\(а\)|а)?)\s?:`, // Russian
 	`.{1,300}\b(?:kirjoitti|napsal(?:\(a\)|a)?|yazdı|έγραψε)\s?:`,
 	`\d{4}年\d{1,2}月\d{1,2}日.{0,300}[:：]`, // Japanese, Chinese (Gmail)
-	`(?:在)?.{0,300}写道\s?[:：]`,             // Chinese
-	`.{0,300}寫道\s?[:：]`,                   // Chinese (traditional)
-	`.{0,300}작성\s?[:：]`,                   // Korean
+	`(?:在)?.{0,300}写道\s?[:：]`,            // Chinese
+	`.{0,300}寫道\s?[:：]`,                  // Chinese (traditional)
+	`.{0,300}작성\s?[:：]`,                  // Korean
 }, "|") + `)$`)
 
 // originalMessage matches Outlook's and others' separator lines.

@@ -1,0 +1,25 @@
+// Command deliver is the delivery Lambda function: delivery jobs from the
+// delivery SQS queue in, signed webhooks out. See internal/delivery.
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-lambda-go/lambdacontext"
+
+	"github.com/letterboxmail/letterbox/internal/delivery"
+	"github.com/letterboxmail/letterbox/internal/egress"
+	"github.com/letterboxmail/letterbox/internal/lambdaenv"
+)
+
+func main() {
+	ctx := context.Background()
+	log := slog.New(lambdacontext.NewLogHandler())
+	env := lambdaenv.MustLoad(ctx, log)
+	h := &delivery.Handler{Store: env.Store, Routes: env.Routes, Queue: env.Queue, Journal: delivery.Journal{Store: env.Store},
+		Webhooks: delivery.NewWebhooks(egress.Policy{}, os.Getenv), Log: log}
+	lambda.Start(h.Handle)
+}

@@ -1,0 +1,29 @@
+// Command ingest is the parse-and-route Lambda function: S3 events for raw/
+// (through the raw SQS queue) in, delivery jobs out. See internal/ingest.
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-lambda-go/lambdacontext"
+
+	"github.com/letterboxmail/letterbox/internal/delivery"
+	"github.com/letterboxmail/letterbox/internal/ingest"
+	"github.com/letterboxmail/letterbox/internal/lambdaenv"
+	"github.com/letterboxmail/letterbox/internal/mailauth"
+)
+
+func main() {
+	ctx := context.Background()
+	log := slog.New(lambdacontext.NewLogHandler())
+	env := lambdaenv.MustLoad(ctx, log)
+	auth, err := mailauth.New(mailauth.Config{Resolver: os.Getenv("LETTERBOX_RESOLVER"), Timeout: 5 * time.Second})
+	lambdaenv.Check(log, err, "mail authentication")
+	h := &ingest.Handler{Store: env.Store, Routes: env.Routes, Queue: env.Queue, Journal: delivery.Journal{Store: env.Store},
+		Auth: auth, Log: log, KeepParsed: os.Getenv("LETTERBOX_KEEP_PARSED") == "true"}
+	lambda.Start(h.Handle)
+}

@@ -1,0 +1,93 @@
+// Package lambdaenv builds, once per Lambda cold start, the clients every
+// letterbox function shares, from the environment the SAM template sets:
+//
+//	LETTERBOX_STORE                  s3://BUCKET[/PREFIX]
+//	LETTERBOX_ROUTES                 s3://BUCKET/KEY (reloaded on change) or a bundled file path
+//	LETTERBOX_DELIVERY_QUEUE_URL     the delivery queue
+//	LETTERBOX_DEAD_LETTER_QUEUE_URL  its dead-letter queue
+//	LETTERBOX_ROUTES_INTERVAL        how often to check the routes for changes (default 30s)
+//
+// Only main packages call it: it is the functions' configuration reader.
+package lambdaenv
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/letterboxmail/letterbox/internal/routing"
+	"github.com/letterboxmail/letterbox/internal/sqsqueue"
+	"github.com/letterboxmail/letterbox/internal/store"
+	"github.com/letterboxmail/letterbox/internal/storeurl"
+)
+
+// Env is what a function needs.
+type Env struct {
+	Store  store.Store
+	Routes *routing.Live
+	Queue  *sqsqueue.Queue
+}
+
+// Load reads the environment and builds the clients.
+func Load(ctx context.Context) (*Env, error) {
+	need := func(name string) (string, error) {
+		v := os.Getenv(name)
+		if v == "" {
+			return "", fmt.Errorf("environment variable %s is not set", name)
+		}
+		return v, nil
+	}
+	storeURL, err := need("LETTERBOX_STORE")
+	if err != nil {
+		return nil, err
+	}
+	routesRef, err := need("LETTERBOX_ROUTES")
+	if err != nil {
+		return nil, err
+	}
+	st, _, err := storeurl.Open(ctx, storeURL)
+	if err != nil {
+		return nil, err
+	}
+	loader, err := storeurl.RoutesLoader(ctx, routesRef)
+	if err != nil {
+		return nil, err
+	}
+	interval := 30 * time.Second
+	if v := os.Getenv("LETTERBOX_ROUTES_INTERVAL"); v != "" {
+		if interval, err = time.ParseDuration(v); err != nil {
+			return nil, fmt.Errorf("LETTERBOX_ROUTES_INTERVAL: %w", err)
+		}
+	}
+	routes, err := routing.NewLive(ctx, loader, interval)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, err
+	}
+	q := &sqsqueue.Queue{API: sqs.NewFromConfig(cfg), URL: os.Getenv("LETTERBOX_DELIVERY_QUEUE_URL"), DeadLetterURL: os.Getenv("LETTERBOX_DEAD_LETTER_QUEUE_URL")}
+	return &Env{Store: st, Routes: routes, Queue: q}, nil
+}
+
+// MustLoad is Load for a function's main: a configuration error ends the
+// process with the error logged, so the deployment fails loudly.
+func MustLoad(ctx context.Context, log *slog.Logger) *Env {
+	env, err := Load(ctx)
+	Check(log, err, "configuration")
+	return env
+}
+
+// Check ends the process when err is not nil.
+func Check(log *slog.Logger, err error, what string) {
+	if err != nil {
+		log.Error("cannot start: "+what, "err", err)
+		os.Exit(1)
+	}
+}

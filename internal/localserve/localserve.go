@@ -82,8 +82,8 @@ type Server struct {
 	recv    *Receiver
 
 	cancel context.CancelFunc
-	wg      sync.WaitGroup
-	errc    chan error
+	wg     sync.WaitGroup
+	errc   chan error
 }
 
 // Start starts every stage and returns once all listen.

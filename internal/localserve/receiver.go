@@ -16,10 +16,10 @@ import (
 
 // Received is one webhook request the dev receiver accepted.
 type Received struct {
-	ID      string         `json:"webhook_id"`
-	At      time.Time      `json:"received_at"`
-	Path    string         `json:"path"`
-	Event   *webhook.Event `json:"event"`
+	ID    string         `json:"webhook_id"`
+	At    time.Time      `json:"received_at"`
+	Path  string         `json:"path"`
+	Event *webhook.Event `json:"event"`
 }
 
 // Receiver is the development webhook receiver served at /dev/webhook/…:

@@ -1,0 +1,204 @@
+package localserve_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/letterboxmail/letterbox/internal/delivery"
+	"github.com/letterboxmail/letterbox/internal/localserve"
+	"github.com/letterboxmail/letterbox/internal/store"
+	"github.com/letterboxmail/letterbox/smtpgw"
+	"github.com/letterboxmail/letterbox/webhook"
+)
+
+const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+type hook struct {
+	srv    *httptest.Server
+	events chan *webhook.Event
+	ids    chan string
+	fail   func() bool
+}
+
+func newHook(t *testing.T) *hook {
+	h := &hook{events: make(chan *webhook.Event, 100), ids: make(chan string, 100), fail: func() bool { return false }}
+	v, _ := webhook.NewVerifier(secret)
+	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, ev, err := v.ReadEvent(r)
+		if err != nil {
+			t.Errorf("hook: %v", err)
+			w.WriteHeader(401)
+			return
+		}
+		if h.fail() {
+			w.WriteHeader(503)
+			return
+		}
+		h.ids <- id
+		h.events <- ev
+	}))
+	t.Cleanup(h.srv.Close)
+	return h
+}
+
+func start(t *testing.T, dir, hookURL string) *localserve.Server {
+	t.Helper()
+	routes := filepath.Join(dir, "routes.yaml")
+	os.WriteFile(routes, []byte(fmt.Sprintf(`
+domains: [example.test]
+routes:
+  - name: support
+    match: {recipient: "support@example.test"}
+    actions:
+      - webhook: {url: "%s/support", secret: "%s"}
+        retry: {attempts: 5, initial: 50ms, max: 200ms}
+`, hookURL, secret)), 0o644)
+	srv, err := localserve.Start(context.Background(), localserve.Config{
+		HTTPAddr: "127.0.0.1:0", StoreURL: "file://" + filepath.Join(dir, "store"), RoutesPath: routes,
+		Gateway: smtpgw.Config{Addr: "127.0.0.1:0", Hostname: "mx.test"}, NoAuth: true,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Out: io.Discard,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv
+}
+
+const msg = "From: =?UTF-8?B?w4lsb2RpZQ==?= <elodie@example.org>\r\n" +
+	"To: Support <support@example.test>\r\n" +
+	"Subject: =?UTF-8?Q?Caf=C3=A9_order?=\r\n" +
+	"Message-ID: <m1@example.org>\r\n" +
+	"Date: Sun, 22 Nov 2026 16:40:10 +0100\r\n" +
+	"MIME-Version: 1.0\r\n" +
+	"Content-Type: multipart/mixed; boundary=outer\r\n\r\n" +
+	"--outer\r\nContent-Type: multipart/alternative; boundary=alt\r\n\r\n" +
+	"--alt\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nTwo coffees, please.\r\n" +
+	"--alt\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>Two coffees, please.</p>\r\n" +
+	"--alt--\r\n" +
+	"--outer\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"order.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n" +
+	"--outer--\r\n"
+
+func send(t *testing.T, addr, from string, to []string, body string) (string, error) {
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Hello("client.test"); err != nil {
+		return "", err
+	}
+	if err := c.Mail(from, nil); err != nil {
+		return "", err
+	}
+	for _, r := range to {
+		if err := c.Rcpt(r, nil); err != nil {
+			return "", err
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		return "", err
+	}
+	io.WriteString(w, body)
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		return "", err
+	}
+	c.Quit()
+	return resp.StatusText, nil
+}
+
+func TestMailArrivesAsSignedWebhook(t *testing.T) {
+	dir := t.TempDir()
+	h := newHook(t)
+	srv := start(t, dir, h.srv.URL)
+	defer srv.Shutdown(context.Background())
+
+	reply, err := send(t, srv.SMTPAddr(), "elodie@example.org", []string{"support@example.test"}, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev *webhook.Event
+	select {
+	case ev = <-h.events:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no webhook within 20s")
+	}
+	m := ev.Data
+	if !strings.Contains(reply, m.ID) {
+		t.Fatalf("250 reply %q does not name the message id %s", reply, m.ID)
+	}
+	if m.Subject != "Café order" || m.From.Name != "Élodie" || m.From.Address != "elodie@example.org" ||
+		len(m.To) != 1 || m.To[0].Address != "support@example.test" ||
+		strings.TrimSpace(m.Text) != "Two coffees, please." || !strings.Contains(m.HTML, "<p>Two coffees") ||
+		len(m.Attachments) != 1 || m.Attachments[0].Filename != "order.pdf" || m.Attachments[0].Size != 9 ||
+		m.Envelope.MailFrom != "elodie@example.org" || m.Envelope.HELO != "client.test" || m.Envelope.ClientIP != "127.0.0.1" {
+		b, _ := json.MarshalIndent(m, "", "  ")
+		t.Fatalf("parsed message:\n%s", b)
+	}
+	st := srv.Store()
+	raw, _ := store.ReadAll(context.Background(), st, m.RawKey)
+	if !bytes.HasSuffix(raw, []byte(msg)) || !bytes.HasPrefix(raw, []byte("Received: ")) {
+		t.Fatalf("stored raw message is not the message with a Received header:\n%s", raw)
+	}
+	if _, err := st.Stat(context.Background(), store.ParsedKey(m.ID)); err != nil {
+		t.Fatalf("parsed JSON not stored: %v", err)
+	}
+	recs, err := delivery.Journal{Store: st}.List(context.Background(), m.ID)
+	if err != nil || len(recs) != 1 || recs[0].Status != delivery.StatusDelivered {
+		t.Fatalf("delivery records = %+v, %v", recs, err)
+	}
+}
+
+func TestForeignRecipientIsRefusedAtRCPT(t *testing.T) {
+	dir := t.TempDir()
+	srv := start(t, dir, newHook(t).srv.URL)
+	defer srv.Shutdown(context.Background())
+	_, err := send(t, srv.SMTPAddr(), "a@example.org", []string{"victim@elsewhere.test"}, msg)
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code != 550 || se.EnhancedCode != (smtp.EnhancedCode{5, 7, 1}) {
+		t.Fatalf("RCPT to a foreign domain: %v, want 550 5.7.1", err)
+	}
+}
+
+// Deliveries pending when the pipeline stops resume when it starts again.
+func TestPendingRetriesSurviveRestart(t *testing.T) {
+	dir := t.TempDir()
+	h := newHook(t)
+	failing := true
+	var mu = make(chan struct{}, 1)
+	mu <- struct{}{}
+	h.fail = func() bool { <-mu; defer func() { mu <- struct{}{} }(); return failing }
+	srv := start(t, dir, h.srv.URL)
+	if _, err := send(t, srv.SMTPAddr(), "a@example.org", []string{"support@example.test"}, msg); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // a few failed attempts
+	if err := srv.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	<-mu
+	failing = false
+	mu <- struct{}{}
+	srv2 := start(t, dir, h.srv.URL)
+	defer srv2.Shutdown(context.Background())
+	select {
+	case <-h.events:
+	case <-time.After(20 * time.Second):
+		t.Fatal("pending delivery did not resume after restart")
+	}
+}

@@ -23,9 +23,9 @@ import (
 // transaction answers "421 4.3.2" itself and reports end of input, so
 // go-smtp closes the connection.
 type conn struct {
-	net.Conn           // the accepted TCP connection
-	g        *Gateway  //
-	listener string    // listenerSMTP or listenerSubmission
+	net.Conn          // the accepted TCP connection
+	g        *Gateway //
+	listener string   // listenerSMTP or listenerSubmission
 	remote   netip.AddrPort
 	proxied  netip.AddrPort // the load balancer's address when PROXY protocol was used
 	br       *bufio.Reader  // bytes read past the PROXY header; nil when none are left

@@ -39,13 +39,13 @@ type bodyReader struct {
 	timeout time.Duration
 	onEOF   func()
 
-	n         int64
-	prevCR    bool
-	err       error // the first error: ours or the reader's
-	errAt     int64
-	eofAt     time.Time
-	extended  time.Time
-	finished  bool
+	n        int64
+	prevCR   bool
+	err      error // the first error: ours or the reader's
+	errAt    int64
+	eofAt    time.Time
+	extended time.Time
+	finished bool
 }
 
 func newBodyReader(r io.Reader, c net.Conn, timeout time.Duration) *bodyReader {

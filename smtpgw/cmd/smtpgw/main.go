@@ -1,0 +1,79 @@
+// Command smtpgw is letterbox's SMTP gateway: it receives mail for the
+// domains in the routes file and writes each message to the store. Flags
+// and operation: docs/gateway.md. `smtpgw hash-password` reads a password
+// on stdin and prints a bcrypt hash for the --auth-users file.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/letterboxmail/letterbox/internal/routing"
+	"github.com/letterboxmail/letterbox/internal/storeurl"
+	"github.com/letterboxmail/letterbox/smtpgw"
+)
+
+func main() {
+	if len(os.Args) == 2 && os.Args[1] == "hash-password" {
+		pw, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+		h, err := smtpgw.HashPassword(strings.TrimRight(pw, "\r\n"))
+		exitOn(err)
+		fmt.Println(h)
+		return
+	}
+	var cfg smtpgw.Config
+	fs := flag.NewFlagSet("smtpgw", flag.ExitOnError)
+	smtpgw.RegisterFlags(fs, &cfg)
+	fs.StringVar(&cfg.Addr, "smtp", env("LETTERBOX_SMTP_ADDR", ":2525"), "SMTP listen address [LETTERBOX_SMTP_ADDR]")
+	httpAddr := fs.String("http", env("LETTERBOX_HTTP_ADDR", ":8025"), "HTTP address for /metrics, /healthz, /readyz [LETTERBOX_HTTP_ADDR]")
+	storeURL := fs.String("store", env("LETTERBOX_STORE", "file://.letterbox"), "store URL: file://DIR or s3://BUCKET[/PREFIX] [LETTERBOX_STORE]")
+	routesRef := fs.String("routes", env("LETTERBOX_ROUTES", "routes.yaml"), "routes file or s3://BUCKET/KEY, reloaded when it changes [LETTERBOX_ROUTES]")
+	_ = fs.Parse(os.Args[1:])
+
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(env("LETTERBOX_LOG_LEVEL", "info")))
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+
+	st, closer, err := storeurl.Open(ctx, *storeURL)
+	exitOn(err)
+	defer closer.Close()
+	loader, err := storeurl.RoutesLoader(ctx, *routesRef)
+	exitOn(err)
+	routes, err := routing.NewLive(ctx, loader, 10*time.Second)
+	exitOn(err)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	gw, err := smtpgw.New(cfg, st, routes, log, reg)
+	exitOn(err)
+	exitOn(gw.Run(ctx, *httpAddr, reg, hup))
+}
+
+func env(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func exitOn(err error) {
+	if err != nil {
+		slog.Error("smtpgw: " + err.Error())
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,59 @@
+package smtpgw
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Run serves SMTP and, on httpAddr, /metrics, /healthz and /readyz until
+// ctx ends; then it shuts down gracefully within Config.ShutdownTimeout.
+// Every value received on reload (SIGHUP) reloads the TLS certificate.
+// It is the gateway binary's whole life; `letterbox dev` wires the parts
+// itself.
+func (g *Gateway) Run(ctx context.Context, httpAddr string, gatherer prometheus.Gatherer, reload <-chan os.Signal) error {
+	if err := g.Listen(); err != nil {
+		return err
+	}
+	hl, err := net.Listen("tcp", httpAddr)
+	if err != nil {
+		return fmt.Errorf("http listen %s: %w", httpAddr, err)
+	}
+	hs := &http.Server{Handler: g.HTTPHandler(gatherer), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 2)
+	go func() {
+		if err := hs.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("http: %w", err)
+		}
+	}()
+	g.log.InfoContext(ctx, "HTTP listening", "addr", hl.Addr().String(), "paths", "/metrics /healthz /readyz")
+	smtpDone := make(chan error, 1)
+	go func() { smtpDone <- g.ListenAndServe(ctx) }()
+	for {
+		select {
+		case <-reload:
+			if err := g.ReloadTLS(ctx); err != nil {
+				g.log.ErrorContext(ctx, "TLS reload failed; keeping the certificate in use", "err", err)
+			}
+			continue
+		case err = <-errc:
+			sctx, cancel := context.WithTimeout(context.Background(), g.cfg.ShutdownTimeout)
+			_ = g.Shutdown(sctx)
+			cancel()
+			<-smtpDone
+		case err = <-smtpDone:
+		}
+		break
+	}
+	// /healthz keeps answering while SMTP drains; stop HTTP last.
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = hs.Shutdown(sctx)
+	return err
+}

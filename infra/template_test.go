@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/letterboxmail/letterbox/infra/cfn"
 	"github.com/letterboxmail/letterbox/internal/testenv"
@@ -173,6 +174,9 @@ func TestFunctionsFollowTheContract(t *testing.T) {
 		}
 		if got := subText(env["LETTERBOX_STORE"]); got != "s3://${MailBucket}" {
 			t.Errorf("%s: LETTERBOX_STORE = %q, want s3://${MailBucket}", id, got)
+		}
+		if id == "DeliverFunction" && refTarget(env["LETTERBOX_DEAD_LETTER_QUEUE_URL"]) != "DeliveryDeadLetterQueue" {
+			t.Errorf("%s: LETTERBOX_DEAD_LETTER_QUEUE_URL must !Ref DeliveryDeadLetterQueue", id)
 		}
 		if got := refTarget(env["LETTERBOX_DELIVERY_QUEUE_URL"]); got != "DeliveryQueue" {
 			t.Errorf("%s: LETTERBOX_DELIVERY_QUEUE_URL refers to %q, want DeliveryQueue", id, got)
@@ -376,7 +380,7 @@ func TestIAMLeastPrivilege(t *testing.T) {
 		sqsSendTo []string
 	}{
 		{"IngestRole", []string{"parsed/*", "attachments/*", "deliveries/*"}, []string{"DeliveryQueue"}},
-		{"DeliverRole", []string{"deliveries/*"}, nil},
+		{"DeliverRole", []string{"deliveries/*"}, []string{"DeliveryDeadLetterQueue"}},
 		{"GatewayTaskRole", []string{"raw/*", "envelopes/*"}, nil},
 	}
 	byRole := map[string][]statement{}
@@ -575,6 +579,10 @@ func TestGateway(t *testing.T) {
 			t.Errorf("gateway environment lacks %s", name)
 		}
 	}
+	stop, _ := c.Get("StopTimeout").Int()
+	if d, err := time.ParseDuration(env["LETTERBOX_SHUTDOWN_TIMEOUT"].Str()); err != nil || d >= time.Duration(stop)*time.Second {
+		t.Errorf("LETTERBOX_SHUTDOWN_TIMEOUT %q must be a duration below StopTimeout (%ds)", env["LETTERBOX_SHUTDOWN_TIMEOUT"].Str(), stop)
+	}
 	var secrets []string
 	for _, s := range items(c.Get("Secrets")) {
 		secrets = append(secrets, s.Get("Name").Str())
@@ -614,7 +622,7 @@ func TestGateway(t *testing.T) {
 	for _, rule := range items(props(t, "GatewayLoadBalancerSecurityGroup").Get("SecurityGroupIngress")) {
 		from, _ := rule.Get("FromPort").Int()
 		to, _ := rule.Get("ToPort").Int()
-		if from != to || !slices.Contains([]int{25, 587, 465}, from) {
+		if from != to || !slices.Contains([]int{25, 465}, from) {
 			t.Errorf("load balancer security group opens %d-%d; only SMTP ports may be open", from, to)
 		}
 	}

@@ -201,7 +201,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 // would send it to SQS.
 func (s *Server) onRaw(ctx context.Context, rec events.S3EventRecord) {
 	body, _ := json.Marshal(events.S3Event{Records: []events.S3EventRecord{rec}})
-	if err := s.rawQ.Send(ctx, rec.S3.Object.URLDecodedKey, body, 0); err != nil {
+	id, _ := store.IDFromRawKey(rec.S3.Object.URLDecodedKey)
+	if err := s.rawQ.Send(ctx, id, body, 0); err != nil {
 		s.log.ErrorContext(ctx, "cannot queue storage event; the restart scan will find it", "key", rec.S3.Object.URLDecodedKey, "err", err)
 	}
 }

@@ -237,6 +237,13 @@ func (c *conn) countError() bool {
 	return false
 }
 
+// closeAfterReply closes the connection once the next reply is written.
+func (c *conn) closeAfterReply(reason string) {
+	c.mu.Lock()
+	c.closeAfter, c.endReason = true, reason
+	c.mu.Unlock()
+}
+
 func (c *conn) setCode(code int) {
 	c.mu.Lock()
 	c.lastCode = code

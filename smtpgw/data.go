@@ -14,42 +14,57 @@ import (
 	"github.com/letterboxmail/letterbox/message"
 )
 
-// Errors of message data that the gateway refuses.
-var (
-	errBareLF = errors.New("bare <LF> in message data")
-	errBareCR = errors.New("bare <CR> in message data")
-)
-
 // bodyReader passes message data from go-smtp to the store. It
 //
-//   - refuses a bare <LF> or bare <CR> (SMTP smuggling, CVE-2023-51764
-//     class): go-smtp ends DATA only at <CR><LF>.<CR><LF>, but a message
-//     that carries another end-of-data variant inside could be split by
-//     the next server it is relayed to, so such data is never stored;
+//   - reads DATA with a dotReader straight from the connection when it can
+//     (takeOverDATA), which refuses every bare <LF> and bare <CR> on the
+//     wire; BDAT chunks (RFC 3030), which carry no dot-stuffing, and DATA
+//     under an unknown go-smtp are checked for bare newlines as they come;
+//   - stops at the size limit (RFC 1870);
 //   - pushes the connection's read deadline forward as data arrives, so a
 //     large message is bounded per block (RFC 5321 §4.5.3.2), not in all;
 //   - counts the bytes and notes when the data ended, which starts the
 //     store's commit timeout.
-//
-// It checks what go-smtp's reader returns, which has undone dot-stuffing
-// (RFC 5321 §4.5.2) but is otherwise the bytes on the wire.
 type bodyReader struct {
-	r       io.Reader
+	src     io.Reader  // a dotReader, or what go-smtp passed to Data
+	dot     *dotReader // non-nil when src is the wire-exact reader
+	release func()     // marks go-smtp's DATA reader finished
 	conn    net.Conn
 	timeout time.Duration
+	max     int64
 	onEOF   func()
 
 	n        int64
 	prevCR   bool
 	err      error // the first error: ours or the reader's
-	errAt    int64
+	errAt    int64 // offset of a bare newline in the message data
 	eofAt    time.Time
 	extended time.Time
 	finished bool
 }
 
-func newBodyReader(r io.Reader, c net.Conn, timeout time.Duration) *bodyReader {
-	return &bodyReader{r: r, conn: c, timeout: timeout}
+func newBodyReader(r io.Reader, c net.Conn, timeout time.Duration, max int64) *bodyReader {
+	b := &bodyReader{src: r, conn: c, timeout: timeout, max: max}
+	if d, release, ok := takeOverDATA(r); ok {
+		b.src, b.dot, b.release = d, d, release
+	}
+	return b
+}
+
+// done tells go-smtp that the data has been read; Data must call it
+// before it returns.
+func (b *bodyReader) done() {
+	if b.release != nil {
+		b.release()
+		b.release = nil
+	}
+}
+
+func (b *bodyReader) extend() {
+	if now := time.Now(); now.Sub(b.extended) >= time.Second {
+		_ = b.conn.SetReadDeadline(now.Add(b.timeout))
+		b.extended = now
+	}
 }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
@@ -59,18 +74,19 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	if b.finished {
 		return 0, io.EOF
 	}
-	if now := time.Now(); now.Sub(b.extended) >= time.Second {
-		_ = b.conn.SetReadDeadline(now.Add(b.timeout))
-		b.extended = now
-	}
-	n, err := b.r.Read(p)
-	if n > 0 {
+	b.extend()
+	n, err := b.src.Read(p)
+	if n > 0 && b.dot == nil {
 		if off, ferr := b.scan(p[:n]); ferr != nil {
 			b.err, b.errAt = ferr, b.n+int64(off)
 			b.n += int64(n)
 			return 0, ferr
 		}
-		b.n += int64(n)
+	}
+	b.n += int64(n)
+	if b.n > b.max {
+		b.err = errTooLarge
+		return 0, b.err
 	}
 	switch {
 	case err == io.EOF:
@@ -85,6 +101,9 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 		}
 	case err != nil:
 		b.err = err
+		if errors.Is(err, errBareLF) || errors.Is(err, errBareCR) {
+			b.errAt = b.n
+		}
 	}
 	return n, err
 }
@@ -129,21 +148,18 @@ func (b *bodyReader) scan(p []byte) (int, error) {
 	return first, ferr
 }
 
-// drain reads and discards the rest of the data after a refusal, so that
-// the reply follows the end of the data, as RFC 5321 requires. Nothing
-// of it is interpreted: commands hidden after a bare-newline end-of-data
-// are discarded with it.
+// drain reads and discards the rest of the data after a message too large
+// or a store failure, so that the reply follows the end of the data, as
+// RFC 5321 requires. It is not used after a bare newline, where the end
+// of the data is in doubt: that session ends instead.
 func (b *bodyReader) drain() {
 	if b.finished {
 		return
 	}
 	buf := make([]byte, 32<<10)
 	for {
-		if now := time.Now(); now.Sub(b.extended) >= time.Second {
-			_ = b.conn.SetReadDeadline(now.Add(b.timeout))
-			b.extended = now
-		}
-		n, err := b.r.Read(buf)
+		b.extend()
+		n, err := b.src.Read(buf)
 		b.n += int64(n)
 		if err != nil {
 			return

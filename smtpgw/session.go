@@ -293,7 +293,8 @@ func (s *session) Data(r io.Reader) error {
 	}
 	now := time.Now()
 	env := s.envelope(tx, now)
-	body := newBodyReader(r, s.sc.Conn(), s.g.cfg.DataTimeout)
+	body := newBodyReader(r, s.sc.Conn(), s.g.cfg.DataTimeout, s.g.cfg.MaxMessageBytes)
+	defer body.done()
 	head := s.traceHeaders(tx, env, now)
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -304,13 +305,18 @@ func (s *session) Data(r io.Reader) error {
 	if storeTimer != nil {
 		storeTimer.Stop()
 	}
-	s.g.m.bytes.Add(float64(body.n))
-	size := []any{"size", body.n}
 	var storeDur time.Duration
 	if !body.eofAt.IsZero() {
 		storeDur = time.Since(body.eofAt)
-		size = append(size, "store_ms", float64(storeDur.Microseconds())/1000)
 	}
+	result := func(extra ...any) []any {
+		out := []any{"size", body.n}
+		if !body.eofAt.IsZero() {
+			out = append(out, "store_ms", float64(storeDur.Microseconds())/1000)
+		}
+		return append(out, extra...)
+	}
+	defer func() { s.g.m.bytes.Add(float64(body.n)) }()
 
 	switch {
 	case body.err == nil && err == nil:
@@ -320,44 +326,51 @@ func (s *session) Data(r io.Reader) error {
 		s.c.stored++
 		s.c.mu.Unlock()
 		s.c.setCode(250)
-		s.endTx(250, "stored", size)
+		s.endTx(250, "stored", result())
 		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + tx.id}
 
 	case errors.Is(body.err, errBareLF) || errors.Is(body.err, errBareCR):
-		body.drain()
+		// Where the client thinks the data ends is in doubt: answer and
+		// disconnect, so nothing after it is read as a command.
+		s.c.closeAfterReply(reasonBareNewline)
 		s.g.m.rejections.WithLabelValues(reasonBareNewline).Inc()
 		which := "<LF>"
 		if errors.Is(body.err, errBareCR) {
 			which = "<CR>"
 		}
-		e := smtpErr(550, "5.5.2", "Message refused: bare "+which+" in message data; lines must end with <CR><LF> (RFC 5321 §2.3.8)")
-		s.endTx(550, "refused", append(size, "reason", reasonBareNewline, "offset", body.errAt))
-		return s.reject(e)
+		s.endTx(550, "refused", result("reason", reasonBareNewline, "offset", body.errAt))
+		s.c.setCode(550)
+		return smtpErr(550, "5.5.2", "Message refused: bare "+which+" in message data; lines must end with <CR><LF> (RFC 5321 §2.3.8)")
 
-	case errors.Is(body.err, smtp.ErrDataTooLarge):
-		// go-smtp discards the rest of the data after we return; give it
-		// the RFC 5321 §4.5.3.2.6 ten minutes.
-		_ = s.sc.Conn().SetReadDeadline(time.Now().Add(10 * time.Minute))
+	case errors.Is(body.err, errTooLarge) || errors.Is(body.err, smtp.ErrDataTooLarge):
+		body.drain()
+		if body.dot == nil {
+			// go-smtp discards what is left after we return; give it
+			// the RFC 5321 §4.5.3.2.6 ten minutes.
+			_ = s.sc.Conn().SetReadDeadline(time.Now().Add(10 * time.Minute))
+		}
 		s.g.m.rejections.WithLabelValues(reasonSize).Inc()
-		s.endTx(552, "refused", append(size, "reason", reasonSize))
+		s.endTx(552, "refused", result("reason", reasonSize))
 		return s.reject(smtpErr(552, "5.3.4", fmt.Sprintf("Message too big: the limit is %d bytes", s.g.cfg.MaxMessageBytes)))
 
 	case errors.Is(body.err, smtp.ErrTooLongLine):
+		s.c.closeAfterReply(reasonLineTooLong)
 		s.g.m.rejections.WithLabelValues(reasonLineTooLong).Inc()
-		s.endTx(500, "refused", append(size, "reason", reasonLineTooLong))
-		return s.reject(smtpErr(500, "5.5.2", "Line too long: message lines must not exceed 1000 bytes (RFC 5321 §4.5.3.1.6)"))
+		s.endTx(500, "refused", result("reason", reasonLineTooLong))
+		s.c.setCode(500)
+		return smtpErr(500, "5.5.2", "Line too long: message lines must not exceed 1000 bytes (RFC 5321 §4.5.3.1.6)")
 
 	case body.err != nil:
 		// The client went away, timed out or reset the BDAT transfer;
 		// nothing is stored and no reply reaches it.
-		s.endTx(0, "aborted", append(size, "err", body.err.Error()))
+		s.endTx(0, "aborted", result("err", body.err.Error()))
 		return body.err
 
 	default:
 		body.drain()
 		s.g.m.storeWrite.WithLabelValues("error").Observe(storeDur.Seconds())
 		s.c.setCode(451)
-		s.endTx(451, "store_failed", append(size, "err", err.Error()))
+		s.endTx(451, "store_failed", result("err", err.Error()))
 		return smtpErr(451, "4.3.0", "Temporary failure storing the message; try again later")
 	}
 }

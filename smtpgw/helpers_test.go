@@ -426,3 +426,5 @@ func writeCert(t testing.TB, dir, name string) (string, string) {
 	}
 	return certPath, keyPath
 }
+
+func newReader(nc net.Conn) *bufio.Reader { return bufio.NewReader(nc) }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -360,11 +361,23 @@ func (s *session) Data(r io.Reader) error {
 		s.c.setCode(500)
 		return smtpErr(500, "5.5.2", "Line too long: message lines must not exceed 1000 bytes (RFC 5321 §4.5.3.1.6)")
 
-	case body.err != nil:
-		// The client went away, timed out or reset the BDAT transfer;
-		// nothing is stored and no reply reaches it.
+	case errors.Is(body.err, smtp.ErrDataReset):
+		// RSET (or the end of the session) between BDAT chunks; go-smtp
+		// answers the RSET itself.
 		s.endTx(0, "aborted", result("err", body.err.Error()))
 		return body.err
+
+	case body.err != nil:
+		// The client timed out or went away: nothing is stored. Say why,
+		// if it still listens, and end the session.
+		s.c.closeAfterReply("data_read_error")
+		s.c.setCode(421)
+		s.endTx(421, "aborted", result("err", body.err.Error()))
+		var ne net.Error
+		if errors.As(body.err, &ne) && ne.Timeout() {
+			return smtpErr(421, "4.4.2", fmt.Sprintf("Timeout: no message data for %v; closing the connection", s.g.cfg.DataTimeout))
+		}
+		return smtpErr(421, "4.4.2", "Error reading message data; closing the connection")
 
 	default:
 		body.drain()

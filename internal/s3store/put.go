@@ -127,51 +127,73 @@ func (m *multipart) upload(parent context.Context, first []byte, rest io.Reader)
 		m.mu.Unlock()
 		cancel()
 	}
-	var wg sync.WaitGroup
-	slots := make(chan struct{}, m.s.concurrency)
-	send := func(n int32, data []byte, release func()) {
-		wg.Go(func() {
-			defer release()
-			if err := m.part(ctx, n, data); err != nil {
-				fail(err)
-			}
-		})
+	// free holds one token per part that may be read or in flight: a part
+	// buffer, or nil until one is needed. Buffers circulate within the
+	// upload and go back to the store's pool at the end.
+	free := make(chan *[]byte, m.s.concurrency)
+	for range m.s.concurrency {
+		free <- nil
 	}
+	var wg sync.WaitGroup
 	size := int64(len(first))
-	send(1, first, func() {})
+	wg.Go(func() {
+		if err := m.part(ctx, 1, first); err != nil {
+			fail(err)
+		}
+	})
 	for n := int32(2); ; n++ {
+		var buf *[]byte
+		took := false
 		select {
-		case slots <- struct{}{}:
+		case buf = <-free:
+			took = true
 		case <-ctx.Done():
 		}
 		if ctx.Err() != nil {
+			if took {
+				free <- buf
+			}
 			break
 		}
-		buf := m.s.bufs.get()
-		release := func() { m.s.bufs.put(buf); <-slots }
+		if buf == nil {
+			buf = m.s.bufs.get()
+			if cap(*buf) < m.s.partSize {
+				*buf = make([]byte, 0, m.s.partSize)
+			}
+		}
 		var rerr error
 		*buf, rerr = readUpTo(rest, (*buf)[:0], m.s.partSize)
 		if rerr != nil && rerr != io.EOF {
-			release()
+			free <- buf
 			fail(fmt.Errorf("s3store: put %s: read body: %w", m.key, rerr))
 			break
 		}
 		if len(*buf) == 0 {
-			release()
+			free <- buf
 			break
 		}
 		if n > maxParts {
-			release()
+			free <- buf
 			fail(fault.Permanentf("s3store: put %s: body larger than %d parts of %d bytes", m.key, maxParts, m.s.partSize))
 			break
 		}
 		size += int64(len(*buf))
-		send(n, *buf, release)
+		wg.Go(func() {
+			defer func() { free <- buf }()
+			if err := m.part(ctx, n, *buf); err != nil {
+				fail(err)
+			}
+		})
 		if rerr == io.EOF {
 			break
 		}
 	}
 	wg.Wait()
+	for range m.s.concurrency {
+		if buf := <-free; buf != nil {
+			m.s.bufs.put(buf)
+		}
+	}
 	if m.err != nil {
 		return 0, m.err
 	}
@@ -218,7 +240,11 @@ func (m *multipart) abort(ctx context.Context) {
 func readUpTo(r io.Reader, buf []byte, limit int) ([]byte, error) {
 	for len(buf) < limit {
 		if len(buf) == cap(buf) {
-			buf = slices.Grow(buf, min(max(cap(buf), 16<<10), limit-len(buf)))
+			// Exact capacities (append would round up past limit and the
+			// pool would drop the buffer).
+			grown := make([]byte, len(buf), min(max(2*cap(buf), 16<<10), limit))
+			copy(grown, buf)
+			buf = grown
 		}
 		n, err := r.Read(buf[len(buf):min(cap(buf), limit)])
 		buf = buf[:len(buf)+n]

@@ -23,7 +23,7 @@ func BenchmarkPut(b *testing.B) {
 		}
 		name := fmt.Sprintf("%dKiB", size>>10)
 		b.Run(name+"/serial", func(b *testing.B) {
-			s := open(b, v.StoreURL("bench-" + name+"-serial"))
+			s := open(b, v.StoreURL("bench-"+name+"-serial"))
 			b.SetBytes(int64(size))
 			n := 0
 			for b.Loop() {
@@ -35,7 +35,7 @@ func BenchmarkPut(b *testing.B) {
 			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "puts/s")
 		})
 		b.Run(name+"/parallel", func(b *testing.B) {
-			s := open(b, v.StoreURL("bench-" + name+"-parallel"))
+			s := open(b, v.StoreURL("bench-"+name+"-parallel"))
 			b.SetBytes(int64(size))
 			var n atomic.Int64
 			b.SetParallelism(8) // 8 per CPU: Put waits on the network

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -65,7 +66,7 @@ func (s *Store) Put(ctx context.Context, key string, body io.Reader, meta map[st
 			return store.Object{}, err
 		}
 	}
-	return store.Object{Key: key, Size: size, ModTime: time.Now(), Meta: meta}, nil
+	return store.Object{Key: key, Size: size, ModTime: time.Now(), Meta: maps.Clone(meta)}, nil
 }
 
 // putMultipart uploads first and then the rest of the body in parts, with

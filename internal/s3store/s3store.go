@@ -273,7 +273,9 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // PresignGet returns a URL that GETs key without credentials for ttl (at
-// most 7 days). It does not check that the key exists.
+// most 7 days). It does not check that the key exists. A URL signed with
+// temporary credentials (a Lambda or ECS role) stops working when they
+// expire, whatever ttl says.
 func (s *Store) PresignGet(ctx context.Context, key string, ttl time.Duration) (string, error) {
 	if ttl <= 0 || ttl > maxPresignTTL {
 		return "", fault.Permanentf("s3store: presign %s: ttl %v outside (0, %v]", key, ttl, maxPresignTTL)

@@ -63,18 +63,9 @@ func TestConformanceBucketRoot(t *testing.T) {
 	var n atomic.Int32
 	storetest.Run(t, func(t *testing.T) store.Store {
 		bucket := fmt.Sprintf("root-%03d", n.Add(1))
-		mkBucket(t, v, bucket)
+		v.CreateBucket(bucket)
 		return open(t, "s3://"+bucket)
 	})
-}
-
-// mkBucket creates a bucket through the S3 API.
-func mkBucket(t testing.TB, v *testenv.Versity, bucket string) {
-	t.Helper()
-	s := open(t, v.StoreURL(""))
-	if _, err := s.client.CreateBucket(t.Context(), &s3.CreateBucketInput{Bucket: &bucket}); err != nil {
-		t.Fatalf("CreateBucket %s: %v", bucket, err)
-	}
 }
 
 func TestParseURL(t *testing.T) {

@@ -62,6 +62,9 @@ const versityHealthPath = "/_letterbox_health"
 // Without versitygw the test skips (locally) or fails (CI).
 func StartVersity(tb testing.TB, opts VersityOptions) *Versity {
 	tb.Helper()
+	if testing.Short() {
+		tb.Skip("starts versitygw; skipped in -short mode")
+	}
 	bin := Require(tb, "versitygw", VersityInstall)
 	if opts.Bucket == "" {
 		opts.Bucket = "letterbox"
@@ -115,6 +118,15 @@ func StartVersity(tb testing.TB, opts VersityOptions) *Versity {
 	}
 	tb.Fatalf("versitygw: %v\noutput:\n%s", err, v.out.String())
 	return nil
+}
+
+// CreateBucket creates another bucket (a folder under Dir); the running
+// server sees it at once.
+func (v *Versity) CreateBucket(name string) {
+	v.tb.Helper()
+	if err := os.Mkdir(filepath.Join(v.Dir, name), 0o755); err != nil {
+		v.tb.Fatalf("versitygw: create bucket: %v", err)
+	}
 }
 
 // StoreURL returns the s3:// URL of prefix in the bucket.

@@ -156,7 +156,9 @@ func (g *Gateway) newListener(name string, raw net.Listener) *listener {
 	srv.WriteTimeout = g.cfg.CommandTimeout
 	srv.TLSConfig = g.tls
 	srv.EnableSMTPUTF8 = true
-	srv.AllowInsecureAuth = false
+	// The session decides: AUTH is offered and accepted only under TLS,
+	// with RFC 4954's 538 5.7.11 otherwise (go-smtp would say 523).
+	srv.AllowInsecureAuth = true
 	srv.ErrorLog = smtpErrorLog{g.log.With("listener", name)}
 	l.srv = srv
 	return l

@@ -389,10 +389,9 @@ func (s *session) Data(r io.Reader) error {
 }
 
 // AuthMechanisms lists AUTH mechanisms (RFC 4954): PLAIN and LOGIN on the
-// submission listener, none on the MX listener. go-smtp advertises and
-// accepts them only under TLS.
+// submission listener once TLS is up, none on the MX listener.
 func (s *session) AuthMechanisms() []string {
-	if !s.submission {
+	if !s.submission || !s.isTLS() {
 		return nil
 	}
 	return []string{sasl.Plain, "LOGIN"}
@@ -403,6 +402,10 @@ func (s *session) AuthMechanisms() []string {
 func (s *session) Auth(mech string) (sasl.Server, error) {
 	if !s.submission {
 		return nil, smtp.ErrAuthUnsupported
+	}
+	if !s.isTLS() {
+		// RFC 4954 §4: passwords never cross the network in the clear.
+		return nil, s.reject(smtpErr(538, "5.7.11", "Encryption required for requested authentication mechanism: use STARTTLS first"))
 	}
 	ip := s.c.remote.Addr()
 	if !s.g.authLim.ok(ip) {

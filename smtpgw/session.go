@@ -133,6 +133,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	}
 	if !s.c.beginTx() {
 		s.c.setCode(421)
+		s.c.closeAfterReply(reasonShuttingDown)
 		return errShuttingDown
 	}
 	tx := &transaction{id: s.g.ids.New(), start: time.Now(), from: from}

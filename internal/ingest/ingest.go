@@ -1,0 +1,269 @@
+// Package ingest is the parse-and-route stage: for each stored raw message
+// it parses the message, evaluates the routes and enqueues one delivery job
+// per matching action.
+//
+// It consumes standard S3 event notifications (events.S3Event), directly or
+// wrapped in SQS (events.SQSEvent, the S3 → SQS → function path), so the
+// same handler runs in Lambda and in `letterbox dev`, where the file store
+// emits the same records. Processing is idempotent: job ids are stable, and
+// jobs already finished are not enqueued again when a storage event is
+// delivered twice.
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/letterboxmail/letterbox/internal/delivery"
+	"github.com/letterboxmail/letterbox/internal/fault"
+	"github.com/letterboxmail/letterbox/internal/mailauth"
+	"github.com/letterboxmail/letterbox/internal/parser"
+	"github.com/letterboxmail/letterbox/internal/routing"
+	"github.com/letterboxmail/letterbox/internal/store"
+	"github.com/letterboxmail/letterbox/message"
+)
+
+// Handler is the ingest function.
+type Handler struct {
+	Store   store.Store
+	Routes  *routing.Live
+	Queue   delivery.Queue
+	Journal delivery.Journal
+	Auth    *mailauth.Checker // nil: no SPF/DKIM/DMARC/ARC checks
+	Log     *slog.Logger
+	// KeepParsed writes parsed/<id>.json for every message; otherwise only
+	// when the parsed message is too large to travel inside a job.
+	KeepParsed bool
+	Now        func() time.Time
+}
+
+// Handle accepts an S3 event, an SQS event wrapping S3 events, or an S3
+// test event, as Lambda delivers them. For SQS it returns the batch item
+// failures so only failed records are retried.
+func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (any, error) {
+	var probe struct {
+		Records []struct {
+			EventSource string `json:"eventSource"`
+		} `json:"Records"`
+		Event string `json:"Event"`
+	}
+	if err := json.Unmarshal(raw, &probe); err != nil {
+		return nil, fmt.Errorf("ingest: event is not JSON: %w", err)
+	}
+	if probe.Event == "s3:TestEvent" {
+		return nil, nil
+	}
+	if len(probe.Records) > 0 && probe.Records[0].EventSource == "aws:sqs" {
+		var ev events.SQSEvent
+		if err := json.Unmarshal(raw, &ev); err != nil {
+			return nil, fmt.Errorf("ingest: bad SQS event: %w", err)
+		}
+		return h.HandleSQS(ctx, ev)
+	}
+	var ev events.S3Event
+	if err := json.Unmarshal(raw, &ev); err != nil {
+		return nil, fmt.Errorf("ingest: bad S3 event: %w", err)
+	}
+	return nil, h.HandleS3(ctx, ev)
+}
+
+// HandleSQS processes S3 notifications delivered through SQS.
+func (h *Handler) HandleSQS(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+	resp := events.SQSEventResponse{BatchItemFailures: []events.SQSBatchItemFailure{}}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, rec := range ev.Records {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var s3ev events.S3Event
+			var probe struct {
+				Event string `json:"Event"`
+			}
+			err := json.Unmarshal([]byte(rec.Body), &s3ev)
+			if err == nil && len(s3ev.Records) == 0 {
+				if json.Unmarshal([]byte(rec.Body), &probe) == nil && probe.Event == "s3:TestEvent" {
+					return
+				}
+				err = errors.New("no S3 records")
+			}
+			if err == nil {
+				err = h.HandleS3(ctx, s3ev)
+			} else {
+				h.Log.ErrorContext(ctx, "raw queue message is not an S3 event", "sqs_message_id", rec.MessageId, "err", err)
+			}
+			if err != nil {
+				mu.Lock()
+				resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: rec.MessageId})
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return resp, nil
+}
+
+// HandleS3 processes every raw-message record of an S3 event.
+func (h *Handler) HandleS3(ctx context.Context, ev events.S3Event) error {
+	var errs []error
+	for _, rec := range ev.Records {
+		key := rec.S3.Object.URLDecodedKey
+		if key == "" {
+			key = rec.S3.Object.Key
+		}
+		if _, ok := store.IDFromRawKey(key); !ok {
+			h.Log.DebugContext(ctx, "ignoring object outside raw/", "key", key)
+			continue
+		}
+		if err := h.Process(ctx, key); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Process parses, routes and enqueues one stored raw message.
+func (h *Handler) Process(ctx context.Context, key string) error {
+	id, ok := store.IDFromRawKey(key)
+	if !ok {
+		return fault.Permanentf("ingest: %s is not a raw message key", key)
+	}
+	log := h.Log.With("message_id", id, "key", key)
+	start := time.Now()
+	m, err := h.Parse(ctx, key)
+	if err != nil {
+		log.ErrorContext(ctx, "cannot read message", "err", err, "temporary", fault.IsTemporary(err))
+		return err
+	}
+	jobs, err := h.Route(ctx, m, "")
+	if err != nil {
+		log.ErrorContext(ctx, "cannot enqueue deliveries", "err", err)
+		return err
+	}
+	log.InfoContext(ctx, "message routed", "routes", routeNames(jobs), "jobs", len(jobs),
+		"size", m.Size, "warnings", len(m.Warnings), "duration_ms", time.Since(start).Milliseconds())
+	return nil
+}
+
+// Parse reads a raw message with its envelope and parses it, keeping the
+// parsed JSON in the store when configured to.
+func (h *Handler) Parse(ctx context.Context, key string) (*message.Message, error) {
+	id, _ := store.IDFromRawKey(key)
+	rc, obj, err := h.Store.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	env, err := store.Envelope(ctx, h.Store, obj)
+	if err != nil {
+		return nil, err
+	}
+	m, err := parser.Parse(ctx, rc, parser.Options{ID: id, RawKey: key, Envelope: env, Store: h.Store, Auth: h.Auth, Now: h.Now})
+	if err != nil {
+		return nil, err
+	}
+	if h.KeepParsed {
+		if err := store.PutJSON(ctx, h.Store, store.ParsedKey(id), m); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// Route evaluates the routes for a parsed message and enqueues the jobs not
+// already finished. replay, when set, marks jobs of `letterbox replay` and
+// gives them ids of their own.
+func (h *Handler) Route(ctx context.Context, m *message.Message, replay string) ([]delivery.Job, error) {
+	cfg := h.Routes.Get(ctx)
+	matches := cfg.Evaluate(ctx, m)
+	now := time.Now().UTC()
+	if h.Now != nil {
+		now = h.Now().UTC()
+	}
+	var jobs []delivery.Job
+	for _, mt := range matches {
+		for i, a := range mt.Route.Actions {
+			j := delivery.Job{
+				ID: delivery.JobID(m.ID, mt.Route.Name, i), MessageID: m.ID, Route: mt.Route.Name, Action: i, Kind: a.Kind(),
+				Recipients: mt.Recipients, Captures: mt.Captures, CreatedAt: now, Message: m, Replay: replay,
+			}
+			if replay != "" {
+				j.ID += ".replay-" + replay
+			}
+			if len(j.Captures) == 0 {
+				j.Captures = nil
+			}
+			jobs = append(jobs, j)
+		}
+	}
+	if len(jobs) == 0 {
+		h.Log.WarnContext(ctx, "no route matched; message kept in the store only", "message_id", m.ID, "recipients", m.Envelope.RcptTo)
+		return nil, nil
+	}
+	if err := h.fitJobs(ctx, m, jobs); err != nil {
+		return nil, err
+	}
+	pending := jobs[:0:0]
+	for _, j := range jobs {
+		r, err := h.Journal.Get(ctx, j.MessageID, j.ID)
+		if err != nil {
+			return nil, err
+		}
+		if r.Done() {
+			h.Log.InfoContext(ctx, "job already finished; not enqueued again", "message_id", m.ID, "job_id", j.ID, "status", r.Status)
+			continue
+		}
+		pending = append(pending, j)
+	}
+	if len(pending) == 0 {
+		return jobs, nil
+	}
+	return jobs, h.Queue.Send(ctx, pending)
+}
+
+// fitJobs moves the parsed message out of the jobs into parsed/<id>.json
+// when a job would not fit in a queue message.
+func (h *Handler) fitJobs(ctx context.Context, m *message.Message, jobs []delivery.Job) error {
+	b, err := json.Marshal(jobs[0])
+	if err != nil {
+		return fault.Permanent(err)
+	}
+	if len(b) <= delivery.MaxQueueBody {
+		return nil
+	}
+	key := store.ParsedKey(m.ID)
+	if !h.KeepParsed {
+		if _, err := h.Store.Put(ctx, key, bytes.NewReader(mustJSON(m)), map[string]string{"content-type": "application/json"}); err != nil {
+			return err
+		}
+	}
+	for i := range jobs {
+		jobs[i].Message, jobs[i].MessageKey = nil, key
+	}
+	return nil
+}
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
+}
+
+func routeNames(jobs []delivery.Job) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, j := range jobs {
+		if !seen[j.Route] {
+			seen[j.Route] = true
+			out = append(out, j.Route)
+		}
+	}
+	return out
+}

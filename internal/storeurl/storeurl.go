@@ -4,7 +4,10 @@ package storeurl
 
 import (
 	"context"
+
 	"fmt"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"io"
 	"strings"
 
@@ -61,7 +64,8 @@ func Bucket(rawURL string) string {
 }
 
 // RoutesLoader returns the loader for a routes location: s3://BUCKET/KEY
-// for an S3 object, otherwise a local file path.
+// for an S3 object, ssm:///PARAMETER/NAME for an SSM parameter, otherwise a
+// local file path.
 func RoutesLoader(ctx context.Context, ref string) (routing.Loader, error) {
 	switch {
 	case strings.HasPrefix(ref, "s3://"):
@@ -74,8 +78,18 @@ func RoutesLoader(ctx context.Context, ref string) (routing.Loader, error) {
 			return nil, err
 		}
 		return routing.StoreLoader{Store: s, Key: key, Source: ref}, nil
+	case strings.HasPrefix(ref, "ssm://"):
+		name := strings.TrimPrefix(ref, "ssm://")
+		if name == "" || name == "/" {
+			return nil, fmt.Errorf("routes %q: want ssm:///PARAMETER/NAME", ref)
+		}
+		cfg, err := config.LoadDefaultConfig(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return SSMLoader{API: ssm.NewFromConfig(cfg), Parameter: name}, nil
 	case strings.Contains(ref, "://"):
-		return nil, fmt.Errorf("routes %q: unsupported location (use a file path or s3://BUCKET/KEY)", ref)
+		return nil, fmt.Errorf("routes %q: unsupported location (use a file path, s3://BUCKET/KEY or ssm:///NAME)", ref)
 	case ref == "":
 		return nil, fmt.Errorf("no routes file given")
 	}

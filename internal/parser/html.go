@@ -129,6 +129,7 @@ func htmlToText(src string) string {
 						linkText = w.b.String()[linkStart:]
 					}
 					if !strings.Contains(linkText, href) && strings.TrimSpace(linkText) != "" {
+						w.space = true
 						w.word("<" + href + ">")
 					}
 				}

@@ -826,8 +826,11 @@ func (p *parser) topHeader(h header, charset string) {
 		}
 		m.Headers = append(m.Headers, hd)
 	}
-	if v, ok := h.get("Subject"); ok {
-		m.Subject = p.decodedValue("header", v, charset)
+	for i := range h.fields {
+		if strings.EqualFold(h.fields[i].name, "Subject") {
+			m.Subject = m.Headers[i].Value
+			break
+		}
 	}
 	if v, ok := h.get("Date"); ok {
 		t, _ := headerText(v, charset)

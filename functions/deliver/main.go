@@ -19,7 +19,7 @@ func main() {
 	ctx := context.Background()
 	log := slog.New(lambdacontext.NewLogHandler())
 	env := lambdaenv.MustLoad(ctx, log)
-	h := &delivery.Handler{Store: env.Store, Routes: env.Routes, Queue: env.Queue, Journal: delivery.Journal{Store: env.Store},
+	h := &delivery.Handler{Store: env.Store, Routes: env.Routes, Queue: env.Queue, Journal: env.Journal,
 		Webhooks: delivery.NewWebhooks(egress.Policy{}, os.Getenv), Log: log}
 	lambda.Start(h.Handle)
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdacontext"
 
-	"github.com/letterboxmail/letterbox/internal/delivery"
 	"github.com/letterboxmail/letterbox/internal/ingest"
 	"github.com/letterboxmail/letterbox/internal/lambdaenv"
 	"github.com/letterboxmail/letterbox/internal/mailauth"
@@ -23,7 +22,7 @@ func main() {
 	env := lambdaenv.MustLoad(ctx, log)
 	auth, err := mailauth.New(mailauth.Config{Resolver: os.Getenv("LETTERBOX_RESOLVER"), Timeout: 5 * time.Second})
 	lambdaenv.Check(log, err, "mail authentication")
-	h := &ingest.Handler{Store: env.Store, Routes: env.Routes, Queue: env.Queue, Journal: delivery.Journal{Store: env.Store},
+	h := &ingest.Handler{Store: env.Store, Routes: env.Routes, Queue: env.Queue, Journal: env.Journal,
 		Auth: auth, Log: log, KeepParsed: os.Getenv("LETTERBOX_KEEP_PARSED") == "true"}
 	lambda.Start(h.Handle)
 }

@@ -304,3 +304,53 @@ func mustJSON(t *testing.T, v any) []byte {
 	}
 	return b
 }
+
+func TestFailuresJournalWritesOnlyWhatNeedsARecord(t *testing.T) {
+	rc := newReceiver(t, func(n int, w http.ResponseWriter) {
+		if n == 2 { // the second job's first attempt fails once
+			w.WriteHeader(500)
+		}
+	})
+	h := newHarness(t, routes(rc.srv.URL, ""))
+	h.h.Journal.Mode = delivery.JournalFailures
+	h.journal.Mode = delivery.JournalFailures
+	first, second := job("01JH"), job("01JI")
+	h.h.Queue.Send(context.Background(), []delivery.Job{first})
+	<-rc.got
+	h.h.Queue.Send(context.Background(), []delivery.Job{second})
+	r := h.waitStatus(t, second, delivery.StatusDelivered)
+	if outcomes(r) != "retry,delivered" {
+		t.Fatalf("second job: %s", outcomes(r))
+	}
+	if r, _ := h.journal.Get(context.Background(), first.MessageID, first.ID); r != nil {
+		t.Fatalf("a first-attempt success was recorded: %+v", r)
+	}
+}
+
+func TestRedrivenDeadLetterIsTriedAgain(t *testing.T) {
+	gone := true
+	rc := newReceiver(t, func(n int, w http.ResponseWriter) {
+		if gone {
+			w.WriteHeader(410)
+		}
+	})
+	h := newHarness(t, routes(rc.srv.URL, ""))
+	j := job("01JJ")
+	h.h.Queue.Send(context.Background(), []delivery.Job{j})
+	h.waitStatus(t, j, delivery.StatusFailed)
+	dead, _ := h.q.DeadLetters(context.Background())
+	var dj delivery.Job
+	json.Unmarshal(dead[0], &dj)
+	if dj.DeadLetteredAt == nil {
+		t.Fatal("dead letter does not say when it was dead-lettered")
+	}
+	// The receiver is fixed; the operator redrives the dead-letter queue.
+	gone = false
+	if err := h.q.Send(context.Background(), "redrive-"+dj.ID, dead[0], 0); err != nil {
+		t.Fatal(err)
+	}
+	r := h.waitStatus(t, j, delivery.StatusDelivered)
+	if outcomes(r) != "failed,delivered" || r.Attempts[1].Number != 1 {
+		t.Fatalf("attempts after redrive = %+v", r.Attempts)
+	}
+}

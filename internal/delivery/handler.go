@@ -73,14 +73,31 @@ func (h *Handler) process(ctx context.Context, rec events.SQSMessage) bool {
 	attempt, _ := strconv.Atoi(rec.Attributes["ApproximateReceiveCount"])
 	attempt = max(attempt, 1)
 
-	r, err := h.Journal.Get(ctx, job.MessageID, job.ID)
-	if err != nil {
-		log.WarnContext(ctx, "cannot read delivery record; will retry", "err", err)
-		return false
+	// The record is read when it may exist: always with a full journal,
+	// and from the second attempt or a redrive on with a failures-only one.
+	var r *Record
+	if h.Journal.Full() || attempt > 1 || job.DeadLetteredAt != nil {
+		var err error
+		if r, err = h.Journal.Get(ctx, job.MessageID, job.ID); err != nil {
+			log.WarnContext(ctx, "cannot read delivery record; will retry", "err", err)
+			return false
+		}
 	}
 	if r.Done() {
-		log.InfoContext(ctx, "job already finished; duplicate ignored", "status", r.Status)
-		return true
+		redriven := job.DeadLetteredAt != nil && r.Status == StatusFailed
+		if !redriven {
+			log.InfoContext(ctx, "job already finished; duplicate ignored", "status", r.Status)
+			return true
+		}
+		// A dead letter sent back to the queue: try again with a fresh
+		// budget, counting attempts since it was dead-lettered.
+		attempt = 1
+		for _, a := range r.Attempts {
+			if a.At.After(*job.DeadLetteredAt) {
+				attempt++
+			}
+		}
+		log.InfoContext(ctx, "redriven dead letter; trying again", "attempt", attempt)
 	}
 	if r == nil {
 		r = &Record{Job: job, Status: StatusPending}
@@ -128,10 +145,12 @@ func (h *Handler) process(ctx context.Context, rec events.SQSMessage) bool {
 		a.Outcome, a.Error, r.Status = StatusFailed, res.Err.Error(), StatusFailed
 	}
 	r.Attempts = append(r.Attempts, a)
-	if err := h.Journal.Put(ctx, r); err != nil {
-		log.ErrorContext(ctx, "cannot write delivery record", "err", err)
-		if r.Status == StatusFailed {
-			return false // keep the job until its failure is on record
+	if h.Journal.Full() || len(r.Attempts) > 1 || r.Status != StatusDelivered {
+		if err := h.Journal.Put(ctx, r); err != nil {
+			log.ErrorContext(ctx, "cannot write delivery record", "err", err)
+			if r.Status == StatusFailed {
+				return false // keep the job until its failure is on record
+			}
 		}
 	}
 	attrs := []any{"attempt", attempt, "status", res.Status, "latency_ms", a.LatencyMS, "outcome", a.Outcome}
@@ -142,6 +161,8 @@ func (h *Handler) process(ctx context.Context, rec events.SQSMessage) bool {
 		log.WarnContext(ctx, "delivery failed; will retry", append(attrs, "err", res.Err, "retry_at", a.RetryAt)...)
 	default:
 		log.ErrorContext(ctx, "delivery failed for good; dead-lettered", append(attrs, "err", res.Err)...)
+		now := time.Now().UTC()
+		job.DeadLetteredAt = &now
 		if err := h.Queue.DeadLetter(ctx, job); err != nil {
 			log.ErrorContext(ctx, "cannot dead-letter job; will retry", "err", err)
 			return false

@@ -36,6 +36,9 @@ type Job struct {
 	MessageKey string           `json:"message_key,omitempty"`
 	// Replay is set on jobs created by `letterbox replay`.
 	Replay string `json:"replay,omitempty"`
+	// DeadLetteredAt is set when the job went to the dead-letter queue; a
+	// job carrying it was redriven and gets a fresh retry budget.
+	DeadLetteredAt *time.Time `json:"dead_lettered_at,omitempty"`
 }
 
 // JobID returns the stable id of a message's route action.
@@ -98,8 +101,28 @@ type Record struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
+// Journal modes.
+const (
+	// JournalAll records every attempt of every job: the full audit trail,
+	// one store write per attempt. The default, and what `letterbox dev`
+	// uses.
+	JournalAll = "all"
+	// JournalFailures records only jobs that needed more than one attempt
+	// or failed, and skips the record read on first attempts, so the
+	// common path costs no store request at all (the cost target of the
+	// AWS deployment). Successes on the first attempt are in the logs.
+	JournalFailures = "failures"
+)
+
 // Journal keeps delivery records in the store.
-type Journal struct{ Store store.Store }
+type Journal struct {
+	Store store.Store
+	// Mode is JournalAll (default) or JournalFailures.
+	Mode string
+}
+
+// Full reports whether every attempt is recorded.
+func (jl Journal) Full() bool { return jl.Mode != JournalFailures }
 
 // Get returns a job's record, or nil when it has none yet.
 func (jl Journal) Get(ctx context.Context, messageID, jobID string) (*Record, error) {

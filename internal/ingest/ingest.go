@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -123,12 +124,21 @@ func (h *Handler) HandleS3(ctx context.Context, ev events.S3Event) error {
 			h.Log.DebugContext(ctx, "ignoring object outside raw/", "key", key)
 			continue
 		}
+		if strings.HasSuffix(key, sesSetupNotification) {
+			// SES writes this object when a receipt rule's S3 action is
+			// created; it is not mail.
+			h.Log.InfoContext(ctx, "ignoring SES setup notification", "key", key)
+			continue
+		}
 		if err := h.Process(ctx, key); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
+
+// sesSetupNotification is the object SES writes to test an S3 action.
+const sesSetupNotification = "/AMAZON_SES_SETUP_NOTIFICATION"
 
 // Process parses, routes and enqueues one stored raw message.
 func (h *Handler) Process(ctx context.Context, key string) error {

@@ -6,6 +6,7 @@
 //	LETTERBOX_DELIVERY_QUEUE_URL     the delivery queue
 //	LETTERBOX_DEAD_LETTER_QUEUE_URL  its dead-letter queue
 //	LETTERBOX_ROUTES_INTERVAL        how often to check the routes for changes (default 30s)
+//	LETTERBOX_JOURNAL                all (default) or failures: which deliveries get a store record
 //
 // Only main packages call it: it is the functions' configuration reader.
 package lambdaenv
@@ -20,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/letterboxmail/letterbox/internal/delivery"
 	"github.com/letterboxmail/letterbox/internal/routing"
 	"github.com/letterboxmail/letterbox/internal/sqsqueue"
 	"github.com/letterboxmail/letterbox/internal/store"
@@ -28,9 +30,10 @@ import (
 
 // Env is what a function needs.
 type Env struct {
-	Store  store.Store
-	Routes *routing.Live
-	Queue  *sqsqueue.Queue
+	Store   store.Store
+	Routes  *routing.Live
+	Queue   *sqsqueue.Queue
+	Journal delivery.Journal
 }
 
 // Load reads the environment and builds the clients.
@@ -73,7 +76,13 @@ func Load(ctx context.Context) (*Env, error) {
 		return nil, err
 	}
 	q := &sqsqueue.Queue{API: sqs.NewFromConfig(cfg), URL: os.Getenv("LETTERBOX_DELIVERY_QUEUE_URL"), DeadLetterURL: os.Getenv("LETTERBOX_DEAD_LETTER_QUEUE_URL")}
-	return &Env{Store: st, Routes: routes, Queue: q}, nil
+	mode := os.Getenv("LETTERBOX_JOURNAL")
+	switch mode {
+	case "", delivery.JournalAll, delivery.JournalFailures:
+	default:
+		return nil, fmt.Errorf("LETTERBOX_JOURNAL=%q: want all or failures", mode)
+	}
+	return &Env{Store: st, Routes: routes, Queue: q, Journal: delivery.Journal{Store: st, Mode: mode}}, nil
 }
 
 // MustLoad is Load for a function's main: a configuration error ends the

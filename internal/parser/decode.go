@@ -204,3 +204,76 @@ func (r *qpReader) decodeLine(line []byte, complete bool) []byte {
 	r.buf = out
 	return out
 }
+
+// uuReader decodes uuencoded data (Content-Transfer-Encoding x-uuencode, as
+// Python's email package also does): lines before "begin" are skipped, each
+// data line starts with its length, and "end" or EOF stops. Bad characters
+// are counted.
+type uuReader struct {
+	br      *bufio.Reader
+	started bool
+	done    bool
+	out     []byte
+	buf     []byte
+	invalid int
+}
+
+func newUUReader(src io.Reader) *uuReader {
+	br, ok := src.(*bufio.Reader)
+	if !ok {
+		br = bufio.NewReaderSize(src, 8<<10)
+	}
+	return &uuReader{br: br}
+}
+
+func (r *uuReader) Read(p []byte) (int, error) {
+	for len(r.out) == 0 {
+		if r.done {
+			return 0, io.EOF
+		}
+		line, err := r.br.ReadSlice('\n')
+		if err != nil && err != bufio.ErrBufferFull {
+			r.done = true
+		}
+		line = trimEOL(line)
+		switch {
+		case !r.started:
+			r.started = len(line) >= 6 && string(line[:6]) == "begin "
+		case len(line) >= 3 && string(line[:3]) == "end":
+			r.done = true
+		default:
+			r.out = r.decodeLine(line)
+		}
+	}
+	n := copy(p, r.out)
+	r.out = r.out[n:]
+	return n, nil
+}
+
+func (r *uuReader) decodeLine(line []byte) []byte {
+	out := r.buf[:0]
+	if len(line) == 0 {
+		return out
+	}
+	n := int((line[0] - ' ') & 0x3f)
+	data := line[1:]
+	for i := 0; i < len(data) && len(out) < n; i += 4 {
+		var c [4]byte
+		for j := 0; j < 4; j++ {
+			ch := byte('`')
+			if i+j < len(data) {
+				ch = data[i+j]
+			}
+			if ch < ' ' || ch > '`' {
+				r.invalid++
+			}
+			c[j] = (ch - ' ') & 0x3f
+		}
+		out = append(out, c[0]<<2|c[1]>>4, c[1]<<4|c[2]>>2, c[2]<<6|c[3])
+	}
+	if len(out) > n {
+		out = out[:n]
+	}
+	r.buf = out
+	return out
+}

@@ -522,6 +522,13 @@ func (p *parser) decoder(e *entity, body io.Reader) (r io.Reader, done func()) {
 				p.warn(where, fmt.Sprintf("quoted-printable: %d invalid escapes kept literally", d.invalid))
 			}
 		}
+	case "x-uuencode", "uuencode", "x-uue", "uue":
+		d := newUUReader(body)
+		return d, func() {
+			if d.invalid > 0 {
+				p.warn(where, fmt.Sprintf("uuencode: %d invalid characters", d.invalid))
+			}
+		}
 	default:
 		p.warn(where, "unknown Content-Transfer-Encoding "+quote(e.cte)+"; body kept undecoded")
 		return body, func() {}

@@ -26,7 +26,9 @@ type Handler struct {
 	Queue    Queue
 	Webhooks *Webhooks
 	Journal  Journal
-	Log      *slog.Logger
+	// Forwarder runs forward actions; nil refuses them permanently.
+	Forwarder Forwarder
+	Log       *slog.Logger
 	// Parallel bounds the jobs of one batch run at once (default 10).
 	Parallel int
 }
@@ -171,12 +173,23 @@ func (h *Handler) process(ctx context.Context, rec events.SQSMessage) bool {
 	return !redeliver
 }
 
+// Forwarder re-sends a message over SMTP (the forward action). It reads
+// the raw message from the store by m.RawKey, so the bytes stay identical.
+type Forwarder interface {
+	Forward(ctx context.Context, j *Job, m *message.Message, a *routing.ForwardAction, expand func(string) string) Result
+}
+
 // run performs one attempt of an action.
 func (h *Handler) run(ctx context.Context, j *Job, m *message.Message, act *routing.Action) Result {
 	expand := func(s string) string { return routing.Matched{Captures: j.Captures}.Expand(s) }
 	switch act.Kind() {
 	case "webhook":
 		return h.Webhooks.Post(ctx, j, m, act.Webhook, expand)
+	case "forward":
+		if h.Forwarder == nil {
+			return Result{Err: fault.Permanentf("forward: this deliverer has no SMTP forwarder configured")}
+		}
+		return h.Forwarder.Forward(ctx, j, m, act.Forward, expand)
 	case "store", "drop":
 		// The raw message is already stored; these actions only end the
 		// message's routing, and are recorded like any other.

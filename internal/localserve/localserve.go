@@ -58,6 +58,10 @@ type Config struct {
 	// AllowPrivate lets webhooks reach private networks; loopback is
 	// always allowed in dev.
 	AllowPrivate bool
+	// ExternalEvents stops the store from emitting events itself: raw
+	// messages are then processed only when an S3 server posts its bucket
+	// notifications to /dev/s3-events (and by the restart scan).
+	ExternalEvents bool
 	// Workers is the number of concurrent batches per queue.
 	Workers int
 	Logger  *slog.Logger
@@ -116,7 +120,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.rawQ = localqueue.Memory("letterbox-raw")
 	s.rawQ.Log = s.log
-	s.store = store.WithEvents(base, storeurl.Bucket(cfg.StoreURL), s.onRaw)
+	s.store = base
+	if !cfg.ExternalEvents {
+		s.store = store.WithEvents(base, storeurl.Bucket(cfg.StoreURL), s.onRaw)
+	}
 
 	qdir := cfg.QueueDir
 	if qdir == "" {
@@ -166,6 +173,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.Handle("/dev/webhook/", s.recv)
+	mux.HandleFunc("POST /dev/s3-events", s.s3Events)
 	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("http listen: %w", err)
 	}
@@ -205,6 +213,59 @@ func (s *Server) onRaw(ctx context.Context, rec events.S3EventRecord) {
 	if err := s.rawQ.Send(ctx, id, body, 0); err != nil {
 		s.log.ErrorContext(ctx, "cannot queue storage event; the restart scan will find it", "key", rec.S3.Object.URLDecodedKey, "err", err)
 	}
+}
+
+// s3Events accepts S3 bucket notifications (the JSON an S3 server posts to
+// a webhook, shaped like events.S3Event) and queues their raw-message
+// records: a real S3 → event → function path, and a way to deliver
+// duplicate events on purpose.
+func (s *Server) s3Events(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	ev, err := decodeS3Event(body)
+	if err != nil {
+		http.Error(w, "not an S3 event notification: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	n := 0
+	for _, rec := range ev.Records {
+		if !strings.HasPrefix(strings.TrimPrefix(rec.EventName, "s3:"), "ObjectCreated:") {
+			continue
+		}
+		if _, ok := store.IDFromRawKey(rec.S3.Object.URLDecodedKey); ok {
+			s.onRaw(r.Context(), rec)
+			n++
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	fmt.Fprintf(w, "{\"queued\":%d}\n", n)
+}
+
+// decodeS3Event decodes a bucket notification, tolerating what S3-protocol
+// servers other than AWS send (versitygw: an empty glacierEventData time,
+// event names prefixed "s3:", test events without records).
+func decodeS3Event(body []byte) (events.S3Event, error) {
+	var raw struct {
+		Records []map[string]json.RawMessage `json:"Records"`
+	}
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return events.S3Event{}, err
+	}
+	var ev events.S3Event
+	for _, rec := range raw.Records {
+		delete(rec, "glacierEventData")
+		b, _ := json.Marshal(rec)
+		var r events.S3EventRecord
+		if err := json.Unmarshal(b, &r); err != nil {
+			return events.S3Event{}, err
+		}
+		r.EventName = strings.TrimPrefix(r.EventName, "s3:")
+		ev.Records = append(ev.Records, r)
+	}
+	return ev, nil
 }
 
 func (s *Server) handleRaw(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {

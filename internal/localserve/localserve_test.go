@@ -218,3 +218,40 @@ func init() {
 		testLog = os.Stderr
 	}
 }
+
+// A real S3 server's bucket notifications drive the pipeline, and a
+// duplicate notification does not deliver twice.
+func TestS3NotificationsAndDuplicates(t *testing.T) {
+	dir := t.TempDir()
+	h := newHook(t)
+	srv := start(t, dir, h.srv.URL)
+	defer srv.Shutdown(context.Background())
+	if _, err := send(t, srv.SMTPAddr(), "a@example.org", []string{"support@example.test"}, msg); err != nil {
+		t.Fatal(err)
+	}
+	ev := <-h.events
+	first := <-h.ids
+	// versitygw-shaped duplicate: "s3:" prefix and an empty glacier time.
+	body := `{"Records":[{"eventVersion":"2.2","eventSource":"aws:s3","eventName":"s3:ObjectCreated:Put","eventTime":"2026-11-22T16:40:12Z",` +
+		`"s3":{"bucket":{"name":"store"},"object":{"key":"` + ev.Data.RawKey + `","size":1}},"glacierEventData":{"restoreEventData":{"lifecycleRestorationExpiryTime":""}}}]}`
+	for i := 0; i < 2; i++ {
+		resp, err := http.Post("http://"+srv.HTTPAddr()+"/dev/s3-events", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || strings.TrimSpace(string(b)) != `{"queued":1}` {
+			t.Fatalf("POST /dev/s3-events = %d %s", resp.StatusCode, b)
+		}
+	}
+	select {
+	case id := <-h.ids:
+		t.Fatalf("duplicate notification delivered %s again (first: %s)", id, first)
+	case <-time.After(time.Second):
+	}
+	resp, _ := http.Post("http://"+srv.HTTPAddr()+"/dev/s3-events", "application/json", strings.NewReader("nope"))
+	if resp.StatusCode != 400 {
+		t.Fatalf("garbage event: %d", resp.StatusCode)
+	}
+}

@@ -167,6 +167,8 @@ func unquote(s string) string {
 }
 
 func newAddress(name, addr string) message.Address {
+	clean := func(s string) string { return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "") }
+	name, addr = clean(name), clean(addr)
 	a := message.Address{Name: name, Address: addr, MailboxHash: mailboxHash(addr)}
 	at := strings.LastIndexByte(addr, '@')
 	if at < 0 {

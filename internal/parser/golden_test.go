@@ -122,9 +122,11 @@ func encodeJSON(v any) []byte {
 	return b.Bytes()
 }
 
+func corpusFiles() ([]string, error) { return filepath.Glob("testdata/*.eml") }
+
 func corpus(t testing.TB) []string {
 	t.Helper()
-	files, err := filepath.Glob("testdata/*.eml")
+	files, err := corpusFiles()
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no testdata/*.eml: %v", err)
 	}
@@ -205,4 +207,17 @@ func diffLines(want, got string) string {
 		}
 	}
 	return b.String()
+}
+
+type messageT = message.Message
+
+func fixedNow() time.Time { return goldenTime }
+
+func readFile(t testing.TB, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -766,7 +766,7 @@ func (p *parser) decodedValue(where string, v []byte, charset string) string {
 	if w != "" {
 		p.warn(where, w)
 	}
-	return d
+	return strings.ReplaceAll(d, "\x00", "")
 }
 
 // addresses parses every field named name as one address list.
@@ -826,6 +826,10 @@ func (p *parser) topHeader(h header, charset string) {
 		dec, w2 := decodeWords(text)
 		if w2 != "" {
 			p.warn("header", f.name+": "+w2)
+		}
+		if strings.IndexByte(dec, 0) >= 0 {
+			dec = strings.ReplaceAll(dec, "\x00", "")
+			p.warn("header", f.name+": NUL bytes removed")
 		}
 		hd := message.Header{Name: f.name, Value: dec}
 		if dec != text || w != "" {

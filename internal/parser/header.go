@@ -150,7 +150,8 @@ func readHeader(br *bufio.Reader, maxBytes int, warn func(string)) (h header, bo
 		}
 		if colon < 0 || !validFieldName(name) {
 			warn("header not ended by a blank line; the body starts at " + quote(string(clip(content, 40))))
-			return h, append([]byte(nil), line...)
+			body = append([]byte(nil), line...)
+			break
 		}
 		if skipping {
 			dropped++
@@ -169,7 +170,7 @@ func readHeader(br *bufio.Reader, maxBytes int, warn func(string)) (h header, bo
 	if skipping {
 		warn("header larger than " + itoa(maxBytes) + " bytes: " + itoa(dropped) + " further fields ignored")
 	}
-	return h, nil
+	return h, body
 }
 
 func clip(b []byte, n int) []byte {

@@ -21,10 +21,12 @@ package routing
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -130,14 +132,21 @@ type WebhookAction struct {
 	AllowLocal bool              `yaml:"allow_private_network"`
 }
 
-// ForwardAction re-sends the message over SMTP.
+// ForwardAction re-sends the message over SMTP (package forward). Without
+// Smarthost, each recipient's domain is delivered to by MX lookup.
 type ForwardAction struct {
 	Position
-	To          []string `yaml:"to"`
-	Smarthost   string   `yaml:"smarthost"`
-	StartTLS    *bool    `yaml:"starttls"`
-	Username    string   `yaml:"username"`
-	PasswordEnv string   `yaml:"password_env"`
+	To        []string `yaml:"to"`
+	Smarthost string   `yaml:"smarthost"`
+	// StartTLS: true requires TLS, false never starts it; unset means
+	// opportunistic, or required when credentials are set.
+	StartTLS    *bool  `yaml:"starttls"`
+	Username    string `yaml:"username"`
+	PasswordEnv string `yaml:"password_env"`
+	// Timeout bounds one attempt (default: the forwarder's, 5m).
+	Timeout Duration `yaml:"timeout"`
+	// AllowLocal permits private and loopback destinations (SSRF guard).
+	AllowLocal bool `yaml:"allow_private_network"`
 }
 
 // Retry is an action's retry schedule: exponential backoff with jitter from
@@ -396,13 +405,37 @@ func (a *Action) validate(fail func(int, string, string, ...any), p string) {
 		}
 	}
 	if f := a.Forward; f != nil {
+		fp := p + ".forward"
 		if len(f.To) == 0 {
-			fail(f.Line, p+".forward.to", "required: at least one address")
+			fail(f.Line, fp+".to", "required: at least one address")
 		}
 		for i, to := range f.To {
-			if !strings.Contains(to, "@") {
-				fail(f.Line, fmt.Sprintf("%s.forward.to[%d]", p, i), "%q is not an address", to)
+			local, domain, ok := strings.Cut(to, "@")
+			if !ok || local == "" || domain == "" || strings.Contains(domain, "@") || strings.ContainsAny(to, " \t\r\n<>") {
+				fail(f.Line, fmt.Sprintf("%s.to[%d]", fp, i), "%q is not an address", to)
 			}
+		}
+		tlsOff := f.StartTLS != nil && !*f.StartTLS
+		if f.Smarthost != "" {
+			host, port, err := net.SplitHostPort(f.Smarthost)
+			if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
+				fail(f.Line, fp+".smarthost", "%q must be HOST:PORT (e.g. email-smtp.eu-west-1.amazonaws.com:587)", f.Smarthost)
+			} else if port == "465" {
+				tlsOff = false // implicit TLS (RFC 8314)
+			}
+		}
+		switch {
+		case (f.Username != "" || f.PasswordEnv != "") && f.Smarthost == "":
+			fail(f.Line, fp+".username", "credentials are only sent to a smarthost")
+		case f.Username != "" && f.PasswordEnv == "":
+			fail(f.Line, fp+".password_env", "required with username: the environment variable holding the password")
+		case f.PasswordEnv != "" && f.Username == "":
+			fail(f.Line, fp+".username", "required with password_env")
+		case f.Username != "" && tlsOff:
+			fail(f.Line, fp+".starttls", "credentials are only sent over TLS: remove starttls: false, or use port 465")
+		}
+		if f.Timeout < 0 {
+			fail(f.Line, fp+".timeout", "must be positive")
 		}
 	}
 }

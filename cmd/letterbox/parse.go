@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/letterboxmail/letterbox/internal/mailauth"
+	"github.com/letterboxmail/letterbox/internal/parser"
+	"github.com/letterboxmail/letterbox/internal/store"
+	"github.com/letterboxmail/letterbox/message"
+)
+
+func init() {
+	commands["parse"] = command{
+		summary: "print the parsed JSON of a raw message (parse [--client-ip IP --mail-from ADDR --helo NAME] [--resolver ADDR] [--no-auth] FILE|-)",
+		run: func(ctx context.Context, args []string) error {
+			return runParse(ctx, args, os.Stdin, os.Stdout)
+		},
+	}
+}
+
+const parseUsage = "usage: letterbox parse [--client-ip IP --mail-from ADDR --helo NAME] [--rcpt ADDR,...] [--resolver HOST:PORT] [--no-auth] FILE|-"
+
+// runParse parses one raw message and prints its JSON, indented. Without
+// envelope flags SPF is none and DMARC relies on DKIM alone.
+func runParse(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
+	fs := flag.NewFlagSet("parse", flag.ContinueOnError)
+	clientIP := fs.String("client-ip", "", "the SMTP client's `IP` address, for SPF")
+	mailFrom := fs.String("mail-from", "", "the envelope sender (MAIL FROM) `address`")
+	helo := fs.String("helo", "", "the client's HELO/EHLO `name`")
+	rcpt := fs.String("rcpt", "", "envelope recipients, comma-separated `addresses`")
+	resolver := fs.String("resolver", envOr("LETTERBOX_RESOLVER", ""), "DNS server `host:port` for SPF, DKIM, DMARC and ARC (env LETTERBOX_RESOLVER; default: the system's)")
+	timeout := fs.Duration("dns-timeout", mailauth.DefaultTimeout, "timeout of each DNS query")
+	noAuth := fs.Bool("no-auth", false, "skip SPF, DKIM, DMARC and ARC checks")
+	id := fs.String("id", "", "message `id` to report (default: the file name without .eml)")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return &exitError{2, err}
+	}
+	if len(pos) != 1 {
+		return &exitError{2, errors.New(parseUsage)}
+	}
+	opts := parser.Options{ID: *id}
+	var in io.Reader = stdin
+	if pos[0] != "-" {
+		f, err := os.Open(pos[0])
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		in = f
+		if opts.ID == "" {
+			opts.ID = strings.TrimSuffix(filepath.Base(pos[0]), ".eml")
+		}
+		// A file from a file store keeps its key: .../raw/<id>.eml.
+		if filepath.Base(filepath.Dir(pos[0])) == "raw" {
+			opts.RawKey = store.RawKey(strings.TrimSuffix(filepath.Base(pos[0]), ".eml"))
+		}
+	}
+	if *clientIP != "" || *mailFrom != "" || *helo != "" || *rcpt != "" {
+		opts.Envelope = &message.Envelope{
+			ClientIP: *clientIP, MailFrom: *mailFrom, HELO: *helo,
+			RcptTo: splitList(*rcpt), ReceivedAt: time.Now().UTC(),
+		}
+	}
+	if !*noAuth {
+		c, err := mailauth.New(mailauth.Config{Resolver: *resolver, Timeout: *timeout})
+		if err != nil {
+			return &exitError{2, err}
+		}
+		opts.Auth = c
+	}
+	m, err := parser.Parse(ctx, in, opts)
+	if err != nil {
+		return fmt.Errorf("%s: %w", pos[0], err)
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	return enc.Encode(m)
+}

@@ -153,7 +153,7 @@ func (h *Handler) Process(ctx context.Context, key string) error {
 		log.ErrorContext(ctx, "cannot read message", "err", err, "temporary", fault.IsTemporary(err))
 		return err
 	}
-	jobs, err := h.Route(ctx, m, "")
+	jobs, err := h.Route(ctx, m, RouteOptions{})
 	if err != nil {
 		log.ErrorContext(ctx, "cannot enqueue deliveries", "err", err)
 		return err
@@ -188,18 +188,33 @@ func (h *Handler) Parse(ctx context.Context, key string) (*message.Message, erro
 	return m, nil
 }
 
+// RouteOptions modify Route for `letterbox replay`.
+type RouteOptions struct {
+	// Replay marks the jobs as a replay and gives them ids of their own
+	// (<job id>.replay-<Replay>), so receivers do not discard them as
+	// duplicates of the original deliveries.
+	Replay string
+	// Only limits routing to the named route.
+	Only string
+	// DryRun computes the jobs without enqueueing them.
+	DryRun bool
+}
+
 // Route evaluates the routes for a parsed message and enqueues the jobs not
-// already finished. replay, when set, marks jobs of `letterbox replay` and
-// gives them ids of their own.
-func (h *Handler) Route(ctx context.Context, m *message.Message, replay string) ([]delivery.Job, error) {
+// already finished.
+func (h *Handler) Route(ctx context.Context, m *message.Message, opt RouteOptions) ([]delivery.Job, error) {
 	cfg := h.Routes.Get(ctx)
 	matches := cfg.Evaluate(ctx, m)
+	replay := opt.Replay
 	now := time.Now().UTC()
 	if h.Now != nil {
 		now = h.Now().UTC()
 	}
 	var jobs []delivery.Job
 	for _, mt := range matches {
+		if opt.Only != "" && mt.Route.Name != opt.Only {
+			continue
+		}
 		for i, a := range mt.Route.Actions {
 			j := delivery.Job{
 				ID: delivery.JobID(m.ID, mt.Route.Name, i), MessageID: m.ID, Route: mt.Route.Name, Action: i, Kind: a.Kind(),
@@ -217,6 +232,9 @@ func (h *Handler) Route(ctx context.Context, m *message.Message, replay string) 
 	if len(jobs) == 0 {
 		h.Log.WarnContext(ctx, "no route matched; message kept in the store only", "message_id", m.ID, "recipients", m.Envelope.RcptTo)
 		return nil, nil
+	}
+	if opt.DryRun {
+		return jobs, nil
 	}
 	if err := h.fitJobs(ctx, m, jobs); err != nil {
 		return nil, err

@@ -58,6 +58,15 @@ type Queue struct {
 	mu      sync.Mutex
 	entries map[string]*entry
 	wake    chan struct{}
+	scanned time.Time
+}
+
+func (q *Queue) lastScan() time.Time {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	t := q.scanned
+	q.scanned = time.Now()
+	return t
 }
 
 // Open opens (creating) a queue in dir, loading messages left by an
@@ -69,20 +78,59 @@ func Open(ctx context.Context, dir, name string) (*Queue, error) {
 	}
 	q := Memory(name)
 	q.st = st
-	err = st.List(ctx, "queue/", "", func(o store.Object) bool {
-		var e entry
-		if err = store.GetJSON(ctx, st, o.Key, &e); err != nil {
-			return false
-		}
-		q.entries[e.ID] = &e
-		return true
-	})
-	if err != nil {
+	if err := q.rescan(ctx); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("localqueue: load %s: %w", dir, err)
 	}
 	return q, nil
 }
+
+// rescan loads messages written to the directory by another process (such
+// as `letterbox replay` while `letterbox dev` runs).
+func (q *Queue) rescan(ctx context.Context) error {
+	if q.st == nil {
+		return nil
+	}
+	var keys []string
+	err := q.st.List(ctx, "queue/", "", func(o store.Object) bool {
+		keys = append(keys, o.Key)
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	added := 0
+	for _, k := range keys {
+		id := strings.TrimSuffix(strings.TrimPrefix(k, "queue/"), ".json")
+		q.mu.Lock()
+		_, known := q.entries[id]
+		q.mu.Unlock()
+		if known {
+			continue
+		}
+		var e entry
+		if err := store.GetJSON(ctx, q.st, k, &e); err != nil {
+			if store.IsNotFound(err) {
+				continue // delivered and deleted meanwhile
+			}
+			return err
+		}
+		q.mu.Lock()
+		if _, known := q.entries[id]; !known {
+			q.entries[id] = &e
+			added++
+		}
+		q.mu.Unlock()
+	}
+	if added > 0 {
+		q.poke()
+	}
+	return nil
+}
+
+// rescanEvery is how often a persistent queue looks for messages written by
+// other processes.
+const rescanEvery = time.Second
 
 // Memory returns a queue kept only in memory, for events that are
 // recovered another way after a restart (`letterbox dev` rescans raw/).
@@ -190,9 +238,9 @@ func (q *Queue) worker(ctx context.Context, h Handler) {
 			q.poke() // there may be more
 			continue
 		}
-		wait := time.Hour
+		wait := rescanEvery
 		if !next.IsZero() {
-			wait = max(time.Until(next), time.Millisecond)
+			wait = min(max(time.Until(next), time.Millisecond), rescanEvery)
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -201,6 +249,11 @@ func (q *Queue) worker(ctx context.Context, h Handler) {
 			return
 		case <-q.wake:
 		case <-t.C:
+			if time.Since(q.lastScan()) >= rescanEvery {
+				if err := q.rescan(ctx); err != nil && ctx.Err() == nil {
+					q.Log.WarnContext(ctx, "localqueue: rescan failed", "queue", q.name, "err", err)
+				}
+			}
 		}
 		t.Stop()
 	}
@@ -278,19 +331,18 @@ func (q *Queue) process(ctx context.Context, h Handler, batch []events.SQSMessag
 		failed[f.ItemIdentifier] = true
 	}
 	for _, r := range batch {
+		if !failed[r.MessageId] && q.st != nil {
+			// The file goes first, so a rescan cannot bring it back.
+			if err := q.st.Delete(ctx, key(r.MessageId)); err != nil {
+				q.Log.WarnContext(ctx, "localqueue: cannot delete message; it may be redelivered", "id", r.MessageId, "err", err)
+			}
+		}
 		q.mu.Lock()
-		e := q.entries[r.MessageId]
-		e.inflight = false
+		q.entries[r.MessageId].inflight = false
 		if !failed[r.MessageId] {
 			delete(q.entries, r.MessageId)
 		}
 		q.mu.Unlock()
-		if failed[r.MessageId] || q.st == nil {
-			continue
-		}
-		if err := q.st.Delete(ctx, key(r.MessageId)); err != nil {
-			q.Log.WarnContext(ctx, "localqueue: cannot delete message; it may be redelivered", "id", r.MessageId, "err", err)
-		}
 	}
 }
 

@@ -58,7 +58,7 @@ func TestGoSMTPClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := queuedID(t, "OK: "+strings.TrimPrefix(resp.StatusText, "OK: "))
+	id := queuedID(t, resp.StatusText)
 	if err := c.Quit(); err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +251,7 @@ func TestLargeMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := queuedID(t, "OK: "+strings.TrimPrefix(resp.StatusText, "OK: "))
+	id := queuedID(t, resp.StatusText)
 	obj, err := h.st.Stat(t.Context(), "raw/"+id+".eml")
 	if err != nil {
 		t.Fatal(err)

@@ -29,7 +29,7 @@ var attributions = regexp.MustCompile(`(?i)^(?:` + strings.Join([]string{
 }, "|") + `)$`)
 
 // originalMessage matches Outlook's and others' separator lines.
-var originalMessage = regexp.MustCompile(`(?i)^-{2,}\s*(?:original message|ursprüngliche nachricht|message d'origine|mensaje original|messaggio originale|oorspronkelijk bericht|mensagem original|originalmeddelande|oprindelig meddelelse|opprinnelig melding|alkuperäinen viesti|исходное сообщение|wiadomość oryginalna|původní zpráva|原始邮件|元のメッセージ)\s*-{2,}$`)
+var originalMessage = regexp.MustCompile(`(?i)^(?:begin forwarded message:|-{2,}\s*(?:forwarded message|original message|ursprüngliche nachricht|message d'origine|mensaje original|messaggio originale|oorspronkelijk bericht|mensagem original|originalmeddelande|oprindelig meddelelse|opprinnelig melding|alkuperäinen viesti|исходное сообщение|wiadomość oryginalna|původní zpráva|原始邮件|元のメッセージ)\s*-{2,})$`)
 
 // headerLine matches the first fields of a quoted header block (Outlook's
 // "From: … Sent: … To: … Subject: …", also in other languages).

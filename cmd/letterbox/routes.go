@@ -144,7 +144,11 @@ func routesTest(ctx context.Context, args []string, out io.Writer) error {
 	}
 	env.RcptTo = accepted
 	m.Envelope = env
-	for _, mt := range cfg.Evaluate(ctx, m) {
+	var matches []routing.Matched
+	if len(accepted) > 0 { // with every recipient refused, the message never arrives
+		matches = cfg.Evaluate(ctx, m)
+	}
+	for _, mt := range matches {
 		rr := routeReport{Name: mt.Route.Name, Recipients: mt.Recipients, Stop: mt.Route.Stop}
 		for i, a := range mt.Route.Actions {
 			rr.Actions = append(rr.Actions, describeAction(i, a, mt))
@@ -209,15 +213,24 @@ func describeAction(i int, a *routing.Action, mt routing.Matched) actionReport {
 }
 
 func printReport(w io.Writer, rep testReport) {
-	fmt.Fprintf(w, "message %s\n  from: %s\n  subject: %s\n", rep.MessageID, rep.From, rep.Subject)
+	id := rep.MessageID
+	if id == "" {
+		id = "(no Message-ID)"
+	}
+	fmt.Fprintf(w, "message %s\n  from: %s\n  subject: %s\n", id, rep.From, rep.Subject)
+	accepted := 0
 	for _, r := range rep.Recipients {
 		if r.Accepted {
+			accepted++
 			fmt.Fprintf(w, "RCPT TO:<%s> → accepted\n", r.Address)
 		} else {
 			fmt.Fprintf(w, "RCPT TO:<%s> → refused: %s\n", r.Address, r.Reply)
 		}
 	}
-	if len(rep.Routes) == 0 {
+	switch {
+	case accepted == 0:
+		fmt.Fprintln(w, "every recipient is refused: the message would not be accepted")
+	case len(rep.Routes) == 0:
 		fmt.Fprintln(w, "no route matches: the message would be stored only")
 	}
 	for _, r := range rep.Routes {

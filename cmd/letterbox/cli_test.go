@@ -1,0 +1,216 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/letterboxmail/letterbox/internal/delivery"
+	"github.com/letterboxmail/letterbox/internal/filestore"
+	"github.com/letterboxmail/letterbox/internal/store"
+	"github.com/letterboxmail/letterbox/message"
+	"github.com/letterboxmail/letterbox/webhook"
+)
+
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "letterbox-cli")
+	if err != nil {
+		panic(err)
+	}
+	bin = filepath.Join(dir, "letterbox")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// run runs the CLI and returns its stdout, stderr and exit code.
+func run(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
+
+const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+func writeRoutes(t *testing.T, dir, url string) string {
+	p := filepath.Join(dir, "routes.yaml")
+	os.WriteFile(p, []byte(`
+domains: [example.test]
+routes:
+  - name: blocked
+    match: {sender: "*@spam.test"}
+    reject: {code: 550, enhanced_code: "5.7.1", message: "no spam"}
+  - name: support
+    match: {recipient: "support@example.test"}
+    actions:
+      - webhook: {url: "`+url+`/support", secret: "`+secret+`"}
+    stop: true
+  - name: teams
+    match: {recipient: "regex:^(?P<team>[a-z]+)-team@example\\.test$"}
+    actions:
+      - webhook: {url: "`+url+`/teams/${team}", secret: "`+secret+`"}
+`), 0o644)
+	return p
+}
+
+func writeMessage(t *testing.T, dir string) string {
+	p := filepath.Join(dir, "m.eml")
+	os.WriteFile(p, []byte("From: Alice <alice@example.org>\r\nTo: support@example.test\r\nSubject: hi\r\nMessage-ID: <m@x>\r\n\r\nbody\r\n"), 0o644)
+	return p
+}
+
+func TestRoutesCheck(t *testing.T) {
+	dir := t.TempDir()
+	out, _, code := run(t, "routes", "check", writeRoutes(t, dir, "https://h.test"))
+	if code != 0 || !strings.Contains(out, "OK: 1 domains, 3 routes") {
+		t.Fatalf("check good file: %d %q", code, out)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("domains: [a.test]\nroutes:\n  - name: r\n    match: {recpient: x}\n    actions: [{store: true}]\n"), 0o644)
+	_, stderr, code := run(t, "routes", "check", bad)
+	if code != 1 || !strings.Contains(stderr, bad+":4: routes[0].match.recpient: unknown field") {
+		t.Fatalf("check bad file: %d %q", code, stderr)
+	}
+	if _, _, code := run(t, "routes"); code != 2 {
+		t.Fatalf("no subcommand: exit %d, want 2", code)
+	}
+}
+
+func TestRoutesTest(t *testing.T) {
+	dir := t.TempDir()
+	routes, msg := writeRoutes(t, dir, "https://h.test"), writeMessage(t, dir)
+	out, _, code := run(t, "routes", "test", routes, msg, "--rcpt", "support@example.test", "--rcpt", "ops-team@example.test", "--rcpt", "x@elsewhere.test")
+	for _, want := range []string{
+		"RCPT TO:<x@elsewhere.test> → refused: 550 5.7.1 Relaying denied",
+		"route support (stop), for support@example.test",
+		"POST https://h.test/support (json, signed with 1 secret(s))",
+		"route teams, for ops-team@example.test",
+		"POST https://h.test/teams/ops",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	// Reject rules and expectations, for routes kept under test in CI.
+	out, _, _ = run(t, "routes", "test", routes, msg, "--mail-from", "bot@spam.test", "--json")
+	var rep testReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.Recipients[0].Accepted || rep.Recipients[0].Reply != "550 5.7.1 no spam" || len(rep.Routes) != 0 {
+		t.Fatalf("json report: %v %+v", err, rep)
+	}
+	if _, _, code := run(t, "routes", "test", routes, msg, "--expect", "support"); code != 0 {
+		t.Fatalf("--expect support: exit %d", code)
+	}
+	_, stderr, code := run(t, "routes", "test", routes, msg, "--expect", "teams")
+	if code != 1 || !strings.Contains(stderr, "expected routes teams, got support") {
+		t.Fatalf("--expect teams: exit %d %q", code, stderr)
+	}
+}
+
+func TestExampleRoutesTests(t *testing.T) {
+	out, err := exec.Command("sh", "../../examples/routes-tests/run.sh", bin).CombinedOutput()
+	if err != nil {
+		t.Fatalf("examples/routes-tests/run.sh: %v\n%s", err, out)
+	}
+}
+
+func TestDeliveriesAndReplay(t *testing.T) {
+	dir := t.TempDir()
+	storeDir := filepath.Join(dir, "store")
+	st, err := filestore.New(storeDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	id := "01JDQ7ZK3M8X9V2N4B6C8D0E1F"
+	env := message.Envelope{MailFrom: "alice@example.org", RcptTo: []string{"support@example.test"}, ReceivedAt: time.Now().UTC()}
+	raw, _ := os.ReadFile(writeMessage(t, dir))
+	if _, err := store.PutRaw(ctx, st, id, env, bytes.NewReader(raw)); err != nil {
+		t.Fatal(err)
+	}
+	jl := delivery.Journal{Store: st}
+	at := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	jl.Put(ctx, &delivery.Record{Job: delivery.Job{ID: id + ".support.0", MessageID: id, Route: "support", Kind: "webhook"}, Status: delivery.StatusDelivered,
+		Attempts: []delivery.Attempt{{At: at, Number: 1, Status: 503, Outcome: "retry", Error: "webhook: receiver answered 503"}, {At: at.Add(time.Minute), Number: 2, Status: 204, Outcome: "delivered"}}})
+	st.Close()
+
+	out, _, code := run(t, "deliveries", "--store", "file://"+storeDir, id)
+	if code != 0 || !strings.Contains(out, "status delivered, 2 attempt(s)") || !strings.Contains(out, "receiver answered 503") {
+		t.Fatalf("deliveries: %d\n%s", code, out)
+	}
+	if _, stderr, code := run(t, "deliveries", "--store", "file://"+storeDir, "01NOPE"); code != 1 || !strings.Contains(stderr, "no delivery records for 01NOPE") {
+		t.Fatalf("deliveries of unknown id: %d %q", code, stderr)
+	}
+
+	got := make(chan string, 4)
+	v, _ := webhook.NewVerifier(secret)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		wid, _, err := v.ReadEvent(r)
+		if err != nil {
+			w.WriteHeader(401)
+			return
+		}
+		got <- wid
+	}))
+	defer srv.Close()
+	routes := writeRoutes(t, dir, srv.URL)
+	out, _, code = run(t, "replay", "--store", "file://"+storeDir, "--routes", routes, "--no-auth", "--dry-run", id)
+	if code != 0 || !strings.Contains(out, "would queue job "+id+".support.0.replay-") {
+		t.Fatalf("replay --dry-run: %d\n%s", code, out)
+	}
+	out, _, code = run(t, "replay", "--store", "file://"+storeDir, "--routes", routes, "--no-auth", "--since", "87600h")
+	if code != 0 || !strings.Contains(out, "queued job "+id+".support.0.replay-") {
+		t.Fatalf("replay --since: %d\n%s", code, out)
+	}
+	// The queued replay is delivered by the dev pipeline on the same store.
+	smtpAddr, httpAddr := freeAddr(t), freeAddr(t)
+	dev := exec.Command(bin, "dev", "--store", "file://"+storeDir, "--routes", routes, "--smtp", smtpAddr, "--http", httpAddr, "--no-auth")
+	if err := dev.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { dev.Process.Signal(os.Interrupt); dev.Wait() }()
+	select {
+	case wid := <-got:
+		if !strings.HasPrefix(wid, id+".support.0.replay-") {
+			t.Fatalf("webhook-id %s", wid)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("replayed job not delivered")
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}

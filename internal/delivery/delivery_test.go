@@ -89,7 +89,7 @@ func newHarness(t *testing.T, routesYAML string) *harness {
 	j := delivery.Journal{Store: st}
 	h := &delivery.Handler{Store: st, Routes: routing.Static(cfg), Queue: localqueue.Deliveries{Queue: q}, Journal: j,
 		Webhooks: delivery.NewWebhooks(egress.Policy{AllowLoopback: true}, func(string) string { return "" }),
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		Log:      slog.New(slog.NewTextHandler(io.Discard, nil))}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { q.Run(ctx, 2, h.Handle); close(done) }()

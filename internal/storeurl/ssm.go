@@ -20,7 +20,7 @@ type SSMAPI interface {
 // SecureString; advanced parameters hold up to 8 KB). A parameter's version
 // number changes on every write, so a reload parses only when it changed.
 type SSMLoader struct {
-	API  SSMAPI
+	API       SSMAPI
 	Parameter string
 }
 

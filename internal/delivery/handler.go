@@ -28,6 +28,9 @@ type Handler struct {
 	Journal  Journal
 	// Forwarder runs forward actions; nil refuses them permanently.
 	Forwarder Forwarder
+	// Publisher runs the lambda, sqs, sns and eventbridge actions; nil
+	// refuses them permanently.
+	Publisher Publisher
 	Log       *slog.Logger
 	// Parallel bounds the jobs of one batch run at once (default 10).
 	Parallel int
@@ -179,6 +182,13 @@ type Forwarder interface {
 	Forward(ctx context.Context, j *Job, m *message.Message, a *routing.ForwardAction, expand func(string) string) Result
 }
 
+// Publisher sends the webhook v1 body of a job to an AWS target: a Lambda
+// function (asynchronous invocation), an SQS queue, an SNS topic or an
+// EventBridge bus.
+type Publisher interface {
+	Publish(ctx context.Context, j *Job, m *message.Message, a *routing.Action, expand func(string) string) Result
+}
+
 // run performs one attempt of an action.
 func (h *Handler) run(ctx context.Context, j *Job, m *message.Message, act *routing.Action) Result {
 	expand := func(s string) string { return routing.Matched{Captures: j.Captures}.Expand(s) }
@@ -190,6 +200,11 @@ func (h *Handler) run(ctx context.Context, j *Job, m *message.Message, act *rout
 			return Result{Err: fault.Permanentf("forward: this deliverer has no SMTP forwarder configured")}
 		}
 		return h.Forwarder.Forward(ctx, j, m, act.Forward, expand)
+	case "lambda", "sqs", "sns", "eventbridge":
+		if h.Publisher == nil {
+			return Result{Err: fault.Permanentf("%s: this deliverer has no AWS publisher configured", act.Kind())}
+		}
+		return h.Publisher.Publish(ctx, j, m, act, expand)
 	case "store", "drop":
 		// The raw message is already stored; these actions only end the
 		// message's routing, and are recorded like any other.

@@ -130,6 +130,12 @@ type WebhookAction struct {
 	Timeout    Duration          `yaml:"timeout"`
 	Format     string            `yaml:"format"`
 	AllowLocal bool              `yaml:"allow_private_network"`
+	// Attachments says how attachments travel: "links" (time-limited
+	// URLs, the default), "inline" (base64 in the body, up to
+	// InlineMaxBytes each; larger ones get a link) or "metadata" (neither).
+	Attachments    string   `yaml:"attachments"`
+	LinkTTL        Duration `yaml:"link_ttl"`
+	InlineMaxBytes ByteSize `yaml:"inline_max_bytes"`
 }
 
 // ForwardAction re-sends the message over SMTP (package forward). Without
@@ -396,9 +402,17 @@ func (a *Action) validate(fail func(int, string, string, ...any), p string) {
 			}
 		}
 		switch w.Format {
-		case "", "json":
+		case "", "json", "multipart", "raw":
 		default:
-			fail(w.Line, wp+".format", "%q: supported formats are json", w.Format)
+			fail(w.Line, wp+".format", "%q: supported formats are json, multipart and raw", w.Format)
+		}
+		switch w.Attachments {
+		case "", "links", "inline", "metadata":
+		default:
+			fail(w.Line, wp+".attachments", "%q: use links, inline or metadata", w.Attachments)
+		}
+		if w.LinkTTL < 0 || time.Duration(w.LinkTTL) > 7*24*time.Hour {
+			fail(w.Line, wp+".link_ttl", "must be between 1s and 168h (the longest an S3 presigned link lives)")
 		}
 		if w.Timeout < 0 {
 			fail(w.Line, wp+".timeout", "must be positive")

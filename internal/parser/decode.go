@@ -40,12 +40,15 @@ func (r *base64Reader) Read(p []byte) (int, error) {
 func (r *base64Reader) fill() {
 	n, err := r.src.Read(r.in)
 	// Compact the chunk to alphabet characters and '=', counting junk.
-	clean := r.in[:0]
-	for _, c := range r.in[:n] {
-		switch {
-		case isB64(c) || c == '=':
-			clean = append(clean, c)
-		case c == '\r' || c == '\n' || c == ' ' || c == '\t':
+	in := r.in[:n]
+	clean := in[:0]
+	for _, c := range in {
+		switch b64class[c] {
+		case b64Data:
+			// In place: clean never overtakes i.
+			clean = clean[:len(clean)+1]
+			clean[len(clean)-1] = c
+		case b64Space:
 		default:
 			r.invalid++
 		}
@@ -109,6 +112,24 @@ func (r *base64Reader) fill() {
 		}
 	}
 }
+
+const (
+	b64Invalid = iota
+	b64Data    // alphabet or '='
+	b64Space   // line breaks and blanks
+)
+
+var b64class = func() (t [256]byte) {
+	for c := 0; c < 256; c++ {
+		switch {
+		case isB64(byte(c)) || c == '=':
+			t[c] = b64Data
+		case c == '\r' || c == '\n' || c == ' ' || c == '\t':
+			t[c] = b64Space
+		}
+	}
+	return t
+}()
 
 // finishCarry decodes a final quantum of 2 or 3 characters; a single
 // character cannot be decoded and counts as invalid.

@@ -121,14 +121,6 @@ type Part struct {
 	Content     string `json:"content"`
 	// Path is the MIME part number, as IMAP numbers parts (RFC 3501 §6.4.5).
 	Path string `json:"path,omitempty"`
-	// URL is a time-limited link to the decoded bytes, in webhook bodies
-	// with attachments: links (the default).
-	URL string `json:"url,omitempty"`
-	// URLExpiresAt is when URL stops working.
-	URLExpiresAt *time.Time `json:"url_expires_at,omitempty"`
-	// ContentBase64 holds the decoded bytes, in webhook bodies with
-	// attachments: inline (up to the action's inline_max_bytes).
-	ContentBase64 string `json:"content_base64,omitempty"`
 }
 
 // Attachment is a non-body part: an attachment or an inline resource.
@@ -145,6 +137,14 @@ type Attachment struct {
 	Message *Summary `json:"message,omitempty"`
 	// Path is the MIME part number, as IMAP numbers parts (RFC 3501 §6.4.5).
 	Path string `json:"path,omitempty"`
+	// URL is a time-limited link to the decoded bytes, in webhook bodies
+	// with attachments: links (the default).
+	URL string `json:"url,omitempty"`
+	// URLExpiresAt is when URL stops working.
+	URLExpiresAt *time.Time `json:"url_expires_at,omitempty"`
+	// ContentBase64 holds the decoded bytes, in webhook bodies with
+	// attachments: inline (up to the action's inline_max_bytes).
+	ContentBase64 string `json:"content_base64,omitempty"`
 }
 
 // Summary describes an attached message (message/rfc822).

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/base64"
 	"io"
+	"sync"
 )
 
 // base64Reader decodes base64 (RFC 2045 §6.8) leniently, like mail readers
@@ -20,8 +21,21 @@ type base64Reader struct {
 	err     error
 }
 
+type b64bufs struct{ in, out []byte }
+
+var b64Pool = sync.Pool{New: func() any { return &b64bufs{in: make([]byte, 16<<10), out: make([]byte, 0, 12<<10+3)} }}
+
 func newBase64Reader(src io.Reader) *base64Reader {
-	return &base64Reader{src: src, in: make([]byte, 16<<10), outBuf: make([]byte, 0, 12<<10+3)}
+	b := b64Pool.Get().(*b64bufs)
+	return &base64Reader{src: src, in: b.in, outBuf: b.out[:0]}
+}
+
+// release returns the buffers; the reader must not be used after.
+func (r *base64Reader) release() {
+	if r.in != nil {
+		b64Pool.Put(&b64bufs{in: r.in, out: r.outBuf[:0]})
+		r.in, r.outBuf, r.out = nil, nil, nil
+	}
 }
 
 func (r *base64Reader) Read(p []byte) (int, error) {

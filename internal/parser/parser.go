@@ -123,9 +123,12 @@ func Parse(ctx context.Context, r io.Reader, opts Options) (*message.Message, er
 	}
 
 	p := newParser(ctx, opts, msg)
-	br := bufio.NewReaderSize(src, 64<<10)
+	br := topPool.Get().(*bufio.Reader)
+	br.Reset(src)
 	p.run(br)
 	io.Copy(io.Discard, br)
+	br.Reset(nil)
+	topPool.Put(br)
 	if pw != nil {
 		if p.err != nil {
 			pw.CloseWithError(p.err)
@@ -363,6 +366,8 @@ func (p *parser) walk(e *entity, body io.Reader, depth int, resource bool) conte
 	}
 }
 
+var topPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
+
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
 
 func getReader(r io.Reader) *bufio.Reader {
@@ -514,6 +519,7 @@ func (p *parser) decoder(e *entity, body io.Reader) (r io.Reader, done func()) {
 			if d.invalid > 0 {
 				p.warn(where, fmt.Sprintf("base64: %d invalid characters skipped", d.invalid))
 			}
+			d.release()
 		}
 	case "quoted-printable":
 		d := newQPReader(body)

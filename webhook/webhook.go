@@ -22,6 +22,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net/http"
 	"strconv"
@@ -91,6 +92,46 @@ func SignatureHeader(secrets []Secret, id string, ts time.Time, body []byte) str
 	sigs := make([]string, len(secrets))
 	for i, k := range secrets {
 		sigs[i] = k.Sign(id, ts, body)
+	}
+	return strings.Join(sigs, " ")
+}
+
+// Signer computes the webhook-signature header of a body written to it, for
+// bodies too large to hold in memory: write the body, then call Header.
+type Signer struct {
+	macs []hash.Hash
+	n    int64
+}
+
+// NewSigner starts signatures for one request with every secret.
+func NewSigner(secrets []Secret, id string, ts time.Time) *Signer {
+	s := &Signer{}
+	for _, k := range secrets {
+		mac := hmac.New(sha256.New, k)
+		fmt.Fprintf(mac, "%s.%d.", id, ts.Unix())
+		s.macs = append(s.macs, mac)
+	}
+	return s
+}
+
+// Write adds body bytes.
+func (s *Signer) Write(p []byte) (int, error) {
+	for _, m := range s.macs {
+		m.Write(p)
+	}
+	s.n += int64(len(p))
+	return len(p), nil
+}
+
+// Len returns the number of body bytes written.
+func (s *Signer) Len() int64 { return s.n }
+
+// Header returns the webhook-signature value: one "v1," signature per
+// secret, space-separated.
+func (s *Signer) Header() string {
+	sigs := make([]string, len(s.macs))
+	for i, m := range s.macs {
+		sigs[i] = "v1," + base64.StdEncoding.EncodeToString(m.Sum(nil))
 	}
 	return strings.Join(sigs, " ")
 }

@@ -3,6 +3,7 @@ package webhook_test
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -85,5 +86,17 @@ func TestParseSecretRejectsGarbage(t *testing.T) {
 		if _, err := webhook.ParseSecret(s); err != webhook.ErrInvalidSecret {
 			t.Errorf("ParseSecret(%q) = %v, want ErrInvalidSecret", s, err)
 		}
+	}
+}
+
+func TestSignerMatchesSign(t *testing.T) {
+	a, _ := webhook.ParseSecret(vecSecret)
+	b, _ := webhook.ParseSecret("whsec_c2Vjb25k")
+	s := webhook.NewSigner([]webhook.Secret{a, b}, vecID, time.Unix(vecTS, 0))
+	s.Write([]byte(vecBody[:5]))
+	s.Write([]byte(vecBody[5:]))
+	want := webhook.SignatureHeader([]webhook.Secret{a, b}, vecID, time.Unix(vecTS, 0), []byte(vecBody))
+	if got := s.Header(); got != want || !strings.HasPrefix(got, vecSigWant+" ") || s.Len() != int64(len(vecBody)) {
+		t.Fatalf("Signer.Header = %s, want %s", got, want)
 	}
 }

@@ -19,7 +19,8 @@ func main() {
 	ctx := context.Background()
 	log := slog.New(lambdacontext.NewLogHandler())
 	env := lambdaenv.MustLoad(ctx, log)
-	h := &delivery.Handler{Store: env.Store, Routes: env.Routes, Queue: env.Queue, Journal: env.Journal,
-		Webhooks: delivery.NewWebhooks(egress.Policy{}, os.Getenv), Log: log}
+	hooks := delivery.NewWebhooks(egress.Policy{}, os.Getenv)
+	hooks.Store, hooks.Links = env.Store, env.Links
+	h := &delivery.Handler{Store: env.Store, Routes: env.Routes, Queue: env.Queue, Journal: env.Journal, Webhooks: hooks, Log: log}
 	lambda.Start(h.Handle)
 }

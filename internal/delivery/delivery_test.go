@@ -133,6 +133,23 @@ func (h *harness) waitStatus(t *testing.T, j delivery.Job, want string) *deliver
 	return nil
 }
 
+// waitDead waits for n dead letters: the record is written just before the
+// job is dead-lettered.
+func (h *harness) waitDead(t *testing.T, n int) [][]byte {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		dead, err := h.q.DeadLetters(context.Background())
+		if err == nil && len(dead) == n {
+			return dead
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dead letters = %d, %v; want %d", len(dead), err, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func outcomes(r *delivery.Record) string {
 	var s []string
 	for _, a := range r.Attempts {
@@ -182,10 +199,7 @@ func TestGoneIsPermanentAndDeadLettered(t *testing.T) {
 		if !strings.Contains(r.Attempts[0].Error, "not retried") {
 			t.Fatalf("error = %q", r.Attempts[0].Error)
 		}
-		dead, err := h.q.DeadLetters(context.Background())
-		if err != nil || len(dead) != 1 {
-			t.Fatalf("dead letters = %d, %v", len(dead), err)
-		}
+		dead := h.waitDead(t, 1)
 		var dj delivery.Job
 		json.Unmarshal(dead[0], &dj)
 		if dj.ID != j.ID || dj.Message == nil {
@@ -338,7 +352,7 @@ func TestRedrivenDeadLetterIsTriedAgain(t *testing.T) {
 	j := job("01JJ")
 	h.h.Queue.Send(context.Background(), []delivery.Job{j})
 	h.waitStatus(t, j, delivery.StatusFailed)
-	dead, _ := h.q.DeadLetters(context.Background())
+	dead := h.waitDead(t, 1)
 	var dj delivery.Job
 	json.Unmarshal(dead[0], &dj)
 	if dj.DeadLetteredAt == nil {

@@ -1,7 +1,6 @@
 package delivery
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +14,7 @@ import (
 	"github.com/letterboxmail/letterbox/internal/egress"
 	"github.com/letterboxmail/letterbox/internal/fault"
 	"github.com/letterboxmail/letterbox/internal/routing"
+	"github.com/letterboxmail/letterbox/internal/store"
 	"github.com/letterboxmail/letterbox/message"
 	"github.com/letterboxmail/letterbox/webhook"
 )
@@ -34,6 +34,13 @@ const DefaultWebhookTimeout = 30 * time.Second
 
 // Webhooks posts signed webhook requests.
 type Webhooks struct {
+	// Store holds raw messages and attachments, for the raw and multipart
+	// formats and for attachment links or inline content.
+	Store store.Store
+	// Links makes time-limited attachment links (S3 presigned URLs; the
+	// dev server's signed links); nil sends attachment metadata only.
+	Links store.Presigner
+
 	guarded, open *http.Client
 	// Getenv resolves secret_env; nil means os.Getenv.
 	Getenv func(string) string
@@ -100,9 +107,14 @@ func (w *Webhooks) Post(ctx context.Context, j *Job, m *message.Message, a *rout
 	if err != nil {
 		return Result{Err: err}
 	}
-	body, err := Body(j, m)
+	p, err := w.payload(ctx, j, m, a)
 	if err != nil {
-		return Result{Err: fault.Permanent(err)}
+		return Result{Err: err}
+	}
+	now := time.Now()
+	sig, size, err := p.sign(ctx, webhook.NewSigner(secrets, j.ID, now))
+	if err != nil {
+		return Result{Err: fmt.Errorf("webhook body: %w", err)}
 	}
 	timeout := time.Duration(a.Timeout)
 	if timeout <= 0 {
@@ -110,19 +122,21 @@ func (w *Webhooks) Post(ctx context.Context, j *Job, m *message.Message, a *rout
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, captures(a.URL), bytes.NewReader(body))
+	body := p.reader(ctx)
+	defer body.Close()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, captures(a.URL), body)
 	if err != nil {
 		return Result{Err: fault.Permanentf("webhook url: %w", err)}
 	}
+	req.ContentLength = size
 	for k, v := range a.Headers {
 		req.Header.Set(k, captures(v))
 	}
-	now := time.Now()
-	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Type", p.contentType)
 	req.Header.Set("User-Agent", w.UserAgent)
 	req.Header.Set(webhook.HeaderID, j.ID)
 	req.Header.Set(webhook.HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
-	req.Header.Set(webhook.HeaderSignature, webhook.SignatureHeader(secrets, j.ID, now, body))
+	req.Header.Set(webhook.HeaderSignature, sig)
 	client := w.guarded
 	if a.AllowLocal {
 		client = w.open

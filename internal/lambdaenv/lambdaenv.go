@@ -34,6 +34,8 @@ type Env struct {
 	Routes  *routing.Live
 	Queue   *sqsqueue.Queue
 	Journal delivery.Journal
+	// Links presigns attachment links (the S3 store); nil for other stores.
+	Links store.Presigner
 }
 
 // Load reads the environment and builds the clients.
@@ -82,7 +84,8 @@ func Load(ctx context.Context) (*Env, error) {
 	default:
 		return nil, fmt.Errorf("LETTERBOX_JOURNAL=%q: want all or failures", mode)
 	}
-	return &Env{Store: st, Routes: routes, Queue: q, Journal: delivery.Journal{Store: st, Mode: mode}}, nil
+	links, _ := st.(store.Presigner)
+	return &Env{Store: st, Routes: routes, Queue: q, Journal: delivery.Journal{Store: st, Mode: mode}, Links: links}, nil
 }
 
 // MustLoad is Load for a function's main: a configuration error ends the

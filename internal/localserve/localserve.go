@@ -150,6 +150,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	policy := egress.Policy{AllowLoopback: true, AllowPrivate: cfg.AllowPrivate}
 	s.deliver = &delivery.Handler{Store: base, Routes: s.routes, Queue: localqueue.Deliveries{Queue: s.jobQ}, Journal: journal,
 		Webhooks: delivery.NewWebhooks(policy, os.Getenv), Log: s.log}
+	s.deliver.Webhooks.Store = base
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -176,6 +177,15 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	mux.HandleFunc("POST /dev/s3-events", s.s3Events)
 	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("http listen: %w", err)
+	}
+	// Attachment links: S3's presigned URLs on an S3 store, signed links
+	// to this server otherwise.
+	if p, ok := base.(store.Presigner); ok {
+		s.deliver.Webhooks.Links = p
+	} else {
+		l := newLinks("http://"+s.httpLn.Addr().String(), base)
+		mux.Handle("GET /dev/objects/", l)
+		s.deliver.Webhooks.Links = l
 	}
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 

@@ -150,6 +150,23 @@ func TestMailArrivesAsSignedWebhook(t *testing.T) {
 		b, _ := json.MarshalIndent(m, "", "  ")
 		t.Fatalf("parsed message:\n%s", b)
 	}
+	// The attachment travels as a time-limited link the dev server serves.
+	att := m.Attachments[0]
+	if att.URL == "" || att.URLExpiresAt == nil {
+		t.Fatalf("attachment has no link: %+v", att)
+	}
+	resp, err := http.Get(att.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pdf, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(pdf) != "%PDF-1.4\n" {
+		t.Fatalf("GET attachment link: %d %q", resp.StatusCode, pdf)
+	}
+	if resp, _ := http.Get(strings.Replace(att.URL, "sig=", "sig=00", 1)); resp.StatusCode != 403 {
+		t.Fatalf("tampered link: %d, want 403", resp.StatusCode)
+	}
 	st := srv.Store()
 	raw, _ := store.ReadAll(context.Background(), st, m.RawKey)
 	if !bytes.HasSuffix(raw, []byte(msg)) || !bytes.HasPrefix(raw, []byte("Received: ")) {

@@ -97,18 +97,32 @@ type Action struct {
 	Position
 	Webhook *WebhookAction `yaml:"webhook"`
 	Forward *ForwardAction `yaml:"forward"`
-	Store   bool           `yaml:"store"`
-	Drop    bool           `yaml:"drop"`
-	Retry   *Retry         `yaml:"retry"`
+	// The publish actions (publish.go).
+	Lambda      *LambdaAction      `yaml:"lambda"`
+	SQS         *SQSAction         `yaml:"sqs"`
+	SNS         *SNSAction         `yaml:"sns"`
+	EventBridge *EventBridgeAction `yaml:"eventbridge"`
+	Store       bool               `yaml:"store"`
+	Drop        bool               `yaml:"drop"`
+	Retry       *Retry             `yaml:"retry"`
 }
 
-// Kind names the action's kind: webhook, forward, store or drop.
+// Kind names the action's kind: webhook, forward, lambda, sqs, sns,
+// eventbridge, store or drop.
 func (a *Action) Kind() string {
 	switch {
 	case a.Webhook != nil:
 		return "webhook"
 	case a.Forward != nil:
 		return "forward"
+	case a.Lambda != nil:
+		return "lambda"
+	case a.SQS != nil:
+		return "sqs"
+	case a.SNS != nil:
+		return "sns"
+	case a.EventBridge != nil:
+		return "eventbridge"
 	case a.Store:
 		return "store"
 	default:
@@ -353,15 +367,16 @@ func (r *Reject) validate(fail func(int, string, string, ...any), p string) {
 
 func (a *Action) validate(fail func(int, string, string, ...any), p string) {
 	kinds := 0
-	for _, set := range []bool{a.Webhook != nil, a.Forward != nil, a.Store, a.Drop} {
+	for _, set := range []bool{a.Webhook != nil, a.Forward != nil, a.Lambda != nil, a.SQS != nil, a.SNS != nil, a.EventBridge != nil, a.Store, a.Drop} {
 		if set {
 			kinds++
 		}
 	}
 	if kinds != 1 {
-		fail(a.Line, p, "needs exactly one of webhook, forward, store: true or drop: true")
+		fail(a.Line, p, "needs exactly one of webhook, forward, lambda, sqs, sns, eventbridge, store: true or drop: true")
 		return
 	}
+	a.validatePublish(fail, p)
 	if a.Retry != nil {
 		if a.Retry.Attempts < 1 {
 			fail(a.Retry.Line, p+".retry.attempts", "must be at least 1")

@@ -47,6 +47,13 @@ type Event struct {
 	Type      string           `json:"type"`
 	Timestamp time.Time        `json:"timestamp"`
 	Data      *message.Message `json:"data"`
+	// Truncated is set when the event had to fit a size limit (the lambda,
+	// sqs, sns and eventbridge actions): data then lacks headers, text,
+	// html, stripped_text and parts, and keeps the rest (id, envelope,
+	// addresses, subject, attachment metadata, auth, raw_key, size). Fetch
+	// the full message from the store by data.id or data.raw_key. Webhook
+	// requests are never truncated.
+	Truncated bool `json:"truncated,omitempty"`
 }
 
 // Tolerance is how far a request's timestamp may be from the receiver's

@@ -32,6 +32,8 @@ type Handler struct {
 	// refuses them permanently.
 	Publisher Publisher
 	Log       *slog.Logger
+	// Metrics, when set, counts attempts.
+	Metrics *Metrics
 	// Parallel bounds the jobs of one batch run at once (default 10).
 	Parallel int
 }
@@ -158,6 +160,7 @@ func (h *Handler) process(ctx context.Context, rec events.SQSMessage) bool {
 			}
 		}
 	}
+	h.Metrics.observe(job.Kind, a.Outcome, latency.Seconds())
 	attrs := []any{"attempt", attempt, "status", res.Status, "latency_ms", a.LatencyMS, "outcome", a.Outcome}
 	switch a.Outcome {
 	case StatusDelivered:

@@ -154,6 +154,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.deliver.Metrics = delivery.NewMetrics(reg)
 	if s.gw, err = smtpgw.New(cfg.Gateway, s.store, s.routes, s.log, reg); err != nil {
 		return nil, err
 	}

@@ -272,3 +272,30 @@ func TestS3NotificationsAndDuplicates(t *testing.T) {
 		t.Fatalf("garbage event: %d", resp.StatusCode)
 	}
 }
+
+func TestMetricsCountDeliveries(t *testing.T) {
+	dir := t.TempDir()
+	h := newHook(t)
+	srv := start(t, dir, h.srv.URL)
+	defer srv.Shutdown(context.Background())
+	if _, err := send(t, srv.SMTPAddr(), "a@example.org", []string{"support@example.test"}, msg); err != nil {
+		t.Fatal(err)
+	}
+	<-h.events
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + srv.HTTPAddr() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(b), `letterbox_delivery_attempts_total{kind="webhook",outcome="delivered"} 1`) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics lack the delivery:\n%s", b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -161,7 +161,7 @@ func (c *Checker) verifyARC(ctx context.Context, fields []hfield, plan *arcPlan)
 	if err := c.verifyAMS(ctx, fields, plan.sets[n-1], plan.bodyHash.Sum()); err != nil {
 		var te tempError
 		if errors.As(err, &te) {
-			res.Result, res.Reason = TempError, err.Error()
+			res.Result, res.Reason = TempError, cleanReason(err.Error())
 			return res
 		}
 		return fail("ARC-Message-Signature i=%d: %v", n, err)
@@ -171,7 +171,7 @@ func (c *Checker) verifyARC(ctx context.Context, fields []hfield, plan *arcPlan)
 		if err := c.verifySeal(ctx, plan.sets, i); err != nil {
 			var te tempError
 			if errors.As(err, &te) {
-				res.Result, res.Reason = TempError, err.Error()
+				res.Result, res.Reason = TempError, cleanReason(err.Error())
 				return res
 			}
 			return fail("ARC-Seal i=%d: %v", i, err)

@@ -103,14 +103,26 @@ func splitTXT(v string) []string {
 // address for Config.Resolver.
 func startDNS(t testing.TB, z *zone) string {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := pc.LocalAddr().String()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
+	// UDP and TCP on the same port: retry when another process holds the
+	// TCP side of the port the kernel gave us for UDP.
+	var (
+		pc   net.PacketConn
+		ln   net.Listener
+		addr string
+		err  error
+	)
+	for try := 0; try < 50; try++ {
+		pc, err = net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr = pc.LocalAddr().String()
+		if ln, err = net.Listen("tcp", addr); err == nil {
+			break
+		}
 		pc.Close()
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	var started sync.WaitGroup

@@ -265,7 +265,7 @@ func (c *Checker) dkim(ctx context.Context, rawHeader []byte, fields []hfield, b
 		case v.Err == nil:
 			r.Result = Pass
 		case dkim.IsTempFail(v.Err):
-			r.Result, r.Reason = TempError, v.Err.Error()
+			r.Result, r.Reason = TempError, cleanReason(v.Err.Error())
 		case dkim.IsPermFail(v.Err):
 			r.Result, r.Reason = PermError, v.Err.Error()
 		default:

@@ -278,3 +278,14 @@ func TestAuthenticationResultsFormat(t *testing.T) {
 		t.Fatalf("Authentication-Results =\n%s\nwant\n%s", a.AuthenticationResults, want)
 	}
 }
+
+func TestCleanReason(t *testing.T) {
+	in := "lookup _dmarc.example.org. on 10.255.255.53:53: read udp 127.0.0.1:1->127.0.0.1:1: read: connection refused"
+	want := "lookup _dmarc.example.org.: read udp 127.0.0.1:1->127.0.0.1:1: read: connection refused"
+	if got := cleanReason(in); got != want {
+		t.Fatalf("cleanReason = %q, want %q", got, want)
+	}
+	if got := cleanReason("lookup a.example on [::1]:53: no such host"); got != "lookup a.example: no such host" {
+		t.Fatalf("cleanReason = %q", got)
+	}
+}

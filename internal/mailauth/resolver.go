@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"regexp"
 	"strings"
 	"time"
 
@@ -93,9 +94,18 @@ func dnsKind(err error) string {
 	return "error"
 }
 
+// serverRe matches the server a Go DNS error names, which is the system's
+// configured one even when queries go to Config.Resolver.
+var serverRe = regexp.MustCompile(`(lookup \S+) on [^ ]+:( |$)`)
+
 func describe(err error) string {
 	if err == nil {
 		return ""
 	}
-	return fmt.Sprint(err)
+	return cleanReason(fmt.Sprint(err))
+}
+
+// cleanReason removes the misleading server name from DNS error texts.
+func cleanReason(s string) string {
+	return serverRe.ReplaceAllString(s, "$1:$2")
 }

@@ -28,7 +28,7 @@ func (c *Checker) checkSPF(ctx context.Context, env *message.Envelope) message.S
 	res, err := spf.CheckHostWithSender(ip, env.HELO, sender, spf.WithContext(ctx), spf.WithResolver(c.res))
 	out := message.SPFResult{Result: string(res), Domain: domain}
 	if res != spf.Pass && res != spf.None && err != nil {
-		out.Reason = err.Error()
+		out.Reason = cleanReason(err.Error())
 	}
 	return out
 }

@@ -196,7 +196,7 @@ func attempt(j *delivery.Job, m *message.Message, body []byte, limit int, size f
 	if size(body) > limit {
 		body, reduced = reduce(j, m), true
 		if size(body) > limit {
-			return 0, fault.Permanentf("event of %d bytes exceeds the limit of %d even without the message's bodies and headers", size(body), limit)
+			return 0, &sizeError{size: size(body), limit: limit}
 		}
 	}
 	status, err := try(body)
@@ -204,6 +204,13 @@ func attempt(j *delivery.Job, m *message.Message, body []byte, limit int, size f
 		status, err = try(reduce(j, m))
 	}
 	return status, err
+}
+
+// sizeError is an event too large even when reduced.
+type sizeError struct{ size, limit int }
+
+func (e *sizeError) Error() string {
+	return fmt.Sprintf("event of %d bytes exceeds the limit of %d even without the message's bodies and headers", e.size, e.limit)
 }
 
 // reduce returns the event without the message's bodies and headers.
@@ -328,10 +335,10 @@ func result(service string, status int, err error) delivery.Result {
 	if errors.As(err, &re) {
 		status = re.HTTPStatusCode()
 	}
-	var c interface{ Temporary() bool }
+	var se *sizeError
 	switch {
-	case errors.As(err, &c): // already classified
-		err = fmt.Errorf("%s: %w", service, err)
+	case errors.As(err, &se):
+		err = fault.Permanent(fmt.Errorf("%s: %w", service, err))
 	case temporary(err):
 		err = fault.Temporary(fmt.Errorf("%s: %w", service, err))
 	default:

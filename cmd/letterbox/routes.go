@@ -204,6 +204,19 @@ func describeAction(i int, a *routing.Action, mt routing.Matched) actionReport {
 			via = "smart host " + a.Forward.Smarthost
 		}
 		ar.Does = fmt.Sprintf("forward to %s via %s", strings.Join(to, ", "), via)
+	case "lambda":
+		ar.Does = fmt.Sprintf("invoke Lambda function %s asynchronously with the webhook v1 event", mt.Expand(a.Lambda.Function))
+	case "sqs":
+		ar.Does = fmt.Sprintf("send the webhook v1 event to SQS queue %s", mt.Expand(a.SQS.QueueURL))
+	case "sns":
+		ar.Does = fmt.Sprintf("publish the webhook v1 event to SNS topic %s", mt.Expand(a.SNS.TopicARN))
+	case "eventbridge":
+		e := a.EventBridge
+		bus := mt.Expand(e.Bus)
+		if bus == "" {
+			bus = "default"
+		}
+		ar.Does = fmt.Sprintf("put the webhook v1 event on EventBridge bus %s (source %s, detail-type %s)", bus, e.Source, e.DetailType)
 	case "store":
 		ar.Does = "keep in the store only"
 	case "drop":

@@ -182,7 +182,7 @@ func (p *Publisher) Publish(ctx context.Context, j *delivery.Job, m *message.Mes
 	default:
 		return delivery.Result{Err: fault.Permanentf("publish: %s is not a publish action", kind)}
 	}
-	if res.Err != nil && ctx.Err() != nil && fault.IsTemporary(res.Err) {
+	if res.Err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && fault.IsTemporary(res.Err) {
 		res.Err = fault.Temporaryf("%s: no response within %s", kind, p.timeout)
 	}
 	return res

@@ -44,6 +44,18 @@ type Report struct {
 	Requests int
 	// Problems lists every violated property; empty means all held.
 	Problems []string
+	// LostMessages describes each lost message.
+	LostMessages []LostMessage
+}
+
+// LostMessage is an acknowledged message that was not stored complete or
+// not delivered everywhere.
+type LostMessage struct {
+	ID, Token string
+	NotStored bool
+	// Missing lists the receivers that never got it, with the route
+	// (receiver name → route name).
+	Missing map[string]string
 }
 
 // Summary is the one-line result.
@@ -160,6 +172,9 @@ func Check(ctx context.Context, st store.Store, attempts []Attempt, requests []R
 	idsOfJob := map[jobKey]map[string]bool{}
 	okByWebhookID := map[string]int{}
 	for _, q := range requests {
+		if q.Incomplete {
+			continue // the pipeline died mid-request
+		}
 		if q.Err != "" {
 			r.problem("%s got a request that does not verify (webhook-id %q): %s", q.Receiver, q.WebhookID, q.Err)
 			continue
@@ -211,19 +226,21 @@ func Check(ctx context.Context, st store.Store, attempts []Attempt, requests []R
 	sort.Strings(ids)
 	for _, id := range ids {
 		a := byID[id]
+		lm := LostMessage{ID: id, Token: a.Token, Missing: map[string]string{}}
 		lost := false
 		if stored[id] {
 			r.Stored++
 		} else {
-			lost = true
+			lost, lm.NotStored = true, true
 			r.problem("LOST: message %s (attempt %s, 250 at %s) is not stored complete", id, a.Token, a.End.Format("15:04:05.000"))
 		}
 		all := true
 		var missing []string
-		for recv := range expect(a.Rcpts) {
+		for recv, route := range expect(a.Rcpts) {
 			if !delivered[jobKey{recv, id}] {
 				all = false
 				missing = append(missing, recv)
+				lm.Missing[recv] = route
 			}
 		}
 		if all {
@@ -235,6 +252,7 @@ func Check(ctx context.Context, st store.Store, attempts []Attempt, requests []R
 		}
 		if lost {
 			r.Lost++
+			r.LostMessages = append(r.LostMessages, lm)
 		}
 	}
 	return r, nil

@@ -1,6 +1,8 @@
 package faults
 
 import (
+	"bytes"
+	"io"
 	"net"
 	"net/http"
 	"regexp"
@@ -51,10 +53,15 @@ type Request struct {
 	// Status is what the receiver answered; 0 when it hung.
 	Status int    `json:"status"`
 	Err    string `json:"err,omitempty"` // signature or payload error
+	// Incomplete: the connection broke before the whole body arrived
+	// (the sender crashed mid-request); nothing to verify.
+	Incomplete bool `json:"incomplete,omitempty"`
 }
 
 // Delivered reports whether the request counts as a delivery.
-func (r Request) Delivered() bool { return r.Err == "" && r.Status >= 200 && r.Status < 300 }
+func (r Request) Delivered() bool {
+	return r.Err == "" && !r.Incomplete && r.Status >= 200 && r.Status < 300
+}
 
 var tokenRE = regexp.MustCompile(`s\d+-m\d+-a\d+`)
 
@@ -155,9 +162,17 @@ func (r *Receiver) Close() {
 }
 
 func (r *Receiver) handle(w http.ResponseWriter, req *http.Request) {
-	rec := Request{At: time.Now(), Receiver: r.Name}
+	rec := Request{At: time.Now(), Receiver: r.Name, WebhookID: req.Header.Get(webhook.HeaderID)}
+	body, err := io.ReadAll(io.LimitReader(req.Body, webhook.MaxBodyBytes))
+	if err != nil {
+		rec.Incomplete, rec.Status = true, http.StatusBadRequest
+		r.mu.Lock()
+		r.reqs = append(r.reqs, rec)
+		r.mu.Unlock()
+		return
+	}
+	req.Body = io.NopCloser(bytes.NewReader(body))
 	id, ev, err := r.v.ReadEvent(req)
-	rec.WebhookID = req.Header.Get(webhook.HeaderID)
 	switch {
 	case err != nil:
 		rec.Err = err.Error()

@@ -3,6 +3,7 @@ package s3store
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/letterboxmail/letterbox/internal/fault"
 	"github.com/letterboxmail/letterbox/internal/store"
@@ -223,16 +225,39 @@ func (m *multipart) part(ctx context.Context, n int32, data []byte) error {
 	return nil
 }
 
-// abort discards the uploaded parts. An upload that cannot be aborted is
-// still invisible; a bucket lifecycle rule (AbortIncompleteMultipartUpload)
-// reclaims its storage.
+// abort discards the uploaded parts. A part upload still in flight at the
+// server may land after an abort, so, as the S3 API reference advises for
+// AbortMultipartUpload, the upload is aborted again until ListParts no
+// longer finds it. An upload that cannot be aborted is still invisible; a
+// bucket lifecycle rule (AbortIncompleteMultipartUpload) reclaims it.
 func (m *multipart) abort(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
 	defer cancel()
-	_, err := m.s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &m.s.bucket, Key: &m.full, UploadId: m.uploadID})
-	if err != nil {
-		slog.WarnContext(ctx, "s3store: abort multipart upload", "bucket", m.s.bucket, "key", m.full, "upload_id", aws.ToString(m.uploadID), "err", err)
+	for try := 1; ; try++ {
+		_, err := m.s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &m.s.bucket, Key: &m.full, UploadId: m.uploadID})
+		if err != nil && !isNoSuchUpload(err) {
+			slog.WarnContext(ctx, "s3store: abort multipart upload", "bucket", m.s.bucket, "key", m.full, "upload_id", aws.ToString(m.uploadID), "err", err)
+			return
+		}
+		_, err = m.s.client.ListParts(ctx, &s3.ListPartsInput{Bucket: &m.s.bucket, Key: &m.full, UploadId: m.uploadID})
+		if err != nil || try == 5 {
+			return // gone (NoSuchUpload), or give up to the lifecycle rule
+		}
+		select {
+		case <-time.After(time.Duration(try) * 50 * time.Millisecond):
+		case <-ctx.Done():
+			return
+		}
 	}
+}
+
+func isNoSuchUpload(err error) bool {
+	var nsu *types.NoSuchUpload
+	if errors.As(err, &nsu) {
+		return true
+	}
+	var api smithy.APIError
+	return errors.As(err, &api) && api.ErrorCode() == "NoSuchUpload"
 }
 
 // readUpTo appends from r to buf until buf holds limit bytes or r ends

@@ -519,8 +519,8 @@ func TestMultipartFailureAborts(t *testing.T) {
 				t.Fatalf("Put: %v (temporary %v), want temporary=%v", err, fault.IsTemporary(err), tt.temporary)
 			}
 			counts := p.take()
-			if counts["DELETE abort"] != 1 || counts["POST complete"] != 0 {
-				t.Errorf("requests %v: want one abort and no complete", counts)
+			if counts["DELETE abort"] < 1 || counts["POST complete"] != 0 {
+				t.Errorf("requests %v: want an abort and no complete", counts)
 			}
 			_, err = s.Stat(ctx, key)
 			storetest.WantNotFound(t, "Stat", err)

@@ -87,8 +87,17 @@ func TestParseCommandErrors(t *testing.T) {
 			}
 		})
 	}
+	// A failing input reports the file name and the parser's error.
+	err := runParse(context.Background(), []string{"--no-auth", "-"}, iotestErrReader{}, &bytes.Buffer{})
+	if err == nil || err.Error() != "-: parser: read message: stdin closed" || exitCode(err) != 1 {
+		t.Fatalf("error = %v, want \"-: parser: read message: stdin closed\"", err)
+	}
 	var ee *exitError
 	if err := runParse(context.Background(), nil, nil, &bytes.Buffer{}); !errors.As(err, &ee) {
 		t.Fatalf("usage error is not an exitError: %v", err)
 	}
 }
+
+type iotestErrReader struct{}
+
+func (iotestErrReader) Read([]byte) (int, error) { return 0, errors.New("stdin closed") }

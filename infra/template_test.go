@@ -380,7 +380,9 @@ func TestIAMLeastPrivilege(t *testing.T) {
 		sqsSendTo []string
 	}{
 		{"IngestRole", []string{"parsed/*", "attachments/*", "deliveries/*"}, []string{"DeliveryQueue"}},
-		{"DeliverRole", []string{"deliveries/*"}, []string{"DeliveryDeadLetterQueue"}},
+		// PublishTargetArns: the queues (and functions, topics, buses) the
+		// operator lists for the sqs/lambda/sns/eventbridge route actions.
+		{"DeliverRole", []string{"deliveries/*"}, []string{"DeliveryDeadLetterQueue", "PublishTargetArns"}},
 		{"GatewayTaskRole", []string{"raw/*", "envelopes/*"}, nil},
 	}
 	byRole := map[string][]statement{}
@@ -413,6 +415,9 @@ func TestIAMLeastPrivilege(t *testing.T) {
 						gotWrites = append(gotWrites, key)
 					case act == "sqs:SendMessage":
 						q, _ := getAtt(r)
+						if p := refTarget(r); p != "" {
+							q = p
+						}
 						gotSend = append(gotSend, q)
 					}
 				}

@@ -13,6 +13,7 @@ import (
 	"github.com/letterboxmail/letterbox/internal/delivery"
 	"github.com/letterboxmail/letterbox/internal/egress"
 	"github.com/letterboxmail/letterbox/internal/lambdaenv"
+	"github.com/letterboxmail/letterbox/internal/publish"
 )
 
 func main() {
@@ -21,6 +22,7 @@ func main() {
 	env := lambdaenv.MustLoad(ctx, log)
 	hooks := delivery.NewWebhooks(egress.Policy{}, os.Getenv)
 	hooks.Store, hooks.Links = env.Store, env.Links
-	h := &delivery.Handler{Store: env.Store, Routes: env.Routes, Queue: env.Queue, Journal: env.Journal, Webhooks: hooks, Log: log}
+	h := &delivery.Handler{Store: env.Store, Routes: env.Routes, Queue: env.Queue, Journal: env.Journal, Webhooks: hooks,
+		Publisher: publish.New(env.AWS), Log: log}
 	lambda.Start(h.Handle)
 }

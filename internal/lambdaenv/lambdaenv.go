@@ -18,6 +18,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
@@ -36,6 +37,8 @@ type Env struct {
 	Journal delivery.Journal
 	// Links presigns attachment links (the S3 store); nil for other stores.
 	Links store.Presigner
+	// AWS is the SDK configuration the clients were built from.
+	AWS aws.Config
 }
 
 // Load reads the environment and builds the clients.
@@ -85,7 +88,7 @@ func Load(ctx context.Context) (*Env, error) {
 		return nil, fmt.Errorf("LETTERBOX_JOURNAL=%q: want all or failures", mode)
 	}
 	links, _ := st.(store.Presigner)
-	return &Env{Store: st, Routes: routes, Queue: q, Journal: delivery.Journal{Store: st, Mode: mode}, Links: links}, nil
+	return &Env{Store: st, Routes: routes, Queue: q, Journal: delivery.Journal{Store: st, Mode: mode}, Links: links, AWS: cfg}, nil
 }
 
 // MustLoad is Load for a function's main: a configuration error ends the

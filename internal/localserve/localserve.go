@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -34,6 +35,7 @@ import (
 	"github.com/letterboxmail/letterbox/internal/ingest"
 	"github.com/letterboxmail/letterbox/internal/localqueue"
 	"github.com/letterboxmail/letterbox/internal/mailauth"
+	"github.com/letterboxmail/letterbox/internal/publish"
 	"github.com/letterboxmail/letterbox/internal/routing"
 	"github.com/letterboxmail/letterbox/internal/store"
 	"github.com/letterboxmail/letterbox/internal/storeurl"
@@ -62,6 +64,10 @@ type Config struct {
 	// messages are then processed only when an S3 server posts its bucket
 	// notifications to /dev/s3-events (and by the restart scan).
 	ExternalEvents bool
+	// AWSActions enables the lambda, sqs, sns and eventbridge actions with
+	// the AWS SDK's default configuration (environment, shared config);
+	// otherwise they fail permanently with a clear error.
+	AWSActions bool
 	// Workers is the number of concurrent batches per queue.
 	Workers int
 	Logger  *slog.Logger
@@ -151,6 +157,13 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	s.deliver = &delivery.Handler{Store: base, Routes: s.routes, Queue: localqueue.Deliveries{Queue: s.jobQ}, Journal: journal,
 		Webhooks: delivery.NewWebhooks(policy, os.Getenv), Log: s.log}
 	s.deliver.Webhooks.Store = base
+	if cfg.AWSActions {
+		awsCfg, err := config.LoadDefaultConfig(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("AWS configuration for the AWS actions: %w", err)
+		}
+		s.deliver.Publisher = publish.New(awsCfg)
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

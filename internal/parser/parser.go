@@ -918,10 +918,8 @@ func unflow(s string, delsp bool) string {
 		for depth < len(line) && line[depth] == '>' {
 			depth++
 		}
-		text := line[depth:]
-		if strings.HasPrefix(text, " ") {
-			text = text[1:] // space-stuffing (§4.4) or the space after quote marks
-		}
+		// Undo space-stuffing (§4.4), or drop the space after quote marks.
+		text := strings.TrimPrefix(line[depth:], " ")
 		if open && depth != prevDepth {
 			b.WriteByte('\n')
 			open = false

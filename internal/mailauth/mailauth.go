@@ -192,10 +192,14 @@ func readHeader(br *bufio.Reader) ([]byte, []hfield, error) {
 		line, err := br.ReadSlice('\n')
 		if err == bufio.ErrBufferFull {
 			// Keep reading the long line.
+			// Keep reading the long line, but no more of it than the
+			// header may hold.
 			long := append([]byte(nil), line...)
 			for err == bufio.ErrBufferFull {
 				line, err = br.ReadSlice('\n')
-				long = append(long, line...)
+				if len(long) < maxHeaderBytes {
+					long = append(long, line...)
+				}
 			}
 			line = long
 		}

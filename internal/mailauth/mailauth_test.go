@@ -289,3 +289,12 @@ func TestCleanReason(t *testing.T) {
 		t.Fatalf("cleanReason = %q", got)
 	}
 }
+
+func TestHugeHeaderLine(t *testing.T) {
+	c := newChecker(t, startDNS(t, newZone()), time.Second)
+	msg := "From: a@example.org\r\nX-Huge: " + strings.Repeat("x", 3<<20) + "\r\n\r\nbody\r\n"
+	a, err := c.Check(context.Background(), nil, strings.NewReader(msg))
+	if err != nil || a.DMARC.Domain != "example.org" {
+		t.Fatalf("Check = %+v, %v", a, err)
+	}
+}

@@ -433,6 +433,9 @@ func (p *parser) multipart(e *entity, body io.Reader, depth int) content {
 			return content{}
 		}
 		p.warn(where, e.ctype+": boundary "+quote(e.params["boundary"])+" not found; body read as text/plain")
+		if mr.truncated {
+			p.warn(where, fmt.Sprintf("body without parts cut at %d bytes", maxPreamble))
+		}
 		t := &entity{path: e.path, h: e.h, ctype: "text/plain", params: map[string]string{"charset": e.params["charset"]}, cte: e.cte}
 		return p.textPart(t, bytes.NewReader(mr.preamble))
 	}

@@ -193,3 +193,13 @@ func TestChunking(t *testing.T) {
 		}
 	}
 }
+
+func TestBoundaryNotFoundLongBody(t *testing.T) {
+	raw := "Content-Type: multipart/mixed; boundary=never\r\n\r\n" + strings.Repeat("0123456789abcdef\r\n", maxPreamble/18+100)
+	m, _ := parse(t, raw, Options{})
+	want := []string{`message: multipart/mixed: boundary "never" not found; body read as text/plain`,
+		"message: body without parts cut at 1048576 bytes"}
+	if strings.Join(m.Warnings, "|") != strings.Join(want, "|") || len(m.Text) < maxPreamble*17/18-100 {
+		t.Fatalf("warnings %q, text of %d bytes", m.Warnings, len(m.Text))
+	}
+}

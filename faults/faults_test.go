@@ -336,7 +336,7 @@ func TestNoAcknowledgedMessageIsLost(t *testing.T) {
 		tl.at(at, fmt.Sprintf("SIGKILL pipeline, restart after %v", delay), func() { sup.kill(delay) })
 	}
 	at := window(rng, stream, 0.05, 0.9)
-	tl.at(at, "SIGTERM pipeline (graceful stop with deliveries pending), restart after 200ms", func() { sup.term(200 * time.Millisecond) })
+	tl.at(at, "SIGTERM pipeline (graceful stop with deliveries pending), restart 200ms after it exits", func() { go sup.term(200 * time.Millisecond) })
 	for _, f := range []struct {
 		recv string
 		mode faults.Mode
@@ -531,10 +531,13 @@ func (s *supervisor) kill(d time.Duration) {
 	s.pipe.Kill()
 }
 
-// term stops the pipeline gracefully and keeps it down for d.
+// term stops the pipeline gracefully and keeps it down for d after it
+// exited.
 func (s *supervisor) term(d time.Duration) {
 	s.holdFor(time.Hour)
+	start := time.Now()
 	s.pipe.Stop(30 * time.Second)
+	s.logf("supervisor: pipeline stopped gracefully in %v", time.Since(start).Round(time.Millisecond))
 	s.holdFor(d)
 }
 

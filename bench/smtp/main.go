@@ -1,0 +1,842 @@
+// Command smtp benchmarks letterbox's SMTP gateway (make bench-smtp).
+//
+// It drives Postfix's smtp-source on loopback against three servers under
+// the same load: the gateway over the file store (every 250 follows a
+// durable write), smtp-sink (accepts and discards: the ceiling) and a
+// private Postfix instance whose queue keeps every message (held, so no
+// delivery runs: the durable peer). For 1, 20 and 100 sessions and 4 KiB
+// and 100 KiB messages it takes the median of several runs and prints
+// messages per second, MB/s and the ratios to both peers. It also measures
+// the gateway's RSS with 1,000 idle sessions and its RSS growth while it
+// accepts one 50 MiB message, counts the store's sync calls in one run with
+// strace, and probes the disk's sync latency.
+//
+// Each run starts a fresh server on fresh directories, and checks that the
+// server holds every message smtp-source sent.
+package main
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"golang.org/x/sys/unix"
+)
+
+var (
+	runs   = flag.Int("runs", 3, "runs per measurement; the median is reported")
+	quick  = flag.Bool("quick", false, "fewer messages per run (a smoke test, not a measurement)")
+	out    = flag.String("out", "", "also write the Markdown report to this file")
+	work   = flag.String("dir", "", "work directory on the disk to measure (default: a new directory under $TMPDIR)")
+	only   = flag.String("only", "", "comma-separated targets to run: letterbox, sink, postfix (default all)")
+	skipMe = flag.Bool("skip-memory", false, "skip the RSS measurements")
+)
+
+const routesYAML = `version: 1
+domains: [example.test]
+routes:
+  - name: all
+    catch_all: true
+    actions:
+      - store: true
+`
+
+func main() {
+	log.SetFlags(0)
+	flag.Parse()
+	if err := run(); err != nil {
+		log.Fatalf("bench-smtp: %v", err)
+	}
+}
+
+type result struct {
+	target        string
+	sessions, msg int
+	rates         []float64 // messages per second, one per run
+}
+
+func (r result) median() float64 {
+	s := slices.Clone(r.rates)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	return s[len(s)/2]
+}
+
+func run() error {
+	source, err := lookTool("smtp-source")
+	if err != nil {
+		return err
+	}
+	dir := *work
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "letterbox-bench-smtp-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+	}
+	// Postfix's daemons run as the postfix user and must reach their
+	// directories.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
+	if dir, err = filepath.Abs(dir); err != nil {
+		return err
+	}
+	bin := filepath.Join(dir, "smtpgw")
+	log.Printf("building the gateway")
+	if outb, err := exec.Command("go", "build", "-o", bin, "./smtpgw/cmd/smtpgw").CombinedOutput(); err != nil {
+		return fmt.Errorf("go build: %v\n%s", err, outb)
+	}
+	routes := filepath.Join(dir, "routes.yaml")
+	if err := os.WriteFile(routes, []byte(routesYAML), 0o644); err != nil {
+		return err
+	}
+	targets := map[string]bool{"letterbox": true, "sink": true, "postfix": true}
+	if *only != "" {
+		targets = map[string]bool{}
+		for t := range strings.SplitSeq(*only, ",") {
+			targets[strings.TrimSpace(t)] = true
+		}
+	}
+	if targets["postfix"] && os.Geteuid() != 0 {
+		log.Printf("not root: skipping the Postfix peer (its queue must be owned by the postfix user)")
+		delete(targets, "postfix")
+	}
+	env := &benchEnv{dir: dir, bin: bin, routes: routes, source: source}
+	var rep report
+	rep.started = time.Now()
+	rep.disk = probeDisk(dir)
+	log.Printf("disk: %s", rep.disk)
+
+	sizes := []int{4 << 10, 100 << 10}
+	sessions := []int{1, 20, 100}
+	for _, size := range sizes {
+		for _, s := range sessions {
+			n := messages(s, size)
+			res := map[string]*result{}
+			for r := 0; r < *runs; r++ {
+				for _, tg := range []string{"sink", "postfix", "letterbox"} {
+					if !targets[tg] {
+						continue
+					}
+					rate, err := env.measure(tg, s, size, n)
+					if err != nil {
+						return fmt.Errorf("%s, %d sessions, %d bytes: %w", tg, s, size, err)
+					}
+					if res[tg] == nil {
+						res[tg] = &result{target: tg, sessions: s, msg: size}
+					}
+					res[tg].rates = append(res[tg].rates, rate)
+					log.Printf("%-9s sessions=%-3d size=%-6d messages=%-5d run %d: %7.0f msg/s", tg, s, size, n, r+1, rate)
+				}
+			}
+			rep.rows = append(rep.rows, row{sessions: s, size: size, n: n, res: res})
+		}
+	}
+	if targets["letterbox"] {
+		if st, err := env.straceSyncs(); err != nil {
+			log.Printf("sync count: %v", err)
+		} else {
+			rep.syncs = st
+		}
+		if !*skipMe {
+			if rep.idle, err = env.idleRSS(1000); err != nil {
+				return fmt.Errorf("idle sessions: %w", err)
+			}
+			if rep.big, err = env.bigMessageRSS(50 << 20); err != nil {
+				return fmt.Errorf("50 MiB message: %w", err)
+			}
+		}
+	}
+	text := rep.markdown()
+	fmt.Print(text)
+	if *out != "" {
+		return os.WriteFile(*out, []byte(text), 0o644)
+	}
+	return nil
+}
+
+// messages per run: enough for a few seconds on each target.
+func messages(sessions, size int) int {
+	n := 2000
+	if sessions == 1 {
+		n = 500
+	}
+	if size > 10<<10 {
+		n /= 2
+	}
+	if *quick {
+		n /= 10
+	}
+	return max(n, 2*sessions)
+}
+
+func lookTool(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	for _, d := range []string{"/usr/sbin", "/usr/local/sbin"} {
+		p := filepath.Join(d, name)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found: install Debian's postfix package (make tools)", name)
+}
+
+type benchEnv struct {
+	dir, bin, routes, source string
+	seq                      int
+}
+
+func (e *benchEnv) fresh(name string) (string, error) {
+	e.seq++
+	d := filepath.Join(e.dir, fmt.Sprintf("%s-%d", name, e.seq))
+	return d, os.MkdirAll(d, 0o755)
+}
+
+// measure starts a fresh target, runs smtp-source and returns accepted
+// messages per second, after checking the target holds them all.
+func (e *benchEnv) measure(target string, sessions, size, n int) (float64, error) {
+	d, err := e.fresh(target)
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(d)
+	var addr string
+	var count func() (int, error)
+	var stop func()
+	switch target {
+	case "letterbox":
+		g, err := e.startGateway(d, nil)
+		if err != nil {
+			return 0, err
+		}
+		addr, stop = g.smtp, g.stop
+		count = func() (int, error) { return countFiles(filepath.Join(d, "store", "raw")) }
+	case "sink":
+		addr, stop, err = startSink()
+		if err != nil {
+			return 0, err
+		}
+	case "postfix":
+		addr, stop, err = startPostfix(d)
+		if err != nil {
+			return 0, err
+		}
+		count = func() (int, error) { return countFiles(filepath.Join(d, "queue", "hold")) }
+	}
+	defer stop()
+	args := []string{"-s", strconv.Itoa(sessions), "-m", strconv.Itoa(n), "-l", strconv.Itoa(size),
+		"-f", "bench@remote.test", "-t", "rcpt@example.test", "-M", "client.bench.test", addr}
+	start := time.Now()
+	outb, err := exec.Command(e.source, args...).CombinedOutput()
+	elapsed := time.Since(start)
+	if err != nil {
+		return 0, fmt.Errorf("smtp-source %s: %v\n%s", strings.Join(args, " "), err, outb)
+	}
+	if count != nil {
+		got, err := count()
+		if err != nil {
+			return 0, err
+		}
+		if got != n {
+			return 0, fmt.Errorf("%s holds %d messages, smtp-source sent %d", target, got, n)
+		}
+	}
+	return float64(n) / elapsed.Seconds(), nil
+}
+
+func countFiles(dir string) (int, error) {
+	n := 0
+	err := filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+func waitDial(addr string, exited <-chan struct{}) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-exited:
+			return errors.New("exited before listening")
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not listening: %v", addr, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+type gateway struct {
+	cmd       *exec.Cmd
+	smtp, web string
+	stop      func()
+}
+
+// startGateway runs the gateway binary on a fresh file store in d. wrap,
+// when set, prefixes the command (strace).
+func (e *benchEnv) startGateway(d string, wrap []string, extra ...string) (*gateway, error) {
+	smtpAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	web, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	args := append(wrap, e.bin, "--smtp", smtpAddr, "--http", web, "--store", "file://"+filepath.Join(d, "store"),
+		"--routes", e.routes, "--hostname", "mx.bench.test", "--max-connections", "5000", "--max-connections-per-ip", "5000")
+	args = append(args, extra...)
+	logf, err := os.Create(filepath.Join(d, "smtpgw.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); logf.Close(); close(exited) }()
+	g := &gateway{cmd: cmd, smtp: smtpAddr, web: web, stop: func() {
+		pid := cmd.Process.Pid
+		if len(wrap) > 0 {
+			// Signal the gateway, not strace, so strace writes its summary
+			// when the gateway exits.
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+			if f := strings.Fields(string(b)); len(f) > 0 {
+				pid, _ = strconv.Atoi(f[0])
+			}
+		}
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	}}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + web + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return g, nil
+			}
+		}
+		select {
+		case <-exited:
+			b, _ := os.ReadFile(filepath.Join(d, "smtpgw.log"))
+			return nil, fmt.Errorf("smtpgw exited:\n%s", b)
+		default:
+		}
+		if time.Now().After(deadline) {
+			g.stop()
+			return nil, fmt.Errorf("smtpgw not ready: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// startSink runs smtp-sink, which accepts every message and keeps none.
+func startSink() (string, func(), error) {
+	sink, err := lookTool("smtp-sink")
+	if err != nil {
+		return "", nil, err
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return "", nil, err
+	}
+	args := []string{"-m", "1000", addr, "1000"}
+	if os.Geteuid() == 0 {
+		args = append([]string{"-u", "nobody"}, args...)
+	}
+	cmd := exec.Command(sink, args...)
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	stop := func() { _ = cmd.Process.Kill(); <-exited }
+	if err := waitDial(addr, exited); err != nil {
+		stop()
+		return "", nil, err
+	}
+	return addr, stop, nil
+}
+
+// startPostfix runs a private Postfix instance in d: its own main.cf and
+// master.cf, queue and data directories, no chroot, logging to a file
+// (there is no syslog here). Every message is put on hold, so the queue
+// manager delivers nothing and the measurement is the durable acceptance
+// path: smtpd, cleanup writing and fsyncing the queue file.
+func startPostfix(d string) (string, func(), error) {
+	postfix, err := lookTool("postfix")
+	if err != nil {
+		return "", nil, err
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return "", nil, err
+	}
+	conf := filepath.Join(d, "conf")
+	for _, sub := range []string{"conf", "queue", "data"} {
+		if err := os.MkdirAll(filepath.Join(d, sub), 0o755); err != nil {
+			return "", nil, err
+		}
+	}
+	if err := exec.Command("chown", "postfix", filepath.Join(d, "data")).Run(); err != nil {
+		return "", nil, fmt.Errorf("chown postfix: %w", err)
+	}
+	mainCF := fmt.Sprintf(`compatibility_level = 3.6
+queue_directory = %[1]s/queue
+data_directory = %[1]s/data
+command_directory = /usr/sbin
+daemon_directory = /usr/lib/postfix/sbin
+meta_directory = /etc/postfix
+shlib_directory = /usr/lib/postfix
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = postfix.bench.test
+mydestination =
+relay_domains = example.test
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_client_restrictions = check_client_access static:HOLD
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+default_process_limit = 250
+smtpd_client_connection_count_limit = 0
+smtpd_client_connection_rate_limit = 0
+smtpd_peername_lookup = no
+maillog_file_prefixes = %[1]s
+maillog_file = %[1]s/maillog
+biff = no
+`, d)
+	masterCF := addr + ` inet n - n - - smtpd
+pickup    unix  n - n 60 1 pickup
+cleanup   unix  n - n -  0 cleanup
+qmgr      unix  n - n 300 1 qmgr
+rewrite   unix  - - n -  - trivial-rewrite
+bounce    unix  - - n -  0 bounce
+defer     unix  - - n -  0 bounce
+trace     unix  - - n -  0 bounce
+verify    unix  - - n -  1 verify
+flush     unix  n - n 1000? 0 flush
+proxymap  unix  - - n -  - proxymap
+smtp      unix  - - n -  - smtp
+relay     unix  - - n -  - smtp
+showq     unix  n - n -  - showq
+error     unix  - - n -  - error
+retry     unix  - - n -  - error
+discard   unix  - - n -  - discard
+anvil     unix  - - n -  1 anvil
+scache    unix  - - n -  1 scache
+postlog   unix-dgram n - n - 1 postlogd
+`
+	if err := os.WriteFile(filepath.Join(conf, "main.cf"), []byte(mainCF), 0o644); err != nil {
+		return "", nil, err
+	}
+	if err := os.WriteFile(filepath.Join(conf, "master.cf"), []byte(masterCF), 0o644); err != nil {
+		return "", nil, err
+	}
+	if outb, err := exec.Command(postfix, "-c", conf, "start").CombinedOutput(); err != nil {
+		logb, _ := os.ReadFile(filepath.Join(d, "maillog"))
+		return "", nil, fmt.Errorf("postfix start: %v\n%s\n%s", err, outb, logb)
+	}
+	stop := func() {
+		_ = exec.Command(postfix, "-c", conf, "stop").Run()
+		// postfix stop returns before master exits; wait for its pid file
+		// to go so the next instance starts clean.
+		for range 300 {
+			if _, err := os.Stat(filepath.Join(d, "queue", "pid", "master.pid")); err != nil {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if err := waitDial(addr, nil); err != nil {
+		stop()
+		return "", nil, err
+	}
+	return addr, stop, nil
+}
+
+// syncStats is what strace counted in one letterbox run.
+type syncStats struct {
+	messages    int
+	seconds     float64
+	calls       int     // syncfs + fsync + fdatasync
+	usPerCall   float64 // mean time in the call, as strace measured it
+	description string
+}
+
+// straceSyncs repeats the 20-session 4 KiB run under strace, counting the
+// store's sync calls: how well group commit batches.
+func (e *benchEnv) straceSyncs() (*syncStats, error) {
+	strace, err := exec.LookPath("strace")
+	if err != nil {
+		return nil, errors.New("strace not installed")
+	}
+	d, err := e.fresh("strace")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(d)
+	summary := filepath.Join(d, "strace.txt")
+	g, err := e.startGateway(d, []string{strace, "-f", "--seccomp-bpf", "-c", "-o", summary, "-e", "trace=syncfs,fsync,fdatasync"})
+	if err != nil {
+		return nil, err
+	}
+	n := messages(20, 4<<10)
+	start := time.Now()
+	outb, err := exec.Command(e.source, "-s", "20", "-m", strconv.Itoa(n), "-l", "4096", "-f", "bench@remote.test",
+		"-t", "rcpt@example.test", "-M", "client.bench.test", g.smtp).CombinedOutput()
+	secs := time.Since(start).Seconds()
+	g.stop()
+	if err != nil {
+		return nil, fmt.Errorf("smtp-source: %v\n%s", err, outb)
+	}
+	b, err := os.ReadFile(summary)
+	if err != nil {
+		return nil, err
+	}
+	st := &syncStats{messages: n, seconds: secs}
+	var totalSec float64
+	for line := range strings.SplitSeq(string(b), "\n") {
+		f := strings.Fields(line)
+		// % time, seconds, usecs/call, calls, [errors], syscall
+		if len(f) < 5 || !slices.Contains([]string{"syncfs", "fsync", "fdatasync"}, f[len(f)-1]) {
+			continue
+		}
+		calls, _ := strconv.Atoi(f[3])
+		sec, _ := strconv.ParseFloat(f[1], 64)
+		st.calls += calls
+		totalSec += sec
+		st.description += fmt.Sprintf("%s %d, ", f[len(f)-1], calls)
+	}
+	if st.calls > 0 {
+		st.usPerCall = totalSec / float64(st.calls) * 1e6
+	}
+	st.description = strings.TrimSuffix(st.description, ", ")
+	return st, nil
+}
+
+// rss reads a process's resident set (VmRSS) and peak (VmHWM) in bytes.
+func rss(pid int) (cur, peak int64, err error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		switch k {
+		case "VmRSS":
+			cur = kb << 10
+		case "VmHWM":
+			peak = kb << 10
+		}
+	}
+	return cur, peak, sc.Err()
+}
+
+type idleResult struct {
+	sessions     int
+	before, peak int64
+}
+
+// idleRSS opens n sessions that have said EHLO and then wait, and reads
+// the gateway's peak RSS.
+func (e *benchEnv) idleRSS(n int) (*idleResult, error) {
+	d, err := e.fresh("idle")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(d)
+	g, err := e.startGateway(d, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer g.stop()
+	before, _, err := rss(g.cmd.Process.Pid)
+	if err != nil {
+		return nil, err
+	}
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := range n {
+		c, err := net.Dial("tcp", g.smtp)
+		if err != nil {
+			return nil, fmt.Errorf("session %d: %w", i, err)
+		}
+		conns = append(conns, c)
+		r := bufio.NewReader(c)
+		if _, err := r.ReadString('\n'); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(c, "EHLO idle%d.bench.test\r\n", i)
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return nil, err
+			}
+			if len(line) > 3 && line[3] == ' ' {
+				break
+			}
+		}
+	}
+	runtime.GC()
+	time.Sleep(500 * time.Millisecond)
+	_, peak, err := rss(g.cmd.Process.Pid)
+	if err != nil {
+		return nil, err
+	}
+	return &idleResult{sessions: n, before: before, peak: peak}, nil
+}
+
+type bigResult struct {
+	size        int64
+	before      int64
+	peak        int64
+	store       string
+	replyMillis int64
+}
+
+// bigMessageRSS sends one message of size bytes and reads how far the
+// gateway's peak RSS rose above its resident size before.
+func (e *benchEnv) bigMessageRSS(size int64) (*bigResult, error) {
+	d, err := e.fresh("big")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(d)
+	g, err := e.startGateway(d, nil, "--max-message-bytes", strconv.FormatInt(size+(1<<20), 10))
+	if err != nil {
+		return nil, err
+	}
+	defer g.stop()
+	pid := g.cmd.Process.Pid
+	// Warm up with a small message, then reset the peak.
+	if err := sendMessage(g.smtp, 4<<10); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0); err != nil {
+		return nil, fmt.Errorf("reset peak RSS: %w", err)
+	}
+	before, _, err := rss(pid)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	if err := sendMessage(g.smtp, size); err != nil {
+		return nil, err
+	}
+	took := time.Since(start)
+	_, peak, err := rss(pid)
+	if err != nil {
+		return nil, err
+	}
+	return &bigResult{size: size, before: before, peak: peak, store: "file store", replyMillis: took.Milliseconds()}, nil
+}
+
+// sendMessage sends one message of about size bytes, generated as it goes.
+func sendMessage(addr string, size int64) error {
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Mail("bench@remote.test", &smtp.MailOptions{Size: size + 100}); err != nil {
+		return err
+	}
+	if err := c.Rcpt("rcpt@example.test", nil); err != nil {
+		return err
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	if _, err := io.WriteString(w, "Subject: bench\r\n\r\n"); err != nil {
+		return err
+	}
+	line := []byte(strings.Repeat("0123456789", 99) + "\r\n")
+	for n := int64(0); n+int64(len(line)) <= size; n += int64(len(line)) {
+		if _, err := w.Write(line); err != nil {
+			return err
+		}
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	return c.Quit()
+}
+
+// probeDisk times durable 4 KiB writes (write + fdatasync) and syncfs in
+// the work directory: the floor under any durable acceptance path.
+func probeDisk(dir string) string {
+	f, err := os.CreateTemp(dir, "probe-")
+	if err != nil {
+		return "probe failed: " + err.Error()
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	buf := make([]byte, 4096)
+	const n = 200
+	start := time.Now()
+	for range n {
+		if _, err := f.Write(buf); err != nil {
+			return "probe failed: " + err.Error()
+		}
+		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+			return "probe failed: " + err.Error()
+		}
+	}
+	fd := time.Since(start) / n
+	start = time.Now()
+	const m = 50
+	for range m {
+		if _, err := f.Write(buf); err != nil {
+			return "probe failed: " + err.Error()
+		}
+		if err := unix.Syncfs(int(f.Fd())); err != nil {
+			return "probe failed: " + err.Error()
+		}
+	}
+	sf := time.Since(start) / m
+	return fmt.Sprintf("4 KiB write+fdatasync %.2f ms (%.0f/s); write+syncfs %.2f ms (%.0f/s)",
+		float64(fd.Microseconds())/1000, float64(time.Second)/float64(fd), float64(sf.Microseconds())/1000, float64(time.Second)/float64(sf))
+}
+
+type row struct {
+	sessions, size, n int
+	res               map[string]*result
+}
+
+type report struct {
+	started time.Time
+	disk    string
+	rows    []row
+	syncs   *syncStats
+	idle    *idleResult
+	big     *bigResult
+}
+
+func machine() string {
+	cpu := runtime.GOARCH
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				cpu = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	mem := ""
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		if f := strings.Fields(strings.SplitN(string(b), "\n", 2)[0]); len(f) >= 2 {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			mem = fmt.Sprintf(", %.0f GiB RAM", float64(kb)/(1<<20))
+		}
+	}
+	kernel := ""
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		kernel = ", Linux " + strings.TrimSpace(string(b))
+	}
+	return fmt.Sprintf("%s, %d CPUs%s%s, %s", cpu, runtime.NumCPU(), mem, kernel, runtime.Version())
+}
+
+func (r *report) markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "### Run of %s\n\n", r.started.UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&b, "- Command: `make bench-smtp` (`go run ./bench/smtp -runs %d`)\n", *runs)
+	fmt.Fprintf(&b, "- Machine: %s\n", machine())
+	fmt.Fprintf(&b, "- Disk (work directory): %s\n", r.disk)
+	fmt.Fprintf(&b, "- Load: `smtp-source -s SESSIONS -m MESSAGES -l SIZE` on loopback, a new connection per message; median of %d runs; MB/s counts the SIZE payload (10^6 bytes)\n\n", *runs)
+	b.WriteString("| sessions | size | messages | letterbox msg/s | letterbox MB/s | smtp-sink msg/s | Postfix msg/s | letterbox / smtp-sink | letterbox / Postfix |\n")
+	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, rw := range r.rows {
+		lb, sink, pf := rw.res["letterbox"], rw.res["sink"], rw.res["postfix"]
+		cell := func(x *result) string {
+			if x == nil {
+				return "–"
+			}
+			return fmt.Sprintf("%.0f", x.median())
+		}
+		mbs, rs, rp := "–", "–", "–"
+		if lb != nil {
+			mbs = fmt.Sprintf("%.1f", lb.median()*float64(rw.size)/1e6)
+			if sink != nil {
+				rs = fmt.Sprintf("%.0f%%", 100*lb.median()/sink.median())
+			}
+			if pf != nil {
+				rp = fmt.Sprintf("%.1f×", lb.median()/pf.median())
+			}
+		}
+		fmt.Fprintf(&b, "| %d | %d KiB | %d | %s | %s | %s | %s | %s | %s |\n", rw.sessions, rw.size>>10, rw.n, cell(lb), mbs, cell(sink), cell(pf), rs, rp)
+	}
+	if s := r.syncs; s != nil {
+		fmt.Fprintf(&b, "\nGroup commit (one extra run of letterbox, 20 sessions × 4 KiB, under `strace -f -c`): %d messages in %.1f s made %d sync calls (%s): %.1f messages per sync call, %.0f sync calls/s, %.2f ms in each on average.\n",
+			s.messages, s.seconds, s.calls, s.description, float64(s.messages)/float64(max(s.calls, 1)), float64(s.calls)/s.seconds, s.usPerCall/1000)
+	}
+	if i := r.idle; i != nil {
+		fmt.Fprintf(&b, "\nMemory: %d idle sessions (connected, EHLO answered): peak RSS %.1f MiB (%.1f MiB before they connected).\n",
+			i.sessions, float64(i.peak)/(1<<20), float64(i.before)/(1<<20))
+	}
+	if g := r.big; g != nil {
+		fmt.Fprintf(&b, "One %d MiB message (%s, stored in %d ms): peak RSS %.1f MiB, %.1f MiB above the %.1f MiB resident before it.\n",
+			g.size>>20, g.store, g.replyMillis, float64(g.peak)/(1<<20), float64(g.peak-g.before)/(1<<20), float64(g.before)/(1<<20))
+	}
+	return b.String()
+}

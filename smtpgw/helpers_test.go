@@ -52,7 +52,7 @@ routes:
 const safety = 20 * time.Second
 
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	g      *Gateway
 	st     store.Store
 	dir    string
@@ -65,7 +65,7 @@ type harness struct {
 
 // startGateway runs a gateway on 127.0.0.1:0 over a real file store in a
 // temporary directory.
-func startGateway(t *testing.T, cfg Config) *harness {
+func startGateway(t testing.TB, cfg Config) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := filestore.New(filepath.Join(dir, "store"))
@@ -76,7 +76,7 @@ func startGateway(t *testing.T, cfg Config) *harness {
 	return startGatewayWith(t, cfg, st, testRoutes)
 }
 
-func startGatewayWith(t *testing.T, cfg Config, st store.Store, routes string) *harness {
+func startGatewayWith(t testing.TB, cfg Config, st store.Store, routes string) *harness {
 	t.Helper()
 	rc, err := routing.Parse("routes.yaml", []byte(routes))
 	if err != nil {
@@ -85,7 +85,7 @@ func startGatewayWith(t *testing.T, cfg Config, st store.Store, routes string) *
 	return startGatewayLive(t, cfg, st, routing.Static(rc))
 }
 
-func startGatewayLive(t *testing.T, cfg Config, st store.Store, routes *routing.Live) *harness {
+func startGatewayLive(t testing.TB, cfg Config, st store.Store, routes *routing.Live) *harness {
 	t.Helper()
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:0"

@@ -49,8 +49,9 @@ type Config struct {
 	// Hostname is the name in the greeting and the Received header.
 	Hostname string
 
-	// TLSCert and TLSKey are PEM files; with them STARTTLS is offered.
-	// They are reloaded on ReloadTLS (SIGHUP) and when they change.
+	// TLSCert and TLSKey are PEM files, or PEM text; with them STARTTLS
+	// is offered. Files are reloaded on ReloadTLS (SIGHUP) and when they
+	// change.
 	TLSCert, TLSKey string
 	// TLSCheckInterval is how often a handshake checks the files for
 	// changes.
@@ -224,8 +225,8 @@ func RegisterFlags(fs *flag.FlagSet, c *Config) {
 	r := registrar{fs: fs, c: c}
 	r.str(&c.Hostname, "hostname", "LETTERBOX_HOSTNAME", "host name in the greeting and Received header (default: the system's)")
 	r.str(&c.SubmissionAddr, "submission", "LETTERBOX_SUBMISSION_ADDR", "optional submission listener (e.g. :587) requiring STARTTLS and AUTH")
-	r.str(&c.TLSCert, "tls-cert", "LETTERBOX_TLS_CERT", "PEM certificate chain for STARTTLS (reloaded on SIGHUP or change)")
-	r.str(&c.TLSKey, "tls-key", "LETTERBOX_TLS_KEY", "PEM private key for STARTTLS")
+	r.str(&c.TLSCert, "tls-cert", "LETTERBOX_TLS_CERT", "PEM certificate chain file for STARTTLS, reloaded on SIGHUP or change (or the PEM text itself)")
+	r.str(&c.TLSKey, "tls-key", "LETTERBOX_TLS_KEY", "PEM private key file for STARTTLS (or the PEM text itself)")
 	r.value(&int64Value{p: &c.MaxMessageBytes}, DefaultMaxMessageBytes, "max-message-bytes", "LETTERBOX_MAX_MESSAGE_BYTES", "largest message accepted, in bytes (SIZE, RFC 1870)")
 	r.value(&intValue{p: &c.MaxRecipients}, DefaultMaxRecipients, "max-recipients", "LETTERBOX_MAX_RECIPIENTS", "recipients per message; more get 452 4.5.3")
 	r.value(&intValue{p: &c.MaxConnections}, DefaultMaxConnections, "max-connections", "LETTERBOX_MAX_CONNECTIONS", "concurrent connections; more get 421 4.7.0")

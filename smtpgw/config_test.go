@@ -107,3 +107,5 @@ func mustRoutes(t *testing.T) *routing.Config {
 	}
 	return rc
 }
+
+func routingStatic(t *testing.T) *routing.Live { return routing.Static(mustRoutes(t)) }

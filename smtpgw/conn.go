@@ -149,8 +149,15 @@ func (c *conn) finish() {
 	if c.endReason != "" {
 		attrs = append(attrs, "reason", c.endReason)
 	}
+	quiet := c.helo == "" && c.txs == 0 && c.endReason == ""
 	c.mu.Unlock()
-	c.log.Info("session", attrs...)
+	level := slog.LevelInfo
+	if quiet {
+		// A connection that never said HELO: load balancer health checks
+		// (PROXY LOCAL), port scanners.
+		level = slog.LevelDebug
+	}
+	c.log.Log(context.Background(), level, "session", attrs...)
 }
 
 func (c *conn) shouldEnd() bool {

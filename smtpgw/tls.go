@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 )
@@ -16,6 +18,10 @@ import (
 // when a handshake finds that the files changed. Sessions already in TLS
 // keep their keys; only new handshakes see a new certificate. A failed
 // reload keeps the certificate in use.
+//
+// The certificate and key may also be given as PEM text instead of file
+// names (ECS passes secrets that way, in LETTERBOX_TLS_CERT and
+// LETTERBOX_TLS_KEY); they then never change.
 type certLoader struct {
 	certFile, keyFile string
 	interval          time.Duration
@@ -36,7 +42,21 @@ func newCertLoader(certFile, keyFile string, interval time.Duration, log *slog.L
 	return l, nil
 }
 
+// isPEM reports whether a --tls-cert or --tls-key value is PEM text
+// rather than a file name.
+func isPEM(s string) bool { return strings.Contains(s, "-----BEGIN ") }
+
+func (l *certLoader) name() string {
+	if isPEM(l.certFile) {
+		return "(PEM from the environment)"
+	}
+	return l.certFile
+}
+
 func (l *certLoader) fileVersion() (string, error) {
+	if isPEM(l.certFile) {
+		return "inline", nil
+	}
 	var v string
 	for _, f := range []string{l.certFile, l.keyFile} {
 		fi, err := os.Stat(f)
@@ -58,13 +78,26 @@ func (l *certLoader) Reload(ctx context.Context) error {
 func (l *certLoader) reloadLocked(ctx context.Context) error {
 	l.checked = time.Now()
 	version, _ := l.fileVersion()
-	cert, err := tls.LoadX509KeyPair(l.certFile, l.keyFile)
+	var cert tls.Certificate
+	var err error
+	switch {
+	case isPEM(l.certFile) && isPEM(l.keyFile):
+		cert, err = tls.X509KeyPair([]byte(l.certFile), []byte(l.keyFile))
+	case isPEM(l.certFile) || isPEM(l.keyFile):
+		err = errors.New("give both the certificate and the key as PEM text, or both as files")
+	default:
+		cert, err = tls.LoadX509KeyPair(l.certFile, l.keyFile)
+	}
 	if err == nil && cert.Leaf == nil && len(cert.Certificate) > 0 {
 		cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0])
 	}
 	if err != nil {
 		l.m.certReloads.WithLabelValues("error").Inc()
-		err = fmt.Errorf("load TLS certificate %s and key %s: %w", l.certFile, l.keyFile, err)
+		if isPEM(l.certFile) || isPEM(l.keyFile) {
+			err = fmt.Errorf("load TLS certificate and key: %w", err)
+		} else {
+			err = fmt.Errorf("load TLS certificate %s and key %s: %w", l.certFile, l.keyFile, err)
+		}
 		if l.cert != nil {
 			l.log.ErrorContext(ctx, "TLS certificate reload failed; keeping the certificate in use", "err", err)
 		}
@@ -75,7 +108,7 @@ func (l *certLoader) reloadLocked(ctx context.Context) error {
 	l.cert, l.version = &cert, version
 	l.m.certReloads.WithLabelValues("ok").Inc()
 	l.m.certNotAfter.Set(float64(cert.Leaf.NotAfter.Unix()))
-	l.log.InfoContext(ctx, "TLS certificate loaded", "cert", l.certFile, "subject", cert.Leaf.Subject.String(),
+	l.log.InfoContext(ctx, "TLS certificate loaded", "cert", l.name(), "subject", cert.Leaf.Subject.String(),
 		"not_after", cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
 	return nil
 }

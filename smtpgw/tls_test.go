@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -200,5 +201,38 @@ func TestTLSReload(t *testing.T) {
 	// The session opened before the change still delivers.
 	if err := old.SendMail("s@remote.test", []string{"a@example.test"}, strings.NewReader(testMessage("old-session"))); err != nil {
 		t.Fatalf("session from before the reload: %v", err)
+	}
+}
+
+// TestTLSInlinePEM: the certificate and key may be PEM text (as ECS passes
+// secrets in LETTERBOX_TLS_CERT and LETTERBOX_TLS_KEY) instead of files.
+func TestTLSInlinePEM(t *testing.T) {
+	cert, key := writeCert(t, t.TempDir(), "inline.test")
+	certPEM, err := os.ReadFile(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, err := os.ReadFile(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := startGateway(t, Config{TLSCert: string(certPEM), TLSKey: string(keyPEM)})
+	c, err := smtp.DialStartTLS(h.addr, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Noop(); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := c.TLSConnectionState()
+	if cn := st.PeerCertificates[0].Subject.CommonName; cn != "inline.test" {
+		t.Errorf("certificate %q", cn)
+	}
+	if err := h.g.ReloadTLS(t.Context()); err != nil {
+		t.Errorf("ReloadTLS: %v", err)
+	}
+	if _, err := New(Config{Addr: ":0", TLSCert: string(certPEM), TLSKey: key}, tmpStore(t), routingStatic(t), nil, nil); err == nil {
+		t.Error("a PEM certificate with a key file was accepted")
 	}
 }

@@ -122,6 +122,7 @@ func run() error {
 	env := &benchEnv{dir: dir, bin: bin, routes: routes, source: source}
 	var rep report
 	rep.started = time.Now()
+	rep.loadStart = loadavg()
 	rep.disk = probeDisk(dir)
 	log.Printf("disk: %s", rep.disk)
 
@@ -165,6 +166,7 @@ func run() error {
 			}
 		}
 	}
+	rep.loadEnd = loadavg()
 	text := rep.markdown()
 	fmt.Print(text)
 	if *out != "" {
@@ -766,11 +768,26 @@ type row struct {
 
 type report struct {
 	started time.Time
+	// loadStart and loadEnd are the 1-, 5- and 15-minute load averages:
+	// on a shared machine, other work moves the numbers.
+	loadStart, loadEnd string
 	disk    string
 	rows    []row
 	syncs   *syncStats
 	idle    *idleResult
 	big     *bigResult
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func machine() string {
@@ -803,6 +820,7 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "- Command: `make bench-smtp` (`go run ./bench/smtp -runs %d`)\n", *runs)
 	fmt.Fprintf(&b, "- Machine: %s\n", machine())
 	fmt.Fprintf(&b, "- Disk (work directory): %s\n", r.disk)
+	fmt.Fprintf(&b, "- Load average (1, 5, 15 min) at the start: %s; at the end: %s\n", r.loadStart, r.loadEnd)
 	fmt.Fprintf(&b, "- Load: `smtp-source -s SESSIONS -m MESSAGES -l SIZE` on loopback, a new connection per message; median of %d runs; MB/s counts the SIZE payload (10^6 bytes)\n\n", *runs)
 	b.WriteString("| sessions | size | messages | letterbox msg/s | letterbox MB/s | smtp-sink msg/s | Postfix msg/s | letterbox / smtp-sink | letterbox / Postfix |\n")
 	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")

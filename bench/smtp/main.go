@@ -771,11 +771,11 @@ type report struct {
 	// loadStart and loadEnd are the 1-, 5- and 15-minute load averages:
 	// on a shared machine, other work moves the numbers.
 	loadStart, loadEnd string
-	disk    string
-	rows    []row
-	syncs   *syncStats
-	idle    *idleResult
-	big     *bigResult
+	disk               string
+	rows               []row
+	syncs              *syncStats
+	idle               *idleResult
+	big                *bigResult
 }
 
 func loadavg() string {

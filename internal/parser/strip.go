@@ -9,24 +9,39 @@ import (
 // ("On <date>, <name> wrote:") in the languages clients most often use.
 // Every form ends with a colon, which stripReply checks before trying them.
 var attributions = regexp.MustCompile(`(?i)^(?:` + strings.Join([]string{
-	`on\b.{1,300}\bwrote\s?:`,                   // English (Gmail, Apple Mail, Thunderbird)
-	`am\b.{1,300}\bschrieb\b.{0,200}:`,          // German
-	`le\b.{1,300}\ba écrit\s?:`,                 // French
-	`el\b.{1,300}\bescribió\s?:`,                // Spanish
-	`(?:il\b.{1,300}\b)?ha scritto\s?:`,         // Italian
-	`.{0,300}\bha scritto\s?:`,                  // Italian (name first)
-	`op\b.{1,300}\bschreef\b.{0,200}:`,          // Dutch
-	`em\b.{1,300}\bescreveu\s?:`,                // Portuguese
-	`(?:den|på)\b.{1,300}\bskrev\b.{0,200}:`,    // Swedish, Danish, Norwegian
-	`.{1,300}\bskrev\s?:`,                       // Scandinavian (name first)
-	`w dniu\b.{1,300}\bnapisał(?:\(a\)|a)?\s?:`, // Polish
-	`.{1,300}(?:пишет|написал(?:\(а\)|а)?)\s?:`, // Russian
-	`.{1,300}\b(?:kirjoitti|napsal(?:\(a\)|a)?|yazdı|έγραψε)\s?:`,
-	`\d{4}年\d{1,2}月\d{1,2}日.{0,300}[:：]`, // Japanese, Chinese (Gmail)
-	`(?:在)?.{0,300}写道\s?[:：]`,            // Chinese
-	`.{0,300}寫道\s?[:：]`,                  // Chinese (traditional)
-	`.{0,300}작성\s?[:：]`,                  // Korean
+	`on\b.+\bwrote\s?:`,                   // English (Gmail, Apple Mail, Thunderbird)
+	`am\b.+\bschrieb\b.*:`,          // German
+	`le\b.+\ba écrit\s?:`,                 // French
+	`el\b.+\bescribió\s?:`,                // Spanish
+	`(?:il\b.+\b)?ha scritto\s?:`,         // Italian
+	`.*\bha scritto\s?:`,                  // Italian (name first)
+	`op\b.+\bschreef\b.*:`,          // Dutch
+	`em\b.+\bescreveu\s?:`,                // Portuguese
+	`(?:den|på)\b.+\bskrev\b.*:`,    // Swedish, Danish, Norwegian
+	`.+\bskrev\s?:`,                       // Scandinavian (name first)
+	`w dniu\b.+\bnapisał(?:\(a\)|a)?\s?:`, // Polish
+	`.+(?:пишет|написал(?:\(а\)|а)?)\s?:`, // Russian
+	`.+\b(?:kirjoitti|napsal(?:\(a\)|a)?|yazdı|έγραψε)\s?:`,
+	`\d{4}年\d{1,2}月\d{1,2}日.*[:：]`, // Japanese, Chinese (Gmail)
+	`(?:在)?.*写道\s?[:：]`,            // Chinese
+	`.*寫道\s?[:：]`,                  // Chinese (traditional)
+	`.*작성\s?[:：]`,                  // Korean
 }, "|") + `)$`)
+
+// attributionWords are the verbs (or date marks) every attribution form
+// contains: a cheap filter before the regular expression.
+var attributionWords = []string{"wrote", "schrieb", "écrit", "escribió", "scritto", "schreef", "escreveu", "skrev",
+	"napisał", "пишет", "написал", "kirjoitti", "napsal", "yazdı", "έγραψε", "年", "写道", "寫道", "작성"}
+
+func hasAttributionWord(s string) bool {
+	s = strings.ToLower(s)
+	for _, w := range attributionWords {
+		if strings.Contains(s, w) {
+			return true
+		}
+	}
+	return false
+}
 
 // originalMessage matches Outlook's and others' separator lines.
 var originalMessage = regexp.MustCompile(`(?i)^(?:begin forwarded message:|-{2,}\s*(?:forwarded message|original message|ursprüngliche nachricht|message d'origine|mensaje original|messaggio originale|oorspronkelijk bericht|mensagem original|originalmeddelande|oprindelig meddelelse|opprinnelig melding|alkuperäinen viesti|исходное сообщение|wiadomość oryginalna|původní zpráva|原始邮件|元のメッセージ)\s*-{2,})$`)
@@ -75,7 +90,8 @@ func stripReply(text string) string {
 					}
 					joined += " " + next
 				}
-				if (strings.HasSuffix(joined, ":") || strings.HasSuffix(joined, "：")) && attributions.MatchString(joined) {
+				if len(joined) <= 1000 && (strings.HasSuffix(joined, ":") || strings.HasSuffix(joined, "：")) &&
+					hasAttributionWord(joined) && attributions.MatchString(joined) {
 					cut = i
 					break
 				}

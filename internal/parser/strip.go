@@ -10,14 +10,14 @@ import (
 // Every form ends with a colon, which stripReply checks before trying them.
 var attributions = regexp.MustCompile(`(?i)^(?:` + strings.Join([]string{
 	`on\b.+\bwrote\s?:`,                   // English (Gmail, Apple Mail, Thunderbird)
-	`am\b.+\bschrieb\b.*:`,          // German
+	`am\b.+\bschrieb\b.*:`,                // German
 	`le\b.+\ba écrit\s?:`,                 // French
 	`el\b.+\bescribió\s?:`,                // Spanish
 	`(?:il\b.+\b)?ha scritto\s?:`,         // Italian
 	`.*\bha scritto\s?:`,                  // Italian (name first)
-	`op\b.+\bschreef\b.*:`,          // Dutch
+	`op\b.+\bschreef\b.*:`,                // Dutch
 	`em\b.+\bescreveu\s?:`,                // Portuguese
-	`(?:den|på)\b.+\bskrev\b.*:`,    // Swedish, Danish, Norwegian
+	`(?:den|på)\b.+\bskrev\b.*:`,          // Swedish, Danish, Norwegian
 	`.+\bskrev\s?:`,                       // Scandinavian (name first)
 	`w dniu\b.+\bnapisał(?:\(a\)|a)?\s?:`, // Polish
 	`.+(?:пишет|написал(?:\(а\)|а)?)\s?:`, // Russian

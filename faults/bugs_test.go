@@ -193,7 +193,9 @@ func TestPrefixedStoreNotifications(t *testing.T) {
 	defer pipe.Kill()
 	mta := &faults.MTA{Addr: pipe.SMTPAddr, Timeout: 10 * time.Second}
 	m := faults.Message{From: "a@faults.example", To: []string{"p@example.test"},
-		Build: func(tok string) []byte { return faults.Compose("a@faults.example", []string{"p@example.test"}, tok, 1500, 2) }}
+		Build: func(tok string) []byte {
+			return faults.Compose("a@faults.example", []string{"p@example.test"}, tok, 1500, 2)
+		}}
 	atts := mta.Deliver(ctx, m)
 	a := atts[len(atts)-1]
 	if a.Outcome != faults.Accepted {

@@ -78,11 +78,11 @@ type Message struct {
 // connection, retried with backoff on 4xx replies and connection errors
 // until accepted, refused (5xx) or its context ends.
 type MTA struct {
-	Addr     string
-	HELO     string
-	Backoff  func(attempt int) time.Duration
-	Timeout  time.Duration // per command; the final dot gets 4×
-	Record   func(Attempt) // called after every attempt, from any goroutine
+	Addr    string
+	HELO    string
+	Backoff func(attempt int) time.Duration
+	Timeout time.Duration // per command; the final dot gets 4×
+	Record  func(Attempt) // called after every attempt, from any goroutine
 }
 
 // Token names an attempt: "s<sender>-m<seq>-a<n>".

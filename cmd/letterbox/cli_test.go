@@ -11,12 +11,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/letterboxmail/letterbox/internal/delivery"
 	"github.com/letterboxmail/letterbox/internal/filestore"
+	"github.com/letterboxmail/letterbox/internal/ingest"
 	"github.com/letterboxmail/letterbox/internal/store"
 	"github.com/letterboxmail/letterbox/message"
 	"github.com/letterboxmail/letterbox/webhook"
@@ -213,4 +215,37 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// `letterbox parse --store` prints the JSON the pipeline stored.
+func TestParseStoredMessageMatchesPipeline(t *testing.T) {
+	dir := t.TempDir()
+	st, err := filestore.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	id := "01JDQ7ZK3M8X9V2N4B6C8D0E1G"
+	env := message.Envelope{MailFrom: "alice@example.org", RcptTo: []string{"support+urgent@example.test"}, ClientIP: "192.0.2.1", HELO: "mx.example.org", ReceivedAt: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}
+	raw := "From: Alice <alice@example.org>\r\nTo: support+urgent@example.test\r\nSubject: =?utf-8?q?R=C3=A9sum=C3=A9?=\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b\r\nContent-Type: text/csv\r\nContent-Disposition: attachment; filename=a.csv\r\n\r\na,b\r\n--b--\r\n"
+	if _, err := store.PutRaw(ctx, st, id, env, strings.NewReader(raw)); err != nil {
+		t.Fatal(err)
+	}
+	h := &ingest.Handler{Store: st, KeepParsed: true}
+	if _, err := h.Parse(ctx, store.RawKey(id)); err != nil {
+		t.Fatal(err)
+	}
+	stored, _ := store.ReadAll(ctx, st, store.ParsedKey(id))
+	st.Close()
+	out, stderr, code := run(t, "parse", "--store", "file://"+dir, "--no-auth", id)
+	if code != 0 {
+		t.Fatalf("parse --store: %d %s", code, stderr)
+	}
+	var a, b any
+	json.Unmarshal(stored, &a)
+	json.Unmarshal([]byte(out), &b)
+	if !reflect.DeepEqual(a, b) {
+		t.Fatalf("parse --store differs from the pipeline's parsed JSON:\npipeline: %s\nparse:    %s", stored, out)
+	}
 }

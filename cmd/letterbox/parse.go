@@ -15,6 +15,7 @@ import (
 	"github.com/letterboxmail/letterbox/internal/mailauth"
 	"github.com/letterboxmail/letterbox/internal/parser"
 	"github.com/letterboxmail/letterbox/internal/store"
+	"github.com/letterboxmail/letterbox/internal/storeurl"
 	"github.com/letterboxmail/letterbox/message"
 )
 
@@ -27,7 +28,7 @@ func init() {
 	}
 }
 
-const parseUsage = "usage: letterbox parse [--client-ip IP --mail-from ADDR --helo NAME] [--rcpt ADDR,...] [--resolver HOST:PORT] [--no-auth] FILE|-"
+const parseUsage = "usage: letterbox parse [--client-ip IP --mail-from ADDR --helo NAME] [--rcpt ADDR,...] [--resolver HOST:PORT] [--no-auth] FILE|-\n       letterbox parse --store URL [--no-auth] ID"
 
 // runParse parses one raw message and prints its JSON, indented. Without
 // envelope flags SPF is none and DMARC relies on DKIM alone.
@@ -41,6 +42,7 @@ func runParse(ctx context.Context, args []string, stdin io.Reader, stdout io.Wri
 	timeout := fs.Duration("dns-timeout", mailauth.DefaultTimeout, "timeout of each DNS query")
 	noAuth := fs.Bool("no-auth", false, "skip SPF, DKIM, DMARC and ARC checks")
 	id := fs.String("id", "", "message `id` to report (default: the file name without .eml)")
+	storeURL := fs.String("store", "", "read message `ID` and its envelope from this store (file://DIR or s3://BUCKET/PREFIX) instead of a file")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return &exitError{2, err}
@@ -50,7 +52,30 @@ func runParse(ctx context.Context, args []string, stdin io.Reader, stdout io.Wri
 	}
 	opts := parser.Options{ID: *id}
 	var in io.Reader = stdin
-	if pos[0] != "-" {
+	if *storeURL != "" {
+		st, closer, err := storeurl.Open(ctx, *storeURL)
+		if err != nil {
+			return err
+		}
+		defer closer.Close()
+		key := pos[0]
+		if _, ok := store.IDFromRawKey(key); !ok {
+			key = store.RawKey(pos[0])
+		}
+		rc, obj, err := st.Get(ctx, key)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		if opts.Envelope, err = store.Envelope(ctx, st, obj); err != nil {
+			return err
+		}
+		in = rc
+		opts.ID, _ = store.IDFromRawKey(key)
+		opts.RawKey = key
+		// The same keys as the pipeline's, without writing them again.
+		opts.Store = readOnly{st}
+	} else if pos[0] != "-" {
 		f, err := os.Open(pos[0])
 		if err != nil {
 			return err
@@ -65,7 +90,7 @@ func runParse(ctx context.Context, args []string, stdin io.Reader, stdout io.Wri
 			opts.RawKey = store.RawKey(strings.TrimSuffix(filepath.Base(pos[0]), ".eml"))
 		}
 	}
-	if *clientIP != "" || *mailFrom != "" || *helo != "" || *rcpt != "" {
+	if opts.Envelope == nil && (*clientIP != "" || *mailFrom != "" || *helo != "" || *rcpt != "") {
 		opts.Envelope = &message.Envelope{
 			ClientIP: *clientIP, MailFrom: *mailFrom, HELO: *helo,
 			RcptTo: splitList(*rcpt), ReceivedAt: time.Now().UTC(),
@@ -86,4 +111,13 @@ func runParse(ctx context.Context, args []string, stdin io.Reader, stdout io.Wri
 	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
 	return enc.Encode(m)
+}
+
+// readOnly is a store whose writes are dropped: `parse --store` names
+// attachments with the pipeline's keys without writing them a second time.
+type readOnly struct{ store.Store }
+
+func (r readOnly) Put(ctx context.Context, key string, body io.Reader, meta map[string]string) (store.Object, error) {
+	n, err := io.Copy(io.Discard, body)
+	return store.Object{Key: key, Size: n, Meta: meta}, err
 }

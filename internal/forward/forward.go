@@ -235,7 +235,9 @@ func (f *Forwarder) forward(ctx context.Context, j *delivery.Job, m *message.Mes
 		outcomes = append(outcomes, f.deliver(ctx, a, g, p, opts)...)
 	}
 	res := summarize(outcomes, done)
-	if newly := delivered(outcomes); res.Err != nil && len(newly) > 0 && multi {
+	// The note is kept up to date once it exists, so that even a
+	// duplicate run of a finished job sends nothing again.
+	if newly := delivered(outcomes); multi && len(newly) > 0 && (res.Err != nil || len(done.Delivered) > 0) {
 		done.add(newly, f.cfg.Now())
 		// Written even when the attempt ran out of time.
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)

@@ -1,0 +1,433 @@
+package forward
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-msgauth/dkim"
+
+	"github.com/letterboxmail/letterbox/internal/mailauth"
+	"github.com/letterboxmail/letterbox/internal/testenv"
+	"github.com/letterboxmail/letterbox/message"
+)
+
+var (
+	rsaOnce sync.Once
+	rsaPriv *rsa.PrivateKey
+)
+
+// rsaKey returns a 2048-bit ARC key for fwd.example.net, made once per
+// test binary.
+func rsaKey(t testing.TB) *ARCKey {
+	t.Helper()
+	rsaOnce.Do(func() {
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			panic(err)
+		}
+		rsaPriv = k
+	})
+	return &ARCKey{Signer: rsaPriv, Selector: "arc", Domain: "fwd.example.net"}
+}
+
+func edKey(t testing.TB) *ARCKey {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &ARCKey{Signer: priv, Selector: "ed", Domain: "fwd.example.net"}
+}
+
+// keyRecords publishes keys, by DNS name, in z and returns them for
+// dkimpy.
+func keyRecords(z *zone, keys ...*ARCKey) map[string]string {
+	recs := map[string]string{}
+	for _, k := range keys {
+		name := k.Selector + "._domainkey." + k.Domain
+		z.TXT(name, k.DNSRecord())
+		recs[name] = k.DNSRecord()
+	}
+	return recs
+}
+
+// arcVerdict validates data's chain with internal/mailauth.
+func arcVerdict(t *testing.T, dnsAddr string, data []byte) *message.ARCResult {
+	t.Helper()
+	c, err := mailauth.New(mailauth.Config{Resolver: dnsAddr, Timeout: 2 * time.Second, AuthServID: "dest.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := c.Check(context.Background(), nil, bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.ARC
+}
+
+// dkimpyVerdict validates data's chain with dkimpy, or skips (locally) or
+// fails (CI) without it.
+func dkimpyVerdict(t *testing.T, keys map[string]string, data []byte) string {
+	t.Helper()
+	py := ""
+	for _, p := range []string{"/usr/bin/python3", "python3"} {
+		if exec.Command(p, "-c", "import dkim, nacl").Run() == nil {
+			py = p
+			break
+		}
+	}
+	if py == "" {
+		testenv.Missing(t, "no python3 with dkimpy (the reference ARC implementation, behind arcverify); install it with: apt-get install python3-dkim python3-nacl")
+	}
+	in, _ := json.Marshal(map[string]any{"message": base64.StdEncoding.EncodeToString(data), "keys": keys})
+	cmd := exec.Command(py, "testdata/arcverify.py")
+	cmd.Stdin = bytes.NewReader(in)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("dkimpy: %v\n%s", err, stderr.String())
+	}
+	var resp struct{ CV, Reason string }
+	if err := json.Unmarshal(out, &resp); err != nil {
+		t.Fatalf("dkimpy said %q: %v", out, err)
+	}
+	return strings.TrimSpace(resp.CV + " " + resp.Reason)
+}
+
+// forwardOnce forwards fx's message with key through a fresh server and
+// returns the bytes the server received.
+func forwardOnce(t *testing.T, fx *fixture, key *ARCKey) []byte {
+	t.Helper()
+	srv := startSMTP(t, serverOpts{})
+	f := testForwarder(t, fx.st, func(c *Config) { c.ARC = key; c.Now = time.Now })
+	wantResult(t, f.Forward(context.Background(), fx.job, fx.msg, smarthostAction(srv, "bob@b.test"), noExpand), "", false, 250)
+	msgs := srv.Messages()
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages", len(msgs))
+	}
+	return msgs[0].Data
+}
+
+func TestARCSeal(t *testing.T) {
+	for _, key := range []*ARCKey{rsaKey(t), edKey(t)} {
+		t.Run(key.algorithm(), func(t *testing.T) {
+			z := newZone()
+			keys := keyRecords(z, key)
+			dnsAddr := startDNS(t, z)
+			fx := newFixture(t, rawMsg)
+			data := forwardOnce(t, fx, key)
+
+			arc, rest := bodyAfterARC(data)
+			if !bytes.Equal(rest, []byte(rawMsg)) {
+				t.Fatalf("the message under the ARC set differs:\n%q", rest)
+			}
+			unfolded := strings.ReplaceAll(string(arc), "\r\n ", " ")
+			for _, want := range []string{"ARC-Seal: i=1; a=" + key.algorithm() + ";", "cv=none;", "ARC-Message-Signature: i=1;",
+				"ARC-Authentication-Results: i=1; " + testAuthRes + "\r\n"} {
+				if !strings.Contains(unfolded, want) {
+					t.Errorf("ARC set lacks %q:\n%s", want, arc)
+				}
+			}
+			if !strings.HasPrefix(string(data), "ARC-Seal: ") {
+				t.Errorf("the ARC-Seal is not on top")
+			}
+			for _, l := range strings.Split(string(arc), "\r\n") {
+				if len(l) > 78 {
+					t.Errorf("line of %d characters: %q", len(l), l)
+				}
+			}
+			if v := arcVerdict(t, dnsAddr, data); v.Result != "pass" || v.Instances != 1 {
+				t.Errorf("mailauth: %+v, want pass with 1 instance", v)
+			}
+			// dkimpy (1.1) implements ARC with rsa-sha256 only, as do the
+			// big receivers: Ed25519 seals verify here but not there.
+			rsaOnly := key.algorithm() == "rsa-sha256"
+			if v := dkimpyVerdict(t, keys, data); rsaOnly && !strings.HasPrefix(v, "pass") {
+				t.Errorf("dkimpy: %s, want pass", v)
+			}
+			tampered := bytes.Replace(data, []byte("numbers"), []byte("NUMBERS"), 1)
+			if v := arcVerdict(t, dnsAddr, tampered); v.Result != "fail" {
+				t.Errorf("mailauth on a changed body: %+v, want fail", v)
+			}
+			if v := dkimpyVerdict(t, keys, tampered); rsaOnly && !strings.HasPrefix(v, "fail") {
+				t.Errorf("dkimpy on a changed body: %s, want fail", v)
+			}
+			resigned := bytes.Replace(data, []byte("Subject: Quarterly"), []byte("Subject: [list] Quarterly"), 1)
+			if v := arcVerdict(t, dnsAddr, resigned); v.Result != "fail" {
+				t.Errorf("mailauth on a changed subject: %+v, want fail", v)
+			}
+		})
+	}
+}
+
+// TestARCSealChain forwards a message that an earlier hop (another
+// letterbox, another domain) already sealed.
+func TestARCSealChain(t *testing.T) {
+	first := &ARCKey{Signer: rsaKey(t).Signer, Selector: "s1", Domain: "lists.example.com"}
+	second := rsaKey(t)
+	z := newZone()
+	keys := keyRecords(z, first, second)
+	dnsAddr := startDNS(t, z)
+	hop1 := forwardOnce(t, newFixture(t, rawMsg), first)
+
+	fx := newFixture(t, string(hop1))
+	// The second hop's ingest verified the chain: pass, one instance.
+	fx.msg.Auth = &message.Auth{AuthenticationResults: "mx2.example.net; arc=pass; dmarc=fail header.from=example.org",
+		ARC: arcVerdict(t, dnsAddr, hop1)}
+	if fx.msg.Auth.ARC.Result != "pass" {
+		t.Fatalf("first hop: %+v", fx.msg.Auth.ARC)
+	}
+	hop2 := forwardOnce(t, fx, second)
+	if !strings.HasPrefix(string(hop2), "ARC-Seal: i=2; a=rsa-sha256; t=") || !strings.Contains(string(hop2[:200]), "cv=pass;") {
+		t.Fatalf("second set:\n%.300s", hop2)
+	}
+	if !bytes.HasSuffix(hop2, hop1) {
+		t.Fatal("the first hop's bytes are not kept under the new set")
+	}
+	if v := arcVerdict(t, dnsAddr, hop2); v.Result != "pass" || v.Instances != 2 {
+		t.Errorf("mailauth: %+v, want pass with 2 instances", v)
+	}
+	if v := dkimpyVerdict(t, keys, hop2); !strings.HasPrefix(v, "pass") {
+		t.Errorf("dkimpy: %s, want pass", v)
+	}
+
+	t.Run("a failed chain is sealed with cv=fail over the new set only", func(t *testing.T) {
+		fx := newFixture(t, string(hop1))
+		fx.msg.Auth = &message.Auth{AuthenticationResults: "mx2.example.net; arc=fail", ARC: &message.ARCResult{Result: "fail", Instances: 1}}
+		out := forwardOnce(t, fx, second)
+		if !strings.Contains(string(out[:200]), "i=2;") || !strings.Contains(string(out[:200]), "cv=fail;") {
+			t.Fatalf("got:\n%.300s", out)
+		}
+		if v := arcVerdict(t, dnsAddr, out); v.Result != "fail" || v.Reason != "chain marked failed at instance 2" {
+			t.Errorf("mailauth: %+v", v)
+		}
+		// The seal itself verifies: it covers only its own set.
+		if err := verifyLastSealOnly(t, out, second); err != nil {
+			t.Error(err)
+		}
+	})
+	t.Run("not sealed on top of cv=fail", func(t *testing.T) {
+		fx := newFixture(t, string(hop1))
+		fx.msg.Auth = &message.Auth{ARC: &message.ARCResult{Result: "fail", Instances: 1}}
+		failed := forwardOnceWith(t, fx, second, func(raw string) string { return strings.Replace(raw, "cv=none", "cv=fail", 1) })
+		if strings.HasPrefix(string(failed.out), "ARC-Seal: i=2") || !bytes.Equal(failed.out, failed.raw) {
+			t.Fatalf("sealed again:\n%.300s", failed.out)
+		}
+	})
+	t.Run("chain state unknown: not sealed", func(t *testing.T) {
+		fx := newFixture(t, string(hop1))
+		fx.msg.Auth = &message.Auth{ARC: &message.ARCResult{Result: "temperror", Instances: 1}}
+		if out := forwardOnce(t, fx, second); !bytes.Equal(out, hop1) {
+			t.Fatalf("sealed with an unknown chain state:\n%.300s", out)
+		}
+	})
+	t.Run("no auth results: sealed with none", func(t *testing.T) {
+		fx := newFixture(t, rawMsg)
+		fx.msg.Auth = nil
+		out := forwardOnce(t, fx, second)
+		if !strings.Contains(string(out), "ARC-Authentication-Results: i=1; fwd.example.net; none\r\n") {
+			t.Fatalf("got:\n%.600s", out)
+		}
+		if v := arcVerdict(t, dnsAddr, out); v.Result != "pass" {
+			t.Errorf("mailauth: %+v", v)
+		}
+	})
+}
+
+type forwarded struct{ raw, out []byte }
+
+// forwardOnceWith stores edit(raw) and forwards it.
+func forwardOnceWith(t *testing.T, fx *fixture, key *ARCKey, edit func(string) string) forwarded {
+	t.Helper()
+	rc, _, err := fx.st.Get(context.Background(), fx.msg.RawKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	b.ReadFrom(rc)
+	rc.Close()
+	fx2 := newFixture(t, edit(b.String()))
+	fx2.msg.Auth = fx.msg.Auth
+	return forwarded{raw: []byte(edit(b.String())), out: forwardOnce(t, fx2, key)}
+}
+
+// verifyLastSealOnly checks the newest ARC-Seal over its own set alone
+// (RFC 8617 §5.1.2, cv=fail).
+func verifyLastSealOnly(t *testing.T, data []byte, key *ARCKey) error {
+	t.Helper()
+	_, fields, err := readHeader(bufio.NewReader(bytes.NewReader(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seal, ams, aar := fields[0].raw, fields[1].raw, fields[2].raw
+	h := sha256.New()
+	h.Write([]byte(canonHeader(aar)))
+	h.Write([]byte(canonHeader(ams)))
+	i := strings.Index(seal, "b=")
+	h.Write([]byte(strings.TrimSuffix(canonHeader(seal[:i+2]), "\r\n")))
+	sig, _ := base64.StdEncoding.DecodeString(strings.Map(func(r rune) rune {
+		if r == ' ' || r == '\t' || r == '\r' || r == '\n' {
+			return -1
+		}
+		return r
+	}, seal[i+2:]))
+	if err := rsa.VerifyPKCS1v15(key.Signer.Public().(*rsa.PublicKey), crypto.SHA256, h.Sum(nil), sig); err != nil {
+		return errorString("the cv=fail seal does not verify over its own set: " + err.Error())
+	}
+	return nil
+}
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }
+
+// TestCanonicalizationAgainstGoMsgauth checks this package's relaxed
+// canonicalization and signing against go-msgauth's DKIM: body hashes
+// equal to the bh= its signer computes, and DKIM signatures made with
+// these primitives verify with its verifier.
+func TestCanonicalizationAgainstGoMsgauth(t *testing.T) {
+	bodies := []string{
+		"", "\r\n", "\r\n\r\n", "a", "a\r\n", "a\r\n\r\n\r\n", " a  b \t c \r\n", "\ta\r\n \r\n\t\r\nb\r\n\r\n",
+		"line\r\n.dot\r\n..\r\n", "trailing   \r\n  \r\n", "x\r\n \r\ny", strings.Repeat("long line with  spaces ", 500) + "\r\n",
+	}
+	// Bare LF goes out as CRLF; the hash is that of what goes out.
+	bodies = append(bodies, "lf\nonly\n\n", "mixed\r\nlf\n  \n")
+	for _, body := range bodies {
+		rb := newRelaxedBody()
+		// Feed in small pieces to cross buffer boundaries.
+		for i := 0; i < len(body); i += 7 {
+			rb.Write([]byte(body[i:min(i+7, len(body))]))
+		}
+		got := base64.StdEncoding.EncodeToString(rb.Sum())
+		wire := strings.ReplaceAll(strings.ReplaceAll(body, "\r\n", "\n"), "\n", "\r\n")
+		var out bytes.Buffer
+		err := dkim.Sign(&out, strings.NewReader("From: a@example.org\r\n\r\n"+wire), &dkim.SignOptions{
+			Domain: "example.org", Selector: "s", Signer: rsaKey(t).Signer,
+			HeaderCanonicalization: dkim.CanonicalizationRelaxed, BodyCanonicalization: dkim.CanonicalizationRelaxed,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := tagValue(out.String(), "bh")
+		if got != want {
+			t.Errorf("body %q: bh=%s, go-msgauth says %s", body, got, want)
+		}
+	}
+
+	for _, key := range []*ARCKey{rsaKey(t), edKey(t)} {
+		t.Run("DKIM-Signature "+key.algorithm(), func(t *testing.T) {
+			msg := "From: Alice <alice@example.org>\r\nTo:   bob@example.net  \r\nSubject: folded\r\n\tsubject  line\r\nX-Other: not signed\r\n\r\n" +
+				"Body  with   spaces \r\n\r\n\r\n"
+			_, fields, err := readHeader(bufio.NewReader(strings.NewReader(msg)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rb := newRelaxedBody()
+			rb.Write([]byte(msg[strings.Index(msg, "\r\n\r\n")+4:]))
+			head := "DKIM-Signature: v=1; a=" + key.algorithm() + "; c=relaxed/relaxed; d=" + key.Domain + "; s=" + key.Selector +
+				";\r\n h=from:to:subject:from; bh=" + base64.StdEncoding.EncodeToString(rb.Sum()) + ";\r\n b="
+			h := sha256.New()
+			p := &picker{fields: fields}
+			for _, n := range []string{"from", "to", "subject", "from"} {
+				if raw, ok := p.pick(n); ok {
+					h.Write([]byte(canonHeader(raw)))
+				}
+			}
+			h.Write([]byte(strings.TrimSuffix(canonHeader(head), "\r\n")))
+			sig, err := key.sign(h.Sum(nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			signed := head + foldB64(sig) + "\r\n" + msg
+			verifs, err := dkim.VerifyWithOptions(strings.NewReader(signed), &dkim.VerifyOptions{
+				LookupTXT: func(string) ([]string, error) { return []string{key.DNSRecord()}, nil },
+			})
+			if err != nil || len(verifs) != 1 || verifs[0].Err != nil {
+				t.Fatalf("go-msgauth: %v %+v", err, verifs)
+			}
+		})
+	}
+}
+
+func tagValue(field, tag string) string {
+	for _, part := range strings.Split(field, ";") {
+		k, v, ok := strings.Cut(part, "=")
+		if ok && strings.TrimSpace(k) == tag {
+			return strings.Map(func(r rune) rune {
+				if r == ' ' || r == '\t' || r == '\r' || r == '\n' {
+					return -1
+				}
+				return r
+			}, v)
+		}
+	}
+	return ""
+}
+
+func TestParseARCKey(t *testing.T) {
+	rk := rsaKey(t).Signer.(*rsa.PrivateKey)
+	_, ek, _ := ed25519.GenerateKey(rand.Reader)
+	pkcs8 := func(k any) []byte {
+		der, err := x509.MarshalPKCS8PrivateKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	}
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tests := []struct {
+		name    string
+		pem     []byte
+		alg     string
+		wantErr string
+	}{
+		{"PKCS #1 RSA", pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(rk)}), "rsa-sha256", ""},
+		{"PKCS #8 RSA", pkcs8(rk), "rsa-sha256", ""},
+		{"PKCS #8 Ed25519", pkcs8(ek), "ed25519-sha256", ""},
+		{"ECDSA", pkcs8(ec), "", "is not supported"},
+		{"not PEM", []byte("nope"), "", "no PEM block"},
+		{"certificate", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte{1}}), "", `PEM block "CERTIFICATE"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "key.pem")
+			os.WriteFile(path, tt.pem, 0o600)
+			k, err := LoadARCKey(path, "arc", "fwd.example.net.")
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || k.algorithm() != tt.alg || k.Domain != "fwd.example.net" {
+				t.Fatalf("key %+v, %v", k, err)
+			}
+		})
+	}
+	if _, err := ParseARCKey(pkcs8(ek), "", "fwd.example.net"); err == nil {
+		t.Error("no selector accepted")
+	}
+	if _, err := LoadARCKey(filepath.Join(t.TempDir(), "missing.pem"), "arc", "d.test"); err == nil {
+		t.Error("missing file accepted")
+	}
+}

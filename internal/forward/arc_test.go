@@ -84,17 +84,24 @@ func arcVerdict(t *testing.T, dnsAddr string, data []byte) *message.ARCResult {
 	return a.ARC
 }
 
+var (
+	dkimpyOnce sync.Once
+	dkimpyPath string
+)
+
 // dkimpyVerdict validates data's chain with dkimpy, or skips (locally) or
 // fails (CI) without it.
 func dkimpyVerdict(t *testing.T, keys map[string]string, data []byte) string {
 	t.Helper()
-	py := ""
-	for _, p := range []string{"/usr/bin/python3", "python3"} {
-		if exec.Command(p, "-c", "import dkim, nacl").Run() == nil {
-			py = p
-			break
+	dkimpyOnce.Do(func() {
+		for _, p := range []string{"/usr/bin/python3", "python3"} {
+			if exec.Command(p, "-c", "import dkim, nacl").Run() == nil {
+				dkimpyPath = p
+				break
+			}
 		}
-	}
+	})
+	py := dkimpyPath
 	if py == "" {
 		testenv.Missing(t, "no python3 with dkimpy (the reference ARC implementation, behind arcverify); install it with: apt-get install python3-dkim python3-nacl")
 	}

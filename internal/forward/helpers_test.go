@@ -2,6 +2,7 @@ package forward
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -205,6 +206,7 @@ type smtpServer struct {
 }
 
 type serverOpts struct {
+	addr         string // listen address; default 127.0.0.1:0
 	tls          *tls.Config
 	insecureAuth bool
 	utf8, dsn    bool
@@ -225,7 +227,7 @@ func startSMTP(t testing.TB, o serverOpts) *smtpServer {
 	srv.MaxMessageBytes = 10 << 20
 	srv.ReadTimeout = 10 * time.Second
 	srv.WriteTimeout = 10 * time.Second
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", cmp.Or(o.addr, "127.0.0.1:0"))
 	if err != nil {
 		t.Fatal(err)
 	}

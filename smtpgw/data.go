@@ -28,6 +28,7 @@ import (
 type bodyReader struct {
 	src     io.Reader  // a dotReader, or what go-smtp passed to Data
 	dot     *dotReader // non-nil when src is the wire-exact reader
+	bdat    bool       // the data comes in BDAT chunks (RFC 3030)
 	release func()     // marks go-smtp's DATA reader finished
 	conn    net.Conn
 	timeout time.Duration
@@ -45,6 +46,7 @@ type bodyReader struct {
 
 func newBodyReader(r io.Reader, c net.Conn, timeout time.Duration, max int64) *bodyReader {
 	b := &bodyReader{src: r, conn: c, timeout: timeout, max: max}
+	_, b.bdat = r.(*io.PipeReader) // go-smtp passes BDAT chunks through a pipe
 	if d, release, ok := takeOverDATA(r); ok {
 		b.src, b.dot, b.release = d, d, release
 	}

@@ -44,6 +44,11 @@ type Gateway struct {
 	authLim  *ipLimiter
 	ids      *idSource
 
+	// hard is cancelled when a shutdown's deadline passes: store writes
+	// still running then are abandoned (and leave nothing).
+	hard     context.Context
+	hardStop context.CancelFunc
+
 	mu        sync.Mutex
 	listeners []*listener
 	conns     map[*conn]struct{}
@@ -94,6 +99,7 @@ func New(c Config, st store.Store, routes *routing.Live, logger *slog.Logger, re
 		done:    make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
+	g.hard, g.hardStop = context.WithCancel(context.Background())
 	g.resolver = net.DefaultResolver
 	if c.Resolver != "" {
 		addr := c.Resolver
@@ -411,6 +417,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	case <-finished:
 	case <-ctx.Done():
 		err = ctx.Err()
+		g.hardStop()
 		g.mu.Lock()
 		left := len(g.conns)
 		for c := range g.conns {
@@ -425,6 +432,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		l.ch.Close()
 	}
 	g.serveWG.Wait()
+	g.hardStop()
 	close(g.stopped)
 	g.log.Info("SMTP stopped")
 	return err

@@ -3,12 +3,16 @@ package smtpgw
 import (
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/letterboxmail/letterbox/internal/routing"
 )
 
 // TestRecipientPolicy: every RCPT refusal carries the routes' exact code.
@@ -323,4 +327,35 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// TestRoutesReload: a changed routes file applies to the next RCPT, without
+// a restart; an invalid one keeps the previous configuration.
+func TestRoutesReload(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "routes.yaml")
+	if err := os.WriteFile(path, []byte(testRoutes), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	live, err := routing.NewLive(t.Context(), routing.FileLoader(path), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := startGatewayLive(t, Config{}, tmpStore(t), live)
+	c := dialRaw(t, h.addr)
+	c.hello("client.test")
+	c.cmd("MAIL FROM:<s@remote.test>", 250, "2.0.0")
+	c.cmd("RCPT TO:<a@new.test>", 550, "5.7.1")
+
+	added := strings.Replace(testRoutes, "domains: [example.test, other.example]", "domains: [example.test, other.example, new.test]", 1) +
+		"  - name: new\n    match: {recipient: \"*@new.test\"}\n    actions:\n      - store: true\n"
+	if err := os.WriteFile(path, []byte(added), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.cmd("RCPT TO:<a@new.test>", 250, "2.0.0")
+
+	if err := os.WriteFile(path, []byte("domains: [\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.cmd("RCPT TO:<b@new.test>", 250, "2.0.0")
+	c.cmd("RCPT TO:<b@nowhere.test>", 550, "5.7.1")
 }

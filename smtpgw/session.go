@@ -42,7 +42,8 @@ func (b *backend) NewSession(sc *smtp.Conn) (smtp.Session, error) {
 	}
 	c.mu.Unlock()
 	if first {
-		c.log = c.log.With("tls_version", tls.VersionName(c.tlsState.Version))
+		c.log.Debug("TLS started", "tls_version", tls.VersionName(c.tlsState.Version),
+			"tls_cipher", tls.CipherSuiteName(c.tlsState.CipherSuite))
 	}
 	return s, nil
 }
@@ -299,7 +300,9 @@ func (s *session) Data(r io.Reader) error {
 	defer body.done()
 	head := s.traceHeaders(tx, env, now)
 
-	ctx, cancel := context.WithCancel(context.Background())
+	// The write is not cut short by a graceful shutdown, only when its
+	// deadline passes (Gateway.Shutdown) or the store takes too long.
+	ctx, cancel := context.WithCancel(s.g.hard)
 	defer cancel()
 	var storeTimer *time.Timer
 	body.onEOF = func() { storeTimer = time.AfterFunc(s.g.cfg.StoreTimeout, cancel) }
@@ -332,9 +335,12 @@ func (s *session) Data(r io.Reader) error {
 		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + tx.id}
 
 	case errors.Is(body.err, errBareLF) || errors.Is(body.err, errBareCR):
-		// Where the client thinks the data ends is in doubt: answer and
-		// disconnect, so nothing after it is read as a command.
-		s.c.closeAfterReply(reasonBareNewline)
+		if !body.bdat {
+			// Where the client thinks the data ends is in doubt: answer
+			// and disconnect, so nothing after it is read as a command.
+			// BDAT counts its bytes, so its session can go on.
+			s.c.closeAfterReply(reasonBareNewline)
+		}
 		s.g.m.rejections.WithLabelValues(reasonBareNewline).Inc()
 		which := "<LF>"
 		if errors.Is(body.err, errBareCR) {

@@ -18,8 +18,9 @@ const smuggled = "MAIL FROM:<admin@example.test>\r\nRCPT TO:<victim@example.test
 	"From: admin@example.test\r\nSubject: smuggled\r\n\r\nhidden\r\n"
 
 // TestSmuggling sends every end-of-data variant with a bare <CR> or <LF>
-// (and bare newlines elsewhere): each gets 550 5.5.2 and a disconnect,
-// nothing is stored, and nothing after the variant is run as a command.
+// (and bare newlines elsewhere): each gets 550 5.5.2, nothing is stored,
+// and nothing after the variant is run as a command; over DATA the session
+// ends there.
 func TestSmuggling(t *testing.T) {
 	variants := map[string]string{
 		"LF.LF":       "\n.\n",
@@ -53,7 +54,14 @@ func TestSmuggling(t *testing.T) {
 					c.send("NOOP\r\n")
 				}
 				c.expect(550, "5.5.2")
-				c.expectClosed()
+				if mode == "DATA" {
+					// Where the data ended is in doubt: the session ends.
+					c.expectClosed()
+				} else {
+					// BDAT counts bytes: the NOOP after the chunk is a
+					// command and the session goes on.
+					c.expect(250, "2.0.0")
+				}
 			})
 		}
 	}

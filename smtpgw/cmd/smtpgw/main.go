@@ -38,7 +38,7 @@ func main() {
 	fs.StringVar(&cfg.Addr, "smtp", env("LETTERBOX_SMTP_ADDR", ":2525"), "SMTP listen address [LETTERBOX_SMTP_ADDR]")
 	httpAddr := fs.String("http", env("LETTERBOX_HTTP_ADDR", ":8025"), "HTTP address for /metrics, /healthz, /readyz [LETTERBOX_HTTP_ADDR]")
 	storeURL := fs.String("store", env("LETTERBOX_STORE", "file://.letterbox"), "store URL: file://DIR or s3://BUCKET[/PREFIX] [LETTERBOX_STORE]")
-	routesRef := fs.String("routes", env("LETTERBOX_ROUTES", "routes.yaml"), "routes file or s3://BUCKET/KEY, reloaded when it changes [LETTERBOX_ROUTES]")
+	routesRef := fs.String("routes", env("LETTERBOX_ROUTES", "routes.yaml"), "routes file, s3://BUCKET/KEY or ssm:///NAME, reloaded when it changes [LETTERBOX_ROUTES]")
 	_ = fs.Parse(os.Args[1:])
 
 	var level slog.Level

@@ -24,8 +24,12 @@ import (
 	"github.com/letterboxmail/letterbox/internal/routing"
 )
 
-// dnsTimeout bounds each DNS query.
-const dnsTimeout = 10 * time.Second
+// dnsTimeout bounds each DNS query; dialTimeout each connection attempt,
+// so that one dead MX host leaves time for the next.
+const (
+	dnsTimeout  = 10 * time.Second
+	dialTimeout = 30 * time.Second
+)
 
 // resolver sends every query to one DNS server (or the system's), with a
 // timeout per query and absolute names, as internal/mailauth does.
@@ -214,7 +218,6 @@ func (f *Forwarder) deliver(ctx context.Context, a *routing.ForwardAction, g gro
 		lastCode int
 		lastHost string
 		anyTemp  bool
-		tried    int
 	)
 	note := func(host string, code int, err error) {
 		lastHost, lastCode, lastErr = host, code, err
@@ -236,7 +239,6 @@ func (f *Forwarder) deliver(ctx context.Context, a *routing.ForwardAction, g gro
 			if ctx.Err() != nil {
 				return failAll(g.rcpts, t.host, 0, f.timeoutErr(ctx, t.host))
 			}
-			tried++
 			mode := modeFor(a)
 			for {
 				out, next, code, err := f.session(ctx, policy, t, ip, mode, a, g, p, opts)
@@ -309,7 +311,7 @@ func (f *Forwarder) session(ctx context.Context, policy egress.Policy, t target,
 	a *routing.ForwardAction, g group, p *payload, opts sendOptions) (out []outcome, next bool, code int, err error) {
 	host := t.host
 	addr := net.JoinHostPort(ip.String(), t.port)
-	conn, err := policy.Dialer(f.cfg.Timeout).DialContext(ctx, "tcp", addr)
+	conn, err := policy.Dialer(dialTimeout).DialContext(ctx, "tcp", addr)
 	if err != nil {
 		code, err = f.smtpErr(ctx, host, "connect "+addr, err)
 		return nil, true, code, err

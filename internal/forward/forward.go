@@ -35,6 +35,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/mail"
 	"os"
 	"slices"
 	"strings"
@@ -186,11 +187,6 @@ func (f *Forwarder) forward(ctx context.Context, j *delivery.Job, m *message.Mes
 	if len(rcpts) == 0 {
 		return delivery.Result{Err: fault.Permanentf("forward: no recipients")}
 	}
-	sender, err := f.srs.Forward(strings.Trim(m.Envelope.MailFrom, "<>"))
-	if err != nil {
-		return delivery.Result{Err: fault.Permanentf("forward: envelope sender: %w", err)}
-	}
-
 	// With several recipients, a previous attempt may have delivered to
 	// some: its note is read while the message is.
 	var (
@@ -222,10 +218,25 @@ func (f *Forwarder) forward(ctx context.Context, j *delivery.Job, m *message.Mes
 		}
 	}
 
+	from := strings.Trim(m.Envelope.MailFrom, "<>")
+	if from == "" && m.Envelope.ClientIP == "" {
+		// No envelope (SES ingress): the Return-Path SES put on top,
+		// else the From address. A null sender would make the forward
+		// look like a bounce.
+		from = p.returnPath
+	}
+	sender, err := f.srs.Forward(from)
+	if err != nil {
+		return delivery.Result{Err: fault.Permanentf("forward: envelope sender: %w", err)}
+	}
+	envID := j.ID
+	if len(envID) > 100 {
+		envID = envID[:100] // RFC 3461 §4.4
+	}
 	opts := sendOptions{
 		sender: sender,
 		utf8:   (m.Envelope.SMTPUTF8 && p.header8bit) || !isASCII(sender),
-		envID:  j.ID,
+		envID:  envID,
 	}
 	for _, r := range rcpts {
 		opts.utf8 = opts.utf8 || !isASCII(r)
@@ -260,6 +271,9 @@ type payload struct {
 	mem    []byte // the whole raw message, when small
 	// header8bit: the header has non-ASCII bytes (SMTPUTF8 matters).
 	header8bit bool
+	// returnPath is the Return-Path field's address, else the From
+	// field's, for messages stored without an envelope.
+	returnPath string
 	rest       io.ReadCloser // the first read's unread remainder, when large
 	head       []byte        // what was read of it already
 }
@@ -286,6 +300,9 @@ func (f *Forwarder) open(ctx context.Context, m *message.Message, jobID string) 
 		if err != nil {
 			return nil, fault.Temporaryf("forward: read %s: %w", m.RawKey, err)
 		}
+		if int64(len(b)) != obj.Size {
+			return nil, fault.Temporaryf("forward: read %s: %d bytes, the store said %d", m.RawKey, len(b), obj.Size)
+		}
 		p.mem, p.size = b, int64(len(b))
 		br = bufio.NewReader(bytes.NewReader(b))
 		src = br
@@ -296,6 +313,7 @@ func (f *Forwarder) open(ctx context.Context, m *message.Message, jobID string) 
 		return nil, fault.Temporaryf("forward: read %s: %w", m.RawKey, herr)
 	}
 	p.header8bit = !isASCII(string(head))
+	p.returnPath = headerSender(fields)
 	received := 0
 	for _, fl := range fields {
 		if strings.EqualFold(fl.name, "Received") {
@@ -411,6 +429,28 @@ func (p *payload) close() {
 type readCloser struct {
 	io.Reader
 	io.Closer
+}
+
+// headerSender returns the first Return-Path address, or the From
+// address, of a header.
+func headerSender(fields []field) string {
+	var from string
+	for _, fl := range fields {
+		_, v, _ := strings.Cut(fl.raw, ":")
+		switch {
+		case strings.EqualFold(fl.name, "Return-Path"):
+			v = strings.TrimSpace(oneLine(v))
+			if a, err := mail.ParseAddress(v); err == nil {
+				return a.Address
+			}
+			return strings.Trim(v, "<> \t")
+		case from == "" && strings.EqualFold(fl.name, "From"):
+			if a, err := mail.ParseAddress(strings.TrimSpace(oneLine(v))); err == nil {
+				from = a.Address
+			}
+		}
+	}
+	return from
 }
 
 func isASCII(s string) bool {

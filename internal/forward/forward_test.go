@@ -19,6 +19,7 @@ import (
 	"github.com/letterboxmail/letterbox/internal/fault"
 	"github.com/letterboxmail/letterbox/internal/routing"
 	"github.com/letterboxmail/letterbox/internal/store"
+	"github.com/letterboxmail/letterbox/message"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -90,6 +91,25 @@ func TestForwardEnvelope(t *testing.T) {
 		wantResult(t, f.Forward(context.Background(), fx.job, fx.msg, smarthostAction(srv, "bob@b.test"), noExpand), "", false, 250)
 		if cmds := srv.Commands(); !slices.Contains(cmds, "MAIL ") {
 			t.Fatalf("commands %q, want MAIL FROM:<>", cmds)
+		}
+	})
+	t.Run("no envelope: the Return-Path, else the From address", func(t *testing.T) {
+		for _, tt := range []struct{ raw, want string }{
+			{"Return-Path: <bounces+x@list.example.com>\r\n" + rawMsg, "bounces+x@list.example.com"},
+			{rawMsg, "alice@example.org"},
+		} {
+			fx := newFixture(t, tt.raw)
+			fx.msg.Envelope = message.Envelope{Source: "ses"}
+			srv := startSMTP(t, serverOpts{})
+			f := testForwarder(t, fx.st, nil)
+			wantResult(t, f.Forward(context.Background(), fx.job, fx.msg, smarthostAction(srv, "bob@b.test"), noExpand), "", false, 250)
+			m := srv.Messages()
+			if len(m) != 1 || string(m[0].Data) != tt.raw {
+				t.Fatalf("got %d messages", len(m))
+			}
+			if orig, err := f.SRS().Reverse(m[0].From); err != nil || orig != tt.want {
+				t.Fatalf("MAIL FROM %s stands for %q (%v), want %s", m[0].From, orig, err, tt.want)
+			}
 		}
 	})
 	t.Run("captures expanded, duplicates sent once", func(t *testing.T) {

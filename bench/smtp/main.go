@@ -68,16 +68,19 @@ type result struct {
 	target        string
 	sessions, msg int
 	rates         []float64 // messages per second, one per run
+	cpu           []float64 // the server's CPU time per message (µs), where measured
 }
 
-func (r result) median() float64 {
-	s := slices.Clone(r.rates)
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
 	slices.Sort(s)
 	if len(s) == 0 {
 		return 0
 	}
 	return s[len(s)/2]
 }
+
+func (r result) median() float64 { return median(r.rates) }
 
 func run() error {
 	source, err := lookTool("smtp-source")
@@ -137,7 +140,7 @@ func run() error {
 					if !targets[tg] {
 						continue
 					}
-					rate, err := env.measure(tg, s, size, n)
+					rate, cpu, err := env.measure(tg, s, size, n)
 					if err != nil {
 						return fmt.Errorf("%s, %d sessions, %d bytes: %w", tg, s, size, err)
 					}
@@ -145,7 +148,10 @@ func run() error {
 						res[tg] = &result{target: tg, sessions: s, msg: size}
 					}
 					res[tg].rates = append(res[tg].rates, rate)
-					log.Printf("%-9s sessions=%-3d size=%-6d messages=%-5d run %d: %7.0f msg/s", tg, s, size, n, r+1, rate)
+					if cpu > 0 {
+						res[tg].cpu = append(res[tg].cpu, cpu)
+					}
+					log.Printf("%-9s sessions=%-3d size=%-6d messages=%-5d run %d: %7.0f msg/s, %5.0f µs CPU/msg, load %s", tg, s, size, n, r+1, rate, cpu, loadavg())
 				}
 			}
 			rep.rows = append(rep.rows, row{sessions: s, size: size, n: n, res: res})
@@ -215,55 +221,82 @@ func (e *benchEnv) fresh(name string) (string, error) {
 }
 
 // measure starts a fresh target, runs smtp-source and returns accepted
-// messages per second, after checking the target holds them all.
-func (e *benchEnv) measure(target string, sessions, size, n int) (float64, error) {
+// messages per second and, for the single-process servers (letterbox,
+// smtp-sink), their CPU time per message in µs, after checking the target
+// holds every message.
+func (e *benchEnv) measure(target string, sessions, size, n int) (float64, float64, error) {
 	d, err := e.fresh(target)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer os.RemoveAll(d)
 	var addr string
 	var count func() (int, error)
 	var stop func()
+	pid := 0
 	switch target {
 	case "letterbox":
 		g, err := e.startGateway(d, nil)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
-		addr, stop = g.smtp, g.stop
+		addr, stop, pid = g.smtp, g.stop, g.cmd.Process.Pid
 		count = func() (int, error) { return countFiles(filepath.Join(d, "store", "raw")) }
 	case "sink":
-		addr, stop, err = startSink()
+		addr, stop, pid, err = startSink()
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	case "postfix":
 		addr, stop, err = startPostfix(d)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		count = func() (int, error) { return countFiles(filepath.Join(d, "queue", "hold")) }
 	}
 	defer stop()
 	args := []string{"-s", strconv.Itoa(sessions), "-m", strconv.Itoa(n), "-l", strconv.Itoa(size),
 		"-f", "bench@remote.test", "-t", "rcpt@example.test", "-M", "client.bench.test", addr}
+	cpu0 := cpuTime(pid)
 	start := time.Now()
 	outb, err := exec.Command(e.source, args...).CombinedOutput()
 	elapsed := time.Since(start)
+	cpu := cpuTime(pid) - cpu0
 	if err != nil {
-		return 0, fmt.Errorf("smtp-source %s: %v\n%s", strings.Join(args, " "), err, outb)
+		return 0, 0, fmt.Errorf("smtp-source %s: %v\n%s", strings.Join(args, " "), err, outb)
 	}
 	if count != nil {
 		got, err := count()
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		if got != n {
-			return 0, fmt.Errorf("%s holds %d messages, smtp-source sent %d", target, got, n)
+			return 0, 0, fmt.Errorf("%s holds %d messages, smtp-source sent %d", target, got, n)
 		}
 	}
-	return float64(n) / elapsed.Seconds(), nil
+	return float64(n) / elapsed.Seconds(), float64(cpu.Microseconds()) / float64(n), nil
+}
+
+// cpuTime is a process's user and system CPU time so far (0 for pid 0).
+func cpuTime(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses: utime and
+	// stime are the 12th and 13th (fields 14 and 15 of proc(5)).
+	rest := string(b[strings.LastIndexByte(string(b), ')')+2:])
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	const ticks = 100 // USER_HZ on Linux
+	return time.Duration(ut+st) * time.Second / ticks
 }
 
 func countFiles(dir string) (int, error) {
@@ -382,14 +415,14 @@ func (e *benchEnv) startGateway(d string, wrap []string, extra ...string) (*gate
 }
 
 // startSink runs smtp-sink, which accepts every message and keeps none.
-func startSink() (string, func(), error) {
+func startSink() (string, func(), int, error) {
 	sink, err := lookTool("smtp-sink")
 	if err != nil {
-		return "", nil, err
+		return "", nil, 0, err
 	}
 	addr, err := freeAddr()
 	if err != nil {
-		return "", nil, err
+		return "", nil, 0, err
 	}
 	args := []string{"-m", "1000", addr, "1000"}
 	if os.Geteuid() == 0 {
@@ -397,16 +430,16 @@ func startSink() (string, func(), error) {
 	}
 	cmd := exec.Command(sink, args...)
 	if err := cmd.Start(); err != nil {
-		return "", nil, err
+		return "", nil, 0, err
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
 	stop := func() { _ = cmd.Process.Kill(); <-exited }
 	if err := waitDial(addr, exited); err != nil {
 		stop()
-		return "", nil, err
+		return "", nil, 0, err
 	}
-	return addr, stop, nil
+	return addr, stop, cmd.Process.Pid, nil
 }
 
 // startPostfix runs a private Postfix instance in d: its own main.cf and
@@ -757,8 +790,29 @@ func probeDisk(dir string) string {
 		}
 	}
 	sf := time.Since(start) / m
-	return fmt.Sprintf("4 KiB write+fdatasync %.2f ms (%.0f/s); write+syncfs %.2f ms (%.0f/s)",
-		float64(fd.Microseconds())/1000, float64(time.Second)/float64(fd), float64(sf.Microseconds())/1000, float64(time.Second)/float64(sf))
+	// Metadata: what a file-per-message store does besides syncing.
+	start = time.Now()
+	for i := range n {
+		g, err := os.CreateTemp(dir, "probe-")
+		if err != nil {
+			return "probe failed: " + err.Error()
+		}
+		_, err = g.Write(buf)
+		g.Close()
+		if err == nil {
+			err = os.Rename(g.Name(), filepath.Join(dir, fmt.Sprintf("probe-file-%d", i)))
+		}
+		if err != nil {
+			return "probe failed: " + err.Error()
+		}
+	}
+	cr := time.Since(start) / n
+	for i := range n {
+		os.Remove(filepath.Join(dir, fmt.Sprintf("probe-file-%d", i)))
+	}
+	return fmt.Sprintf("4 KiB write+fdatasync %.2f ms (%.0f/s); write+syncfs %.2f ms (%.0f/s); create+write+close+rename of a 4 KiB file, no sync, %.2f ms",
+		float64(fd.Microseconds())/1000, float64(time.Second)/float64(fd), float64(sf.Microseconds())/1000, float64(time.Second)/float64(sf),
+		float64(cr.Microseconds())/1000)
 }
 
 type row struct {
@@ -822,8 +876,8 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "- Disk (work directory): %s\n", r.disk)
 	fmt.Fprintf(&b, "- Load average (1, 5, 15 min) at the start: %s; at the end: %s\n", r.loadStart, r.loadEnd)
 	fmt.Fprintf(&b, "- Load: `smtp-source -s SESSIONS -m MESSAGES -l SIZE` on loopback, a new connection per message; median of %d runs; MB/s counts the SIZE payload (10^6 bytes)\n\n", *runs)
-	b.WriteString("| sessions | size | messages | letterbox msg/s | letterbox MB/s | smtp-sink msg/s | Postfix msg/s | letterbox / smtp-sink | letterbox / Postfix |\n")
-	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| sessions | size | messages | letterbox msg/s | letterbox MB/s | smtp-sink msg/s | Postfix msg/s | letterbox / smtp-sink | letterbox / Postfix | CPU µs/msg letterbox | CPU µs/msg smtp-sink |\n")
+	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, rw := range r.rows {
 		lb, sink, pf := rw.res["letterbox"], rw.res["sink"], rw.res["postfix"]
 		cell := func(x *result) string {
@@ -842,7 +896,13 @@ func (r *report) markdown() string {
 				rp = fmt.Sprintf("%.1f×", lb.median()/pf.median())
 			}
 		}
-		fmt.Fprintf(&b, "| %d | %d KiB | %d | %s | %s | %s | %s | %s | %s |\n", rw.sessions, rw.size>>10, rw.n, cell(lb), mbs, cell(sink), cell(pf), rs, rp)
+		cpu := func(x *result) string {
+			if x == nil || len(x.cpu) == 0 {
+				return "–"
+			}
+			return fmt.Sprintf("%.0f", median(x.cpu))
+		}
+		fmt.Fprintf(&b, "| %d | %d KiB | %d | %s | %s | %s | %s | %s | %s | %s | %s |\n", rw.sessions, rw.size>>10, rw.n, cell(lb), mbs, cell(sink), cell(pf), rs, rp, cpu(lb), cpu(sink))
 	}
 	if s := r.syncs; s != nil {
 		fmt.Fprintf(&b, "\nGroup commit (one extra run of letterbox, 20 sessions × 4 KiB, under `strace -f -c`): %d messages in %.1f s made %d sync calls (%s): %.1f messages per sync call, %.0f sync calls/s, %.2f ms in each on average.\n",

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/letterboxmail/letterbox/internal/lambdaenv"
 	"github.com/letterboxmail/letterbox/internal/localserve"
 	"github.com/letterboxmail/letterbox/smtpgw"
 )
@@ -44,6 +45,10 @@ func runDev(ctx context.Context, args []string) error {
 		return &exitError{2, err}
 	}
 	cfg.Gateway, cfg.Logger = gw, logger
+	// Forwarding is configured by environment, as in the deliver function.
+	if cfg.Forward, err = lambdaenv.ForwardConfig(os.Getenv); err != nil {
+		return &exitError{2, err}
+	}
 	srv, err := localserve.Start(ctx, cfg)
 	if err != nil {
 		return err

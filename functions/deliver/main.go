@@ -12,6 +12,7 @@ import (
 
 	"github.com/letterboxmail/letterbox/internal/delivery"
 	"github.com/letterboxmail/letterbox/internal/egress"
+	"github.com/letterboxmail/letterbox/internal/forward"
 	"github.com/letterboxmail/letterbox/internal/lambdaenv"
 	"github.com/letterboxmail/letterbox/internal/publish"
 )
@@ -20,9 +21,16 @@ func main() {
 	ctx := context.Background()
 	log := slog.New(lambdacontext.NewLogHandler())
 	env := lambdaenv.MustLoad(ctx, log)
+	fwd, err := lambdaenv.ForwardConfig(os.Getenv)
+	lambdaenv.Check(log, err, "forwarding")
 	hooks := delivery.NewWebhooks(egress.Policy{}, os.Getenv)
 	hooks.Store, hooks.Links = env.Store, env.Links
 	h := &delivery.Handler{Store: env.Store, Routes: env.Routes, Queue: env.Queue, Journal: env.Journal, Webhooks: hooks,
 		Publisher: publish.New(env.AWS), Log: log}
+	if fwd != nil {
+		fwd.Store, fwd.Logger = env.Store, log
+		h.Forwarder, err = forward.New(*fwd)
+		lambdaenv.Check(log, err, "forwarding")
+	}
 	lambda.Start(h.Handle)
 }

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -23,6 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/letterboxmail/letterbox/internal/delivery"
+	"github.com/letterboxmail/letterbox/internal/forward"
 	"github.com/letterboxmail/letterbox/internal/routing"
 	"github.com/letterboxmail/letterbox/internal/sqsqueue"
 	"github.com/letterboxmail/letterbox/internal/store"
@@ -105,4 +107,43 @@ func Check(log *slog.Logger, err error, what string) {
 		log.Error("cannot start: "+what, "err", err)
 		os.Exit(1)
 	}
+}
+
+// ForwardConfig reads the forward action's configuration from the
+// environment, or returns nil when forwarding is not configured
+// (LETTERBOX_SRS_DOMAIN unset: forward actions then fail permanently with a
+// clear error). The caller sets Store and Policy. `letterbox dev` uses it
+// too, so both read the same variables:
+//
+//	LETTERBOX_SRS_DOMAIN, LETTERBOX_SRS_SECRET  SRS rewriting (required to forward)
+//	LETTERBOX_SRS_OLD_SECRETS                   comma-separated, still accepted
+//	LETTERBOX_ARC_KEY_FILE, LETTERBOX_ARC_SELECTOR, LETTERBOX_ARC_DOMAIN  ARC sealing (optional)
+//	LETTERBOX_FORWARD_HELO, LETTERBOX_FORWARD_TIMEOUT
+func ForwardConfig(getenv func(string) string) (*forward.Config, error) {
+	domain := getenv("LETTERBOX_SRS_DOMAIN")
+	if domain == "" {
+		return nil, nil
+	}
+	cfg := &forward.Config{SRSDomain: domain, SRSSecret: getenv("LETTERBOX_SRS_SECRET"),
+		Resolver: getenv("LETTERBOX_RESOLVER"), HELO: getenv("LETTERBOX_FORWARD_HELO"), Getenv: getenv}
+	for _, s := range strings.Split(getenv("LETTERBOX_SRS_OLD_SECRETS"), ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			cfg.SRSOldSecrets = append(cfg.SRSOldSecrets, s)
+		}
+	}
+	if v := getenv("LETTERBOX_FORWARD_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return nil, fmt.Errorf("LETTERBOX_FORWARD_TIMEOUT: %w", err)
+		}
+		cfg.Timeout = d
+	}
+	if f := getenv("LETTERBOX_ARC_KEY_FILE"); f != "" {
+		k, err := forward.LoadARCKey(f, getenv("LETTERBOX_ARC_SELECTOR"), getenv("LETTERBOX_ARC_DOMAIN"))
+		if err != nil {
+			return nil, fmt.Errorf("ARC key: %w", err)
+		}
+		cfg.ARC = k
+	}
+	return cfg, nil
 }

@@ -32,6 +32,7 @@ import (
 
 	"github.com/letterboxmail/letterbox/internal/delivery"
 	"github.com/letterboxmail/letterbox/internal/egress"
+	"github.com/letterboxmail/letterbox/internal/forward"
 	"github.com/letterboxmail/letterbox/internal/ingest"
 	"github.com/letterboxmail/letterbox/internal/localqueue"
 	"github.com/letterboxmail/letterbox/internal/mailauth"
@@ -64,6 +65,9 @@ type Config struct {
 	// messages are then processed only when an S3 server posts its bucket
 	// notifications to /dev/s3-events (and by the restart scan).
 	ExternalEvents bool
+	// Forward configures the forward action (its Store and Policy are set
+	// here); nil refuses forward actions.
+	Forward *forward.Config
 	// AWSActions enables the lambda, sqs, sns and eventbridge actions with
 	// the AWS SDK's default configuration (environment, shared config);
 	// otherwise they fail permanently with a clear error.
@@ -157,6 +161,15 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	s.deliver = &delivery.Handler{Store: base, Routes: s.routes, Queue: localqueue.Deliveries{Queue: s.jobQ}, Journal: journal,
 		Webhooks: delivery.NewWebhooks(policy, os.Getenv), Log: s.log}
 	s.deliver.Webhooks.Store = base
+	if cfg.Forward != nil {
+		fc := *cfg.Forward
+		fc.Store, fc.Policy, fc.Logger = base, policy, s.log
+		fw, err := forward.New(fc)
+		if err != nil {
+			return nil, fmt.Errorf("forwarding: %w", err)
+		}
+		s.deliver.Forwarder = fw
+	}
 	if cfg.AWSActions {
 		awsCfg, err := config.LoadDefaultConfig(ctx)
 		if err != nil {

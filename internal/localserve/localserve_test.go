@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/letterboxmail/letterbox/internal/delivery"
+	"github.com/letterboxmail/letterbox/internal/forward"
 	"github.com/letterboxmail/letterbox/internal/localserve"
 	"github.com/letterboxmail/letterbox/internal/store"
 	"github.com/letterboxmail/letterbox/smtpgw"
@@ -297,5 +299,82 @@ func TestMetricsCountDeliveries(t *testing.T) {
 			t.Fatalf("metrics lack the delivery:\n%s", b)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// sink is a real SMTP server (go-smtp) that records what it receives.
+type sink struct {
+	got chan [2]string // MAIL FROM, data
+}
+
+func (s *sink) NewSession(*smtp.Conn) (smtp.Session, error) { return &sinkSession{s: s}, nil }
+
+type sinkSession struct {
+	s    *sink
+	from string
+}
+
+func (x *sinkSession) Mail(from string, _ *smtp.MailOptions) error { x.from = from; return nil }
+func (x *sinkSession) Rcpt(string, *smtp.RcptOptions) error        { return nil }
+func (x *sinkSession) Data(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	x.s.got <- [2]string{x.from, string(b)}
+	return err
+}
+func (x *sinkSession) Reset()        {}
+func (x *sinkSession) Logout() error { return nil }
+
+func TestForwardThroughSmartHost(t *testing.T) {
+	sk := &sink{got: make(chan [2]string, 1)}
+	srv := smtp.NewServer(sk)
+	srv.Domain = "relay.test"
+	srv.AllowInsecureAuth = true
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	defer srv.Close()
+
+	dir := t.TempDir()
+	routes := filepath.Join(dir, "routes.yaml")
+	os.WriteFile(routes, []byte(`
+domains: [example.test]
+routes:
+  - name: fwd
+    match: {recipient: "alias@example.test"}
+    actions:
+      - forward: {to: ["owner@elsewhere.test"], smarthost: "`+l.Addr().String()+`", starttls: false, allow_private_network: true}
+        retry: {attempts: 3, initial: 50ms, max: 100ms}
+`), 0o644)
+	ls, err := localserve.Start(context.Background(), localserve.Config{
+		HTTPAddr: "127.0.0.1:0", StoreURL: "file://" + filepath.Join(dir, "store"), RoutesPath: routes,
+		Gateway: smtpgw.Config{Addr: "127.0.0.1:0", Hostname: "mx.test"}, NoAuth: true,
+		Forward: &forward.Config{SRSDomain: "fwd.example.test", SRSSecret: "0123456789abcdef-secret"},
+		Logger:  slog.New(slog.NewTextHandler(testLog, nil)), Out: io.Discard,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ls.Shutdown(context.Background())
+	if _, err := send(t, ls.SMTPAddr(), "alice@example.org", []string{"alias@example.test"}, msg); err != nil {
+		t.Fatal(err)
+	}
+	var got [2]string
+	select {
+	case got = <-sk.got:
+	case <-time.After(20 * time.Second):
+		t.Fatal("nothing forwarded")
+	}
+	if !strings.HasPrefix(got[0], "SRS0=") || !strings.HasSuffix(got[0], "@fwd.example.test") {
+		t.Fatalf("MAIL FROM %q is not SRS-rewritten", got[0])
+	}
+	var raw []byte
+	ls.Store().List(context.Background(), store.RawPrefix, "", func(o store.Object) bool {
+		raw, _ = store.ReadAll(context.Background(), ls.Store(), o.Key)
+		return false
+	})
+	if got[1] != string(raw) {
+		t.Fatalf("forwarded bytes differ from the stored message:\n--- stored\n%s\n--- forwarded\n%s", raw, got[1])
 	}
 }

@@ -382,7 +382,7 @@ func TestIAMLeastPrivilege(t *testing.T) {
 		{"IngestRole", []string{"parsed/*", "attachments/*", "deliveries/*"}, []string{"DeliveryQueue"}},
 		// PublishTargetArns: the queues (and functions, topics, buses) the
 		// operator lists for the sqs/lambda/sns/eventbridge route actions.
-		{"DeliverRole", []string{"deliveries/*"}, []string{"DeliveryDeadLetterQueue", "PublishTargetArns"}},
+		{"DeliverRole", []string{"deliveries/*", "forward/*"}, []string{"DeliveryDeadLetterQueue", "PublishTargetArns"}},
 		{"GatewayTaskRole", []string{"raw/*", "envelopes/*"}, nil},
 	}
 	byRole := map[string][]statement{}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -209,9 +210,17 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
-func TestExampleRoutesFileIsValid(t *testing.T) {
-	if _, err := routing.Load("../../examples/routes.yaml"); err != nil {
-		t.Fatal(err)
+func TestExampleRoutesFilesAreValid(t *testing.T) {
+	files, _ := filepath.Glob("../../examples/*.yaml")
+	more, _ := filepath.Glob("../../examples/*/routes.yaml")
+	files = append(files, more...)
+	if len(files) < 3 {
+		t.Fatalf("found only %v", files)
+	}
+	for _, f := range files {
+		if _, err := routing.Load(f); err != nil {
+			t.Error(err)
+		}
 	}
 }
 

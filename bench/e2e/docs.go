@@ -25,6 +25,7 @@ type fixedSummary struct {
 	accepted, delivered, off int       // summed over runs
 	errors                   int
 	achieved, slope          []float64
+	loads                    []string
 }
 
 type summary struct {
@@ -61,6 +62,7 @@ func summarize(cfg config, all []result, maxRates map[string][]float64) *summary
 		f.p99 = append(f.p99, r.P99)
 		f.max = append(f.max, r.Max)
 		f.achieved = append(f.achieved, r.Achieved)
+		f.loads = append(f.loads, r.Load)
 		f.slope = append(f.slope, r.Slope)
 		f.accepted += r.Accepted
 		f.delivered += r.Delivered
@@ -160,10 +162,10 @@ func (s *summary) markdown(cfg config, started time.Time) string {
 	}
 	b.WriteString("\n\n")
 	fmt.Fprintf(&b, "Latency from the sender reading `250 … queued as <id>` to the webhook for `<id>` reaching the receiver, medians of %d runs of %v each:\n\n", s.runs, cfg.duration)
-	b.WriteString("| store | msg/s | p50 ms | p95 ms | p99 ms | max ms | acknowledged / offered | delivered | achieved msg/s | backlog growth msg/s |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| store | msg/s | p50 ms | p95 ms | p99 ms | max ms | acknowledged / offered | delivered | achieved msg/s | backlog growth msg/s | load avg per run |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, f := range s.fixed {
-		fmt.Fprintf(&b, "| %s | %.0f | %.1f | %.1f | %.1f | %.1f | %d / %d | %d | %.1f | %+.2f |\n", f.store, f.rate, med(f.p50), med(f.p95), med(f.p99), med(f.max),
-			f.accepted, f.off, f.delivered, med(f.achieved), med(f.slope))
+		fmt.Fprintf(&b, "| %s | %.0f | %.1f | %.1f | %.1f | %.1f | %d / %d | %d | %.1f | %+.2f | %s |\n", f.store, f.rate, med(f.p50), med(f.p95), med(f.p99), med(f.max),
+			f.accepted, f.off, f.delivered, med(f.achieved), med(f.slope), strings.Join(f.loads, ", "))
 	}
 	b.WriteString("\n")
 	for _, f := range s.fixed {
@@ -179,11 +181,11 @@ func (s *summary) markdown(cfg config, started time.Time) string {
 				fmt.Fprintf(&b, "- %s: highest rate sustained without a growing backlog **%.0f msg/s** (median of %d runs: %s msg/s)\n", st.Name, med(rs), len(rs), joinRates(rs))
 			}
 		}
-		fmt.Fprintf(&b, "\nSteps of %v each (after a 3 s warm-up) on a fresh pipeline, rates %s msg/s until one is not sustained, then one midpoint; a step is sustained when every message is acknowledged and delivered, at least 95 %% of the offered rate is acknowledged, and the backlog (acknowledged − received, sampled every 250 ms) grows by at most %.0f %% of the rate per second over the second half of the step.\n\n",
+		fmt.Fprintf(&b, "\nSteps of %v each (after a 3 s warm-up) on a fresh pipeline, rates %s msg/s until one is not sustained, then one midpoint; a step is sustained when every message is acknowledged and delivered, at least 95 %% of the offered rate is acknowledged, and the backlog (acknowledged − received, sampled every 250 ms) grows by at most %.0f %% of the rate per second over the second half of the step and ends below one second of traffic.\n\n",
 			cfg.stepDuration, joinRates(cfg.stepRates), cfg.stepThreshold*100)
-		b.WriteString("| store | run | msg/s | p50 ms | p99 ms | achieved msg/s | backlog growth msg/s | sessions | sustained |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
+		b.WriteString("| store | run | msg/s | p50 ms | p99 ms | achieved msg/s | backlog growth msg/s | backlog at end | sessions | load avg | sustained |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 		for _, r := range s.steps {
-			fmt.Fprintf(&b, "| %s | %d | %.0f | %.1f | %.1f | %.1f | %+.2f | %d | %s |\n", r.Store, r.Run, r.Rate, r.P50, r.P99, r.Achieved, r.Slope, r.PeakSessions, yesNo(r.Sustained))
+			fmt.Fprintf(&b, "| %s | %d | %.0f | %.1f | %.1f | %.1f | %+.2f | %d | %d | %s | %s |\n", r.Store, r.Run, r.Rate, r.P50, r.P99, r.Achieved, r.Slope, r.BacklogEnd, r.PeakSessions, r.Load, yesNo(r.Sustained))
 		}
 		b.WriteString("\n")
 	}
@@ -237,7 +239,7 @@ func writeCSV(path string, s *summary, all []result) error {
 	}
 	w := csv.NewWriter(f)
 	w.Write([]string{"store", "phase", "run", "rate_msg_s", "duration_s", "offered", "acknowledged", "delivered", "errors",
-		"achieved_msg_s", "p50_ms", "p95_ms", "p99_ms", "max_ms", "backlog_growth_msg_s", "sessions", "sustained"})
+		"achieved_msg_s", "p50_ms", "p95_ms", "p99_ms", "max_ms", "backlog_growth_msg_s", "backlog_end", "sessions", "sustained", "loadavg"})
 	num := func(x float64) string {
 		if math.IsNaN(x) {
 			return ""
@@ -247,12 +249,12 @@ func writeCSV(path string, s *summary, all []result) error {
 	for _, r := range all {
 		w.Write([]string{r.Store, r.Phase, strconv.Itoa(r.Run), num(r.Rate), num(r.Duration.Seconds()), strconv.Itoa(r.Offered), strconv.Itoa(r.Accepted),
 			strconv.Itoa(r.Delivered), strconv.Itoa(r.Errors), num(r.Achieved), num(r.P50), num(r.P95), num(r.P99), num(r.Max),
-			num(r.Slope), strconv.Itoa(r.PeakSessions), strconv.FormatBool(r.Sustained)})
+			num(r.Slope), strconv.Itoa(r.BacklogEnd), strconv.Itoa(r.PeakSessions), strconv.FormatBool(r.Sustained), r.Load})
 	}
 	for _, fx := range s.fixed {
 		w.Write([]string{fx.store, "fixed", "median", num(fx.rate), "", strconv.Itoa(fx.off), strconv.Itoa(fx.accepted), strconv.Itoa(fx.delivered),
 			strconv.Itoa(fx.errors), num(med(fx.achieved)), num(med(fx.p50)), num(med(fx.p95)), num(med(fx.p99)), num(med(fx.max)),
-			num(med(fx.slope)), "", ""})
+			num(med(fx.slope)), "", "", "", ""})
 	}
 	w.Flush()
 	if err := w.Error(); err != nil {

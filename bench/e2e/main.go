@@ -96,9 +96,16 @@ type result struct {
 	PeakSessions int
 	Drain        time.Duration
 	Sustained    bool
+	Load         string // /proc/loadavg's 1-minute figure at the end
 }
 
 func main() {
+	if err := run(); err != nil {
+		fatal(err)
+	}
+}
+
+func run() error {
 	var cfg config
 	var rates, steps, stores string
 	flag.StringVar(&cfg.bin, "bin", "", "letterbox binary (default: build ./cmd/letterbox)")
@@ -122,35 +129,32 @@ func main() {
 	flag.Parse()
 	var err error
 	if cfg.rates, err = parseRates(rates); err != nil {
-		fatal(err)
+		return err
 	}
 	if cfg.stepRates, err = parseRates(steps); err != nil {
-		fatal(err)
+		return err
 	}
 	if cfg.stores, err = parseStores(stores); err != nil {
-		fatal(err)
+		return err
 	}
 	if cfg.root, err = moduleRoot(); err != nil {
-		fatal(err)
+		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	tmp, err := os.MkdirTemp("", "letterbox-bench-e2e-")
 	if err != nil {
-		fatal(err)
+		return err
 	}
 	defer os.RemoveAll(tmp)
 	if cfg.bin == "" {
 		cfg.bin = filepath.Join(tmp, "letterbox")
 		if err := build(cfg.root, cfg.bin, "./cmd/letterbox"); err != nil {
-			fatal(err)
+			return err
 		}
 	}
 	if cfg.cpuprofile != "" {
-		if err := profile(ctx, cfg, tmp); err != nil {
-			fatal(err)
-		}
-		return
+		return profile(ctx, cfg, tmp)
 	}
 
 	started := time.Now()
@@ -163,7 +167,7 @@ func main() {
 			for _, rate := range cfg.rates {
 				r, err := measure(ctx, cfg, cfg.bin, st, "fixed", run, rate, cfg.duration)
 				if err != nil {
-					fatal(err)
+					return err
 				}
 				report(r)
 				all = append(all, r)
@@ -173,7 +177,7 @@ func main() {
 			}
 			best, steps, err := search(ctx, cfg, st, run)
 			if err != nil {
-				fatal(err)
+				return err
 			}
 			all = append(all, steps...)
 			maxRates[st.Name] = append(maxRates[st.Name], best)
@@ -184,10 +188,9 @@ func main() {
 	fmt.Print("\n" + sum.text())
 	fmt.Printf("(%v in all)\n", time.Since(started).Round(time.Second))
 	if cfg.docs {
-		if err := writeDocs(cfg, sum, all, started); err != nil {
-			fatal(err)
-		}
+		return writeDocs(cfg, sum, all, started)
 	}
+	return nil
 }
 
 // search steps the rate up until a step is not sustained, then tries the
@@ -366,8 +369,13 @@ routes:
 	}
 	res.Slope = slope(xs, ys)
 	res.PeakSessions = l.peakSessions()
+	// Sustained: everything acknowledged and delivered, the offered rate
+	// kept, the backlog not growing over the second half and, at the end,
+	// under one second of traffic (a backlog still draining a stall is
+	// not keeping up).
 	res.Sustained = res.Errors == 0 && res.Delivered == res.Accepted && res.Achieved >= 0.95*rate &&
-		res.Slope <= cfg.stepThreshold*rate
+		res.Slope <= cfg.stepThreshold*rate && float64(res.BacklogEnd) <= rate
+	res.Load = loadAvg()
 	if !pipe.Running() {
 		return res, fmt.Errorf("the pipeline died during the run:\n%s", out.String())
 	}
@@ -381,7 +389,7 @@ func report(r result) {
 	}
 	fmt.Printf("%-5s %-5s run %d  %5.0f msg/s: p50 %7.1f ms  p95 %7.1f  p99 %7.1f  max %7.1f | acked %d/%d delivered %d errors %d | achieved %.0f/s, backlog %+.1f/s (end %d), late p99 %.1f ms, sessions %d, drain %v | %s\n",
 		r.Phase, r.Store, r.Run, r.Rate, r.P50, r.P95, r.P99, r.Max, r.Accepted, r.Offered, r.Delivered, r.Errors,
-		r.Achieved, r.Slope, r.BacklogEnd, r.LateP99, r.PeakSessions, r.Drain.Round(time.Millisecond), verdict)
+		r.Achieved, r.Slope, r.BacklogEnd, r.LateP99, r.PeakSessions, r.Drain.Round(time.Millisecond), verdict+", load "+r.Load)
 	if r.FirstErr != "" {
 		fmt.Printf("      first error: %s\n", r.FirstErr)
 	}
@@ -503,6 +511,20 @@ func machine() string {
 		}
 	}
 	return fmt.Sprintf("%s, nproc %d, %s %s/%s", model, nproc, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// loadAvg returns the 1-minute load average, to show how busy the shared
+// machine was.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
 }
 
 func fatal(err error) {

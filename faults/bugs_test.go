@@ -106,6 +106,9 @@ func waitDelivered(recv *faults.Receiver, id string, d time.Duration) bool {
 // scenario hits this window on most runs (one of a message's jobs queued,
 // the next not, or none).
 func TestRestartAfterCrashBetweenParseAndQueue(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs letterbox dev; skipped in -short")
+	}
 	bin := letterbox(t)
 	dir := t.TempDir()
 	storeDir := filepath.Join(dir, "store")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -320,4 +321,63 @@ func sendOne(addr string, msg []byte) (string, error) {
 	}
 	_ = c.Quit()
 	return id, nil
+}
+
+// TestBinarySignals runs the gateway binary with TLS: SIGHUP serves a new
+// certificate, SIGTERM stops it cleanly.
+func TestBinarySignals(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the gateway binary; -short")
+	}
+	dir := t.TempDir()
+	bin := buildGateway(t, dir)
+	routes := filepath.Join(dir, "routes.yaml")
+	if err := os.WriteFile(routes, []byte(testRoutes), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, key := writeCert(t, dir, "before.test")
+	p := startProc(t, bin, filepath.Join(dir, "store"), routes, "--tls-cert", cert, "--tls-key", key)
+	cn := func() string {
+		t.Helper()
+		c, err := smtp.DialStartTLS(p.smtp, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.Noop(); err != nil {
+			t.Fatal(err)
+		}
+		st, _ := c.TLSConnectionState()
+		return st.PeerCertificates[0].Subject.CommonName
+	}
+	if got := cn(); got != "before.test" {
+		t.Fatalf("certificate %q", got)
+	}
+	writeCert(t, dir, "after.test")
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(safety)
+	for !strings.Contains(p.log.String(), "CN=after.test") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no reload logged:\n%s", p.log.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := cn(); got != "after.test" {
+		t.Errorf("after SIGHUP: certificate %q", got)
+	}
+	if _, err := sendOne(p.smtp, digestMessage(1, 100)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-p.exited
+	if !p.cmd.ProcessState.Success() {
+		t.Errorf("exit after SIGTERM: %v", p.cmd.ProcessState)
+	}
+	if !strings.Contains(p.log.String(), `"msg":"SMTP stopped"`) {
+		t.Errorf("no clean stop logged:\n%s", p.log.String())
+	}
 }

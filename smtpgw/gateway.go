@@ -268,6 +268,7 @@ func (g *Gateway) admit(l *listener, nc net.Conn) {
 		}
 	}
 	ip := c.remote.Addr()
+	key := limitKey(ip)
 	g.mu.Lock()
 	var reject, reason string
 	switch {
@@ -275,12 +276,12 @@ func (g *Gateway) admit(l *listener, nc net.Conn) {
 		reject, reason = "421 4.3.2 "+g.cfg.Hostname+" Service shutting down, try again later", reasonShuttingDown
 	case len(g.conns) >= g.cfg.MaxConnections:
 		reject, reason = "421 4.7.0 "+g.cfg.Hostname+" Too many connections; try again later", reasonConnLimit
-	case g.perIP[ip] >= g.cfg.MaxConnectionsPerIP:
+	case g.perIP[key] >= g.cfg.MaxConnectionsPerIP:
 		reject, reason = fmt.Sprintf("421 4.7.0 %s Too many connections from your address [%s] (limit %d); try again later",
 			g.cfg.Hostname, ip, g.cfg.MaxConnectionsPerIP), reasonConnLimitIP
 	default:
 		g.conns[c] = struct{}{}
-		g.perIP[ip]++
+		g.perIP[key]++
 		g.connWG.Add(1)
 	}
 	g.mu.Unlock()
@@ -349,6 +350,16 @@ func (g *Gateway) readProxyHeader(c *conn) bool {
 	return true
 }
 
+// limitKey is what the per-address connection limit counts: the IPv4
+// address, or the IPv6 /64, which one subscriber usually holds whole.
+func limitKey(ip netip.Addr) netip.Addr {
+	if ip.Is6() && !ip.Is4In6() {
+		p, _ := ip.Prefix(64)
+		return p.Addr()
+	}
+	return ip
+}
+
 func addrPortOf(a net.Addr) netip.AddrPort {
 	if ta, ok := a.(*net.TCPAddr); ok {
 		ap := ta.AddrPort()
@@ -363,9 +374,9 @@ func (g *Gateway) release(c *conn) {
 	g.mu.Lock()
 	if _, ok := g.conns[c]; ok {
 		delete(g.conns, c)
-		ip := c.remote.Addr()
-		if g.perIP[ip]--; g.perIP[ip] <= 0 {
-			delete(g.perIP, ip)
+		key := limitKey(c.remote.Addr())
+		if g.perIP[key]--; g.perIP[key] <= 0 {
+			delete(g.perIP, key)
 		}
 		defer g.connWG.Done()
 	}

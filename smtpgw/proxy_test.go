@@ -113,3 +113,14 @@ func TestProxyProtocolUntrusted(t *testing.T) {
 		t.Errorf("client IP %q", env.ClientIP)
 	}
 }
+
+// TestPerIPLimitIPv6: IPv6 clients are counted per /64.
+func TestPerIPLimitIPv6(t *testing.T) {
+	h := startGateway(t, Config{ProxyProtocolFrom: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, MaxConnectionsPerIP: 1})
+	proxied(t, h.addr, proxyHeader(2, "[2001:db8::1]:40000"))
+	over := dialRawNoGreeting(t, h.addr)
+	b, _ := proxyHeader(2, "[2001:db8::2]:40001").Format()
+	over.send(string(b))
+	over.expect(421, "4.7.0")
+	proxied(t, h.addr, proxyHeader(2, "[2001:db8:0:1::1]:40002"))
+}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/letterboxmail/letterbox/internal/dkimcanon"
 	"github.com/letterboxmail/letterbox/message"
 )
 
@@ -18,7 +19,7 @@ const maxARCInstances = 50
 
 // arcSet is one ARC set (RFC 8617 §4.1).
 type arcSet struct {
-	aar, ams, seal *hfield
+	aar, ams, seal *dkimcanon.Field
 	amsTags        map[string]string
 	sealTags       map[string]string
 }
@@ -28,19 +29,19 @@ type arcSet struct {
 type arcPlan struct {
 	sets     []arcSet // index i holds instance i+1
 	err      error    // the chain's structure is invalid
-	bodyHash *bodyHasher
+	bodyHash *dkimcanon.BodyHasher
 }
 
 // prepareARC collects the ARC sets and checks their structure (RFC 8617
 // §5.2 steps 1 and 3).
-func (c *Checker) prepareARC(fields []hfield) *arcPlan {
+func (c *Checker) prepareARC(fields []dkimcanon.Field) *arcPlan {
 	plan := &arcPlan{}
 	byInstance := map[int]*arcSet{}
 	top := 0
 	for i := range fields {
 		f := &fields[i]
 		var kind int
-		switch strings.ToLower(f.name) {
+		switch strings.ToLower(f.Name) {
 		case "arc-authentication-results":
 			kind = 1
 		case "arc-message-signature":
@@ -54,7 +55,7 @@ func (c *Checker) prepareARC(fields []hfield) *arcPlan {
 		var tags map[string]string
 		if kind == 1 {
 			// "i=N; authserv-id; results": only the instance is a tag.
-			v := strings.TrimSpace(f.value())
+			v := strings.TrimSpace(f.Value())
 			first, _, _ := strings.Cut(v, ";")
 			k, val, _ := strings.Cut(first, "=")
 			if strings.TrimSpace(k) != "i" {
@@ -64,14 +65,14 @@ func (c *Checker) prepareARC(fields []hfield) *arcPlan {
 			inst, _ = strconv.Atoi(stripSpace(val))
 		} else {
 			var err error
-			tags, err = parseTags(f.value())
+			tags, err = parseTags(f.Value())
 			if err != nil {
-				plan.err = fmt.Errorf("%s: %v", f.name, err)
+				plan.err = fmt.Errorf("%s: %v", f.Name, err)
 			}
 			inst, _ = strconv.Atoi(tags["i"])
 		}
 		if inst < 1 || inst > maxARCInstances {
-			plan.err = fmt.Errorf("%s: invalid instance", f.name)
+			plan.err = fmt.Errorf("%s: invalid instance", f.Name)
 			continue
 		}
 		s := byInstance[inst]
@@ -92,7 +93,7 @@ func (c *Checker) prepareARC(fields []hfield) *arcPlan {
 			s.seal, s.sealTags = f, tags
 		}
 		if dup {
-			plan.err = fmt.Errorf("instance %d has more than one %s", inst, f.name)
+			plan.err = fmt.Errorf("instance %d has more than one %s", inst, f.Name)
 		}
 		top = max(top, inst)
 	}
@@ -112,26 +113,19 @@ func (c *Checker) prepareARC(fields []hfield) *arcPlan {
 	}
 	if plan.err == nil {
 		ams := plan.sets[top-1].amsTags
-		_, bodyCanon := canonAlgs(ams["c"])
-		plan.bodyHash = newBodyHasher(sha256.New(), bodyCanon)
+		_, bodyCanon := dkimcanon.ParseAlgorithms(ams["c"])
+		// A relaxed body hash drops every CR, a simple one keeps bare CRs.
+		bareCR := dkimcanon.CRContent
+		if bodyCanon == dkimcanon.Relaxed {
+			bareCR = dkimcanon.CRIgnored
+		}
+		plan.bodyHash = dkimcanon.NewBodyHasher(sha256.New(), bodyCanon, bareCR)
 	}
 	return plan
 }
 
-func canonAlgs(c string) (header, body string) {
-	header, body = "simple", "simple"
-	h, b, ok := strings.Cut(c, "/")
-	if h != "" {
-		header = h
-	}
-	if ok && b != "" {
-		body = b
-	}
-	return header, body
-}
-
 // verifyARC validates the chain (RFC 8617 §5.2).
-func (c *Checker) verifyARC(ctx context.Context, fields []hfield, plan *arcPlan) *message.ARCResult {
+func (c *Checker) verifyARC(ctx context.Context, fields []dkimcanon.Field, plan *arcPlan) *message.ARCResult {
 	n := len(plan.sets)
 	if n == 0 && plan.err == nil {
 		return &message.ARCResult{Result: None}
@@ -181,7 +175,7 @@ func (c *Checker) verifyARC(ctx context.Context, fields []hfield, plan *arcPlan)
 	return res
 }
 
-func (c *Checker) verifyAMS(ctx context.Context, fields []hfield, s arcSet, bodyHash []byte) error {
+func (c *Checker) verifyAMS(ctx context.Context, fields []dkimcanon.Field, s arcSet, bodyHash []byte) error {
 	tags := s.amsTags
 	for _, t := range []string{"a", "b", "bh", "d", "h", "s"} {
 		if _, ok := tags[t]; !ok {
@@ -198,19 +192,19 @@ func (c *Checker) verifyAMS(ctx context.Context, fields []hfield, s arcSet, body
 	if !bytes.Equal(bh, bodyHash) {
 		return errors.New("body hash did not verify")
 	}
-	headerCanon, _ := canonAlgs(tags["c"])
+	headerCanon, _ := dkimcanon.ParseAlgorithms(tags["c"])
 	h := sha256.New()
-	picker := &headerPicker{fields: fields}
+	picker := dkimcanon.NewPicker(fields)
 	for _, name := range strings.Split(tags["h"], ":") {
 		name = strings.TrimSpace(name)
 		if strings.EqualFold(name, "ARC-Seal") {
 			return errors.New("h= includes ARC-Seal")
 		}
-		if raw, ok := picker.pick(name); ok {
-			h.Write([]byte(canonHeader(raw, headerCanon)))
+		if raw, ok := picker.Pick(name); ok {
+			h.Write([]byte(dkimcanon.Header(raw, headerCanon)))
 		}
 	}
-	self := strings.TrimRight(canonHeader(withoutSignature(s.ams.raw), headerCanon), "\r\n")
+	self := strings.TrimRight(dkimcanon.Header(dkimcanon.StripSignature(s.ams.Raw), headerCanon), "\r\n")
 	h.Write([]byte(self))
 	return c.checkSignature(ctx, tags, h.Sum(nil))
 }
@@ -230,13 +224,13 @@ func (c *Checker) verifySeal(ctx context.Context, sets []arcSet, i int) error {
 	h := sha256.New()
 	for j := 1; j <= i; j++ {
 		s := sets[j-1]
-		h.Write([]byte(canonHeader(s.aar.raw, "relaxed")))
-		h.Write([]byte(canonHeader(s.ams.raw, "relaxed")))
+		h.Write([]byte(dkimcanon.RelaxedHeader(s.aar.Raw)))
+		h.Write([]byte(dkimcanon.RelaxedHeader(s.ams.Raw)))
 		if j < i {
-			h.Write([]byte(canonHeader(s.seal.raw, "relaxed")))
+			h.Write([]byte(dkimcanon.RelaxedHeader(s.seal.Raw)))
 		}
 	}
-	self := strings.TrimRight(canonHeader(withoutSignature(sets[i-1].seal.raw), "relaxed"), "\r\n")
+	self := strings.TrimRight(dkimcanon.RelaxedHeader(dkimcanon.StripSignature(sets[i-1].seal.Raw)), "\r\n")
 	h.Write([]byte(self))
 	return c.checkSignature(ctx, tags, h.Sum(nil))
 }

@@ -99,8 +99,8 @@ func removeField(msg []byte, prefix string) []byte {
 
 func firstField(msg []byte, name string) string {
 	for _, f := range splitFields(string(msg[:bytes.Index(msg, []byte("\r\n\r\n"))+2])) {
-		if f.name == name {
-			return f.raw
+		if f.Name == name {
+			return f.Raw
 		}
 	}
 	return ""

@@ -7,23 +7,24 @@ import (
 	"strings"
 
 	"github.com/emersion/go-msgauth/dmarc"
+	"github.com/letterboxmail/letterbox/internal/dkimcanon"
 	"github.com/letterboxmail/letterbox/message"
 	"golang.org/x/net/publicsuffix"
 )
 
 // fromDomain returns the domain of the RFC5322.From mailbox. DMARC needs
 // exactly one (RFC 7489 §6.6.1).
-func fromDomain(fields []hfield) (string, error) {
-	var from []hfield
+func fromDomain(fields []dkimcanon.Field) (string, error) {
+	var from []dkimcanon.Field
 	for _, f := range fields {
-		if strings.EqualFold(f.name, "From") {
+		if strings.EqualFold(f.Name, "From") {
 			from = append(from, f)
 		}
 	}
 	if len(from) != 1 {
 		return "", errors.New("not exactly one From field")
 	}
-	v := strings.TrimSpace(strings.NewReplacer("\r\n", "", "\n", "").Replace(from[0].value()))
+	v := strings.TrimSpace(strings.NewReplacer("\r\n", "", "\n", "").Replace(from[0].Value()))
 	addrs, err := mail.ParseAddressList(v)
 	if err != nil || len(addrs) != 1 {
 		// Lenient: take the last "@domain" before an optional ">".

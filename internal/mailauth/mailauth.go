@@ -9,8 +9,9 @@
 //     From domain or its organizational domain, and identifier alignment
 //     (relaxed or strict) computed here from the SPF and DKIM results;
 //   - ARC (RFC 8617) chain validation, implemented here: go-msgauth keeps its
-//     canonicalization and key-record code unexported, so this package has
-//     its own (RFC 6376 §3.4, §3.6.1).
+//     canonicalization and key-record code unexported, so this package
+//     canonicalizes with internal/dkimcanon (RFC 6376 §3.4) and reads key
+//     records itself (§3.6.1).
 //
 // All DNS queries go to one resolver, the system's or a configured
 // host:port, each bounded by a timeout. A DNS failure gives temperror for
@@ -32,6 +33,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-msgauth/dkim"
+	"github.com/letterboxmail/letterbox/internal/dkimcanon"
 	"github.com/letterboxmail/letterbox/internal/fault"
 	"github.com/letterboxmail/letterbox/message"
 )
@@ -51,8 +53,6 @@ const (
 const (
 	DefaultTimeout       = 5 * time.Second
 	DefaultMaxSignatures = 10
-	// maxHeaderBytes bounds the header kept in memory for verification.
-	maxHeaderBytes = 1 << 20
 )
 
 // Config configures a Checker.
@@ -122,8 +122,10 @@ func (c *Checker) Check(ctx context.Context, env *message.Envelope, r io.Reader)
 	defer spfWG.Wait()
 
 	br := bufio.NewReaderSize(r, 32<<10)
-	rawHeader, fields, err := readHeader(br)
-	if err != nil {
+	// A header larger than dkimcanon.MaxHeader is verified as far as it
+	// was read.
+	rawHeader, fields, err := dkimcanon.ReadHeaderCRLF(br, dkimcanon.MaxHeader)
+	if err != nil && !errors.Is(err, dkimcanon.ErrHeaderTooLarge) {
 		io.Copy(io.Discard, br)
 		return nil, fault.Temporary(fmt.Errorf("mailauth: read message: %w", err))
 	}
@@ -167,77 +169,13 @@ func (e *readErr) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// hfield is one raw header field, "Name: value\r\n" with folding kept and
-// line endings made CRLF.
-type hfield struct {
-	name string
-	raw  string
-}
-
-func (f hfield) value() string {
-	_, v, _ := strings.Cut(f.raw, ":")
-	return v
-}
-
-// readHeader reads the header block. It returns the bytes to give the DKIM
-// verifier (CRLF line endings, ending with the blank line) and the fields.
-// A leading mbox "From " line is skipped, as the parser does.
-func readHeader(br *bufio.Reader) ([]byte, []hfield, error) {
-	var (
-		raw    bytes.Buffer
-		fields []hfield
-		first  = true
-	)
-	for {
-		line, err := br.ReadSlice('\n')
-		if err == bufio.ErrBufferFull {
-			// Keep reading the long line.
-			// Keep reading the long line, but no more of it than the
-			// header may hold.
-			long := append([]byte(nil), line...)
-			for err == bufio.ErrBufferFull {
-				line, err = br.ReadSlice('\n')
-				if len(long) < maxHeaderBytes {
-					long = append(long, line...)
-				}
-			}
-			line = long
-		}
-		if err != nil && err != io.EOF {
-			return nil, nil, err
-		}
-		content := bytes.TrimRight(line, "\r\n")
-		if first && bytes.HasPrefix(content, []byte("From ")) {
-			first = false
-			continue
-		}
-		first = false
-		if len(content) == 0 {
-			break
-		}
-		l := string(content) + "\r\n"
-		if (content[0] == ' ' || content[0] == '\t') && len(fields) > 0 {
-			fields[len(fields)-1].raw += l
-		} else {
-			name, _, _ := strings.Cut(string(content), ":")
-			fields = append(fields, hfield{name: strings.TrimRight(name, " \t"), raw: l})
-		}
-		raw.WriteString(l)
-		if err == io.EOF || raw.Len() > maxHeaderBytes {
-			break
-		}
-	}
-	raw.WriteString("\r\n")
-	return raw.Bytes(), fields, nil
-}
-
 // dkim verifies every DKIM-Signature with go-msgauth. Results are in
 // header order.
-func (c *Checker) dkim(ctx context.Context, rawHeader []byte, fields []hfield, body io.Reader) []message.DKIMResult {
+func (c *Checker) dkim(ctx context.Context, rawHeader []byte, fields []dkimcanon.Field, body io.Reader) []message.DKIMResult {
 	var sigs []map[string]string
 	for _, f := range fields {
-		if strings.EqualFold(f.name, "DKIM-Signature") {
-			tags, _ := parseTags(f.value())
+		if strings.EqualFold(f.Name, "DKIM-Signature") {
+			tags, _ := parseTags(f.Value())
 			sigs = append(sigs, tags)
 		}
 	}

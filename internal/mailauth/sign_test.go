@@ -1,6 +1,7 @@
 package mailauth
 
 import (
+	"bufio"
 	"bytes"
 	"crypto"
 	"crypto/ed25519"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-msgauth/dkim"
+	"github.com/letterboxmail/letterbox/internal/dkimcanon"
 )
 
 // testKey is a signing key with its DNS record.
@@ -84,45 +86,45 @@ func arcSeal(t testing.TB, msg []byte, k testKey, domain, selector, cv string, a
 	fields := splitFields(string(hdr) + "\r\n")
 	inst := 1
 	for _, f := range fields {
-		if strings.EqualFold(f.name, "ARC-Seal") {
+		if strings.EqualFold(f.Name, "ARC-Seal") {
 			inst++
 		}
 	}
 	ts := fmt.Sprint(time.Now().Unix())
-	aar := hfield{name: "ARC-Authentication-Results", raw: fmt.Sprintf("ARC-Authentication-Results: i=%d; %s\r\n", inst, authRes)}
+	aar := dkimcanon.Field{Name: "ARC-Authentication-Results", Raw: fmt.Sprintf("ARC-Authentication-Results: i=%d; %s\r\n", inst, authRes)}
 
 	// AMS over the message header and body.
-	bh := newBodyHasher(sha256.New(), "relaxed")
+	bh := dkimcanon.NewBodyHasher(sha256.New(), dkimcanon.Relaxed, dkimcanon.CRIgnored)
 	bh.Write(body)
 	bh.Close()
 	signed := []string{"From", "To", "Subject", "Date", "Message-ID"}
 	amsNoSig := fmt.Sprintf("ARC-Message-Signature: i=%d; a=%s; c=relaxed/relaxed; d=%s; s=%s; t=%s;\r\n h=%s;\r\n bh=%s;\r\n b=",
 		inst, k.algo, domain, selector, ts, strings.Join(signed, ":"), base64.StdEncoding.EncodeToString(bh.Sum()))
 	h := sha256.New()
-	picker := &headerPicker{fields: fields}
+	picker := dkimcanon.NewPicker(fields)
 	for _, name := range signed {
-		if raw, ok := picker.pick(name); ok {
-			h.Write([]byte(canonHeader(raw, "relaxed")))
+		if raw, ok := picker.Pick(name); ok {
+			h.Write([]byte(dkimcanon.RelaxedHeader(raw)))
 		}
 	}
-	h.Write([]byte(strings.TrimRight(canonHeader(amsNoSig, "relaxed"), "\r\n")))
-	ams := hfield{name: "ARC-Message-Signature", raw: amsNoSig + sign(t, k, h.Sum(nil)) + "\r\n"}
+	h.Write([]byte(strings.TrimRight(dkimcanon.RelaxedHeader(amsNoSig), "\r\n")))
+	ams := dkimcanon.Field{Name: "ARC-Message-Signature", Raw: amsNoSig + sign(t, k, h.Sum(nil)) + "\r\n"}
 
 	// The seal over all sets, this one included.
 	sets := collectSets(fields)
 	sealNoSig := fmt.Sprintf("ARC-Seal: i=%d; a=%s; cv=%s; d=%s; s=%s; t=%s;\r\n b=", inst, k.algo, cv, domain, selector, ts)
 	h = sha256.New()
 	for _, s := range sets {
-		h.Write([]byte(canonHeader(s[0], "relaxed")))
-		h.Write([]byte(canonHeader(s[1], "relaxed")))
-		h.Write([]byte(canonHeader(s[2], "relaxed")))
+		for _, raw := range s {
+			h.Write([]byte(dkimcanon.RelaxedHeader(raw)))
+		}
 	}
-	h.Write([]byte(canonHeader(aar.raw, "relaxed")))
-	h.Write([]byte(canonHeader(ams.raw, "relaxed")))
-	h.Write([]byte(strings.TrimRight(canonHeader(sealNoSig, "relaxed"), "\r\n")))
+	h.Write([]byte(dkimcanon.RelaxedHeader(aar.Raw)))
+	h.Write([]byte(dkimcanon.RelaxedHeader(ams.Raw)))
+	h.Write([]byte(strings.TrimRight(dkimcanon.RelaxedHeader(sealNoSig), "\r\n")))
 	seal := sealNoSig + sign(t, k, h.Sum(nil)) + "\r\n"
 
-	return []byte(seal + ams.raw + aar.raw + string(msg))
+	return []byte(seal + ams.Raw + aar.Raw + string(msg))
 }
 
 func sign(t testing.TB, k testKey, digest []byte) string {
@@ -141,25 +143,15 @@ func sign(t testing.TB, k testKey, digest []byte) string {
 	return base64.StdEncoding.EncodeToString(sig)
 }
 
-func splitFields(hdr string) []hfield {
-	var fields []hfield
-	for _, line := range strings.SplitAfter(hdr, "\r\n") {
-		if line == "" || line == "\r\n" {
-			continue
-		}
-		if (line[0] == ' ' || line[0] == '\t') && len(fields) > 0 {
-			fields[len(fields)-1].raw += line
-			continue
-		}
-		name, _, _ := strings.Cut(line, ":")
-		fields = append(fields, hfield{name: name, raw: line})
-	}
+// splitFields returns the fields of a header block.
+func splitFields(hdr string) []dkimcanon.Field {
+	_, fields, _ := dkimcanon.ReadHeader(bufio.NewReader(strings.NewReader(hdr)), dkimcanon.MaxHeader)
 	return fields
 }
 
 // collectSets returns the existing ARC sets' raw fields by instance:
 // [AAR, AMS, AS].
-func collectSets(fields []hfield) [][3]string {
+func collectSets(fields []dkimcanon.Field) [][3]string {
 	var sets [][3]string
 	get := func(i int) *[3]string {
 		for len(sets) < i {
@@ -169,7 +161,7 @@ func collectSets(fields []hfield) [][3]string {
 	}
 	for _, f := range fields {
 		var idx int
-		switch strings.ToLower(f.name) {
+		switch strings.ToLower(f.Name) {
 		case "arc-authentication-results":
 			idx = 0
 		case "arc-message-signature":
@@ -179,11 +171,11 @@ func collectSets(fields []hfield) [][3]string {
 		default:
 			continue
 		}
-		v := f.value()
+		v := f.Value()
 		i := strings.Index(v, "i=")
 		var n int
 		fmt.Sscanf(v[i+2:], "%d", &n)
-		get(n)[idx] = f.raw
+		get(n)[idx] = f.Raw
 	}
 	return sets
 }

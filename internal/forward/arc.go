@@ -1,8 +1,6 @@
 package forward
 
 import (
-	"bufio"
-	"bytes"
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -13,12 +11,12 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"hash"
-	"io"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/letterboxmail/letterbox/internal/dkimcanon"
 )
 
 // ARCKey seals forwarded messages (RFC 8617): its public half is
@@ -113,150 +111,6 @@ func (k *ARCKey) sign(digest []byte) (string, error) {
 	return base64.StdEncoding.EncodeToString(sig), nil
 }
 
-// field is one header field exactly as stored, folding and line endings
-// included.
-type field struct {
-	name string
-	raw  string
-}
-
-// maxHeaderBytes bounds the header read into memory.
-const maxHeaderBytes = 1 << 20
-
-// errHeaderTooLarge says the header did not fit in maxHeaderBytes.
-var errHeaderTooLarge = errors.New("header larger than 1 MiB")
-
-// readHeader reads the header block, byte-exact, up to and including the
-// empty line (a message without one is all header). It returns the bytes
-// read and the fields.
-func readHeader(br *bufio.Reader) ([]byte, []field, error) {
-	var (
-		raw    bytes.Buffer
-		fields []field
-	)
-	for {
-		line, err := br.ReadSlice('\n')
-		if err == bufio.ErrBufferFull {
-			long := append([]byte(nil), line...)
-			for err == bufio.ErrBufferFull && len(long) <= maxHeaderBytes {
-				line, err = br.ReadSlice('\n')
-				long = append(long, line...)
-			}
-			line = long
-		}
-		if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
-			return nil, nil, err
-		}
-		raw.Write(line)
-		if raw.Len() > maxHeaderBytes {
-			return raw.Bytes(), fields, errHeaderTooLarge
-		}
-		content := bytes.TrimRight(line, "\r\n")
-		if len(content) == 0 {
-			return raw.Bytes(), fields, nil // the empty line (or EOF)
-		}
-		if (content[0] == ' ' || content[0] == '\t') && len(fields) > 0 {
-			fields[len(fields)-1].raw += string(line)
-		} else {
-			name, _, _ := strings.Cut(string(content), ":")
-			fields = append(fields, field{name: strings.TrimRight(name, " \t"), raw: string(line)})
-		}
-		if err == io.EOF {
-			return raw.Bytes(), fields, nil
-		}
-	}
-}
-
-// canonHeader is relaxed header canonicalization (RFC 6376 §3.4.2): the
-// name lower-cased, the value unfolded, white space runs made one space,
-// none around the colon or at the end.
-func canonHeader(raw string) string {
-	k, v, ok := strings.Cut(raw, ":")
-	if !ok {
-		return strings.ToLower(strings.TrimSpace(raw)) + ":\r\n"
-	}
-	k = strings.ToLower(strings.TrimRight(k, " \t"))
-	v = strings.Join(strings.FieldsFunc(v, func(r rune) bool {
-		return r == ' ' || r == '\t' || r == '\r' || r == '\n'
-	}), " ")
-	return k + ":" + v + "\r\n"
-}
-
-// relaxedBody hashes a body with relaxed canonicalization (RFC 6376
-// §3.4.4) as the receiver will see it: line ends are LF or CRLF (bare LF
-// goes out as CRLF, see net/textproto's DotWriter), white space runs
-// become one space, trailing white space and trailing empty lines go.
-type relaxedBody struct {
-	h     hash.Hash
-	nl    int  // empty lines pending
-	wsp   bool // white space pending inside the line
-	cr    bool // a CR pending: line end if LF follows
-	wrote bool // some content was written
-	buf   []byte
-}
-
-func newRelaxedBody() *relaxedBody { return &relaxedBody{h: sha256.New(), buf: make([]byte, 0, 4096)} }
-
-func (b *relaxedBody) Write(p []byte) (int, error) {
-	out := b.buf[:0]
-	char := func(c byte) {
-		for ; b.nl > 0; b.nl-- {
-			out = append(out, '\r', '\n')
-		}
-		if b.wsp {
-			out = append(out, ' ')
-			b.wsp = false
-		}
-		out = append(out, c)
-		b.wrote = true
-	}
-	for _, c := range p {
-		if b.cr {
-			b.cr = false
-			if c == '\n' {
-				b.endLine()
-				continue
-			}
-			char('\r') // a bare CR is content
-		}
-		switch c {
-		case '\r':
-			b.cr = true
-		case '\n':
-			b.endLine()
-		case ' ', '\t':
-			b.wsp = true
-		default:
-			char(c)
-		}
-		if len(out) >= 3072 {
-			b.h.Write(out)
-			out = out[:0]
-		}
-	}
-	b.h.Write(out)
-	b.buf = out
-	return len(p), nil
-}
-
-// endLine drops the line's trailing white space and defers its line
-// break, so that trailing empty lines can be dropped.
-func (b *relaxedBody) endLine() {
-	b.wsp = false
-	b.nl++
-}
-
-// Sum ends the body and returns its hash: a non-empty body ends with one
-// CRLF, trailing empty lines are dropped. A final bare CR goes out as a
-// line end (DotWriter.Close), so it is one here too.
-func (b *relaxedBody) Sum() []byte {
-	b.cr = false
-	if b.wrote {
-		b.h.Write([]byte("\r\n"))
-	}
-	return b.h.Sum(nil)
-}
-
 // amsHeaders are the fields the ARC-Message-Signature covers, each as
 // often as it occurs; From is signed once more than it occurs, so that
 // adding a From field breaks the signature (RFC 6376 §8.15).
@@ -274,13 +128,13 @@ type arcChain struct {
 	err   error // structurally broken
 }
 
-func collectChain(fields []field) arcChain {
+func collectChain(fields []dkimcanon.Field) arcChain {
 	var c arcChain
 	byInst := map[int]*[3]string{}
 	top := 0
 	for _, f := range fields {
 		var idx int
-		switch strings.ToLower(f.name) {
+		switch strings.ToLower(f.Name) {
 		case "arc-authentication-results":
 			idx = 0
 		case "arc-message-signature":
@@ -290,12 +144,11 @@ func collectChain(fields []field) arcChain {
 		default:
 			continue
 		}
-		_, v, _ := strings.Cut(f.raw, ":")
-		first, _, _ := strings.Cut(v, ";")
+		first, _, _ := strings.Cut(f.Value(), ";")
 		k, n, _ := strings.Cut(first, "=")
 		inst, err := strconv.Atoi(strings.TrimSpace(n))
 		if strings.TrimSpace(k) != "i" || err != nil || inst < 1 || inst > 50 {
-			c.err = fmt.Errorf("%s without a valid i= first", f.name)
+			c.err = fmt.Errorf("%s without a valid i= first", f.Name)
 			continue
 		}
 		s := byInst[inst]
@@ -304,9 +157,9 @@ func collectChain(fields []field) arcChain {
 			byInst[inst] = s
 		}
 		if s[idx] != "" {
-			c.err = fmt.Errorf("instance %d has two %s fields", inst, f.name)
+			c.err = fmt.Errorf("instance %d has two %s fields", inst, f.Name)
 		}
-		s[idx] = f.raw
+		s[idx] = f.Raw
 		top = max(top, inst)
 	}
 	for i := 1; i <= top; i++ {
@@ -330,7 +183,7 @@ func collectChain(fields []field) arcChain {
 
 // sealInput is one message's sealing parameters.
 type sealInput struct {
-	fields   []field
+	fields   []dkimcanon.Field
 	bodyHash []byte
 	chain    arcChain
 	// cv is the chain validation status (RFC 8617 §4.4): none, pass or fail.
@@ -359,7 +212,7 @@ func (k *ARCKey) seal(in sealInput) ([]byte, error) {
 	var names []string
 	picked := map[string]int{}
 	for _, f := range in.fields {
-		picked[strings.ToLower(f.name)]++
+		picked[strings.ToLower(f.Name)]++
 	}
 	for _, n := range amsHeaders {
 		count := picked[strings.ToLower(n)]
@@ -373,13 +226,13 @@ func (k *ARCKey) seal(in sealInput) ([]byte, error) {
 	amsHead := fmt.Sprintf("ARC-Message-Signature: i=%d; a=%s; c=relaxed/relaxed;\r\n d=%s; s=%s; t=%s;\r\n h=%s;\r\n bh=%s;\r\n b=",
 		inst, alg, k.Domain, k.Selector, ts, foldList(names), base64.StdEncoding.EncodeToString(in.bodyHash))
 	h := sha256.New()
-	p := &picker{fields: in.fields}
+	p := dkimcanon.NewPicker(in.fields)
 	for _, n := range names {
-		if raw, ok := p.pick(n); ok {
-			h.Write([]byte(canonHeader(raw)))
+		if raw, ok := p.Pick(n); ok {
+			h.Write([]byte(dkimcanon.RelaxedHeader(raw)))
 		}
 	}
-	h.Write([]byte(strings.TrimSuffix(canonHeader(amsHead), "\r\n")))
+	h.Write([]byte(strings.TrimSuffix(dkimcanon.RelaxedHeader(amsHead), "\r\n")))
 	sig, err := k.sign(h.Sum(nil))
 	if err != nil {
 		return nil, fmt.Errorf("arc: sign: %w", err)
@@ -392,45 +245,18 @@ func (k *ARCKey) seal(in sealInput) ([]byte, error) {
 	if in.cv != "fail" {
 		for _, s := range in.chain.sets {
 			for _, raw := range s {
-				h.Write([]byte(canonHeader(raw)))
+				h.Write([]byte(dkimcanon.RelaxedHeader(raw)))
 			}
 		}
 	}
-	h.Write([]byte(canonHeader(aar)))
-	h.Write([]byte(canonHeader(ams)))
-	h.Write([]byte(strings.TrimSuffix(canonHeader(sealHead), "\r\n")))
+	h.Write([]byte(dkimcanon.RelaxedHeader(aar)))
+	h.Write([]byte(dkimcanon.RelaxedHeader(ams)))
+	h.Write([]byte(strings.TrimSuffix(dkimcanon.RelaxedHeader(sealHead), "\r\n")))
 	sig, err = k.sign(h.Sum(nil))
 	if err != nil {
 		return nil, fmt.Errorf("arc: sign: %w", err)
 	}
 	return []byte(sealHead + foldB64(sig) + "\r\n" + ams + aar), nil
-}
-
-// picker selects fields for signing bottom-up, each instance of a name
-// once (RFC 6376 §5.4.2).
-type picker struct {
-	fields []field
-	used   map[string]int
-}
-
-func (p *picker) pick(name string) (string, bool) {
-	name = strings.ToLower(name)
-	if p.used == nil {
-		p.used = map[string]int{}
-	}
-	skip := p.used[name]
-	for i := len(p.fields) - 1; i >= 0; i-- {
-		if !strings.EqualFold(p.fields[i].name, name) {
-			continue
-		}
-		if skip > 0 {
-			skip--
-			continue
-		}
-		p.used[name]++
-		return p.fields[i].raw, true
-	}
-	return "", false
 }
 
 // oneLine removes line breaks from a header value.

@@ -25,6 +25,7 @@ import (
 
 	"github.com/emersion/go-msgauth/dkim"
 
+	"github.com/letterboxmail/letterbox/internal/dkimcanon"
 	"github.com/letterboxmail/letterbox/internal/mailauth"
 	"github.com/letterboxmail/letterbox/internal/testenv"
 	"github.com/letterboxmail/letterbox/message"
@@ -282,16 +283,16 @@ func forwardOnceWith(t *testing.T, fx *fixture, key *ARCKey, edit func(string) s
 // (RFC 8617 §5.1.2, cv=fail).
 func verifyLastSealOnly(t *testing.T, data []byte, key *ARCKey) error {
 	t.Helper()
-	_, fields, err := readHeader(bufio.NewReader(bytes.NewReader(data)))
+	_, fields, err := dkimcanon.ReadHeader(bufio.NewReader(bytes.NewReader(data)), dkimcanon.MaxHeader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	seal, ams, aar := fields[0].raw, fields[1].raw, fields[2].raw
+	seal, ams, aar := fields[0].Raw, fields[1].Raw, fields[2].Raw
 	h := sha256.New()
-	h.Write([]byte(canonHeader(aar)))
-	h.Write([]byte(canonHeader(ams)))
+	h.Write([]byte(dkimcanon.RelaxedHeader(aar)))
+	h.Write([]byte(dkimcanon.RelaxedHeader(ams)))
+	h.Write([]byte(strings.TrimSuffix(dkimcanon.RelaxedHeader(dkimcanon.StripSignature(seal)), "\r\n")))
 	i := strings.Index(seal, "b=")
-	h.Write([]byte(strings.TrimSuffix(canonHeader(seal[:i+2]), "\r\n")))
 	sig, _ := base64.StdEncoding.DecodeString(strings.Map(func(r rune) rune {
 		if r == ' ' || r == '\t' || r == '\r' || r == '\n' {
 			return -1
@@ -308,59 +309,31 @@ type errorString string
 
 func (e errorString) Error() string { return string(e) }
 
-// TestCanonicalizationAgainstGoMsgauth checks this package's relaxed
-// canonicalization and signing against go-msgauth's DKIM: body hashes
-// equal to the bh= its signer computes, and DKIM signatures made with
-// these primitives verify with its verifier.
+// TestCanonicalizationAgainstGoMsgauth checks this package's signing with
+// the relaxed canonicalization it seals with against go-msgauth's DKIM:
+// DKIM signatures made with these primitives verify with its verifier.
+// (dkimcanon compares the body hashes with go-msgauth's.)
 func TestCanonicalizationAgainstGoMsgauth(t *testing.T) {
-	bodies := []string{
-		"", "\r\n", "\r\n\r\n", "a", "a\r\n", "a\r\n\r\n\r\n", " a  b \t c \r\n", "\ta\r\n \r\n\t\r\nb\r\n\r\n",
-		"line\r\n.dot\r\n..\r\n", "trailing   \r\n  \r\n", "x\r\n \r\ny", strings.Repeat("long line with  spaces ", 500) + "\r\n",
-	}
-	// Bare LF goes out as CRLF; the hash is that of what goes out.
-	bodies = append(bodies, "lf\nonly\n\n", "mixed\r\nlf\n  \n")
-	for _, body := range bodies {
-		rb := newRelaxedBody()
-		// Feed in small pieces to cross buffer boundaries.
-		for i := 0; i < len(body); i += 7 {
-			rb.Write([]byte(body[i:min(i+7, len(body))]))
-		}
-		got := base64.StdEncoding.EncodeToString(rb.Sum())
-		wire := strings.ReplaceAll(strings.ReplaceAll(body, "\r\n", "\n"), "\n", "\r\n")
-		var out bytes.Buffer
-		err := dkim.Sign(&out, strings.NewReader("From: a@example.org\r\n\r\n"+wire), &dkim.SignOptions{
-			Domain: "example.org", Selector: "s", Signer: rsaKey(t).Signer,
-			HeaderCanonicalization: dkim.CanonicalizationRelaxed, BodyCanonicalization: dkim.CanonicalizationRelaxed,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := tagValue(out.String(), "bh")
-		if got != want {
-			t.Errorf("body %q: bh=%s, go-msgauth says %s", body, got, want)
-		}
-	}
-
 	for _, key := range []*ARCKey{rsaKey(t), edKey(t)} {
 		t.Run("DKIM-Signature "+key.algorithm(), func(t *testing.T) {
 			msg := "From: Alice <alice@example.org>\r\nTo:   bob@example.net  \r\nSubject: folded\r\n\tsubject  line\r\nX-Other: not signed\r\n\r\n" +
 				"Body  with   spaces \r\n\r\n\r\n"
-			_, fields, err := readHeader(bufio.NewReader(strings.NewReader(msg)))
+			_, fields, err := dkimcanon.ReadHeader(bufio.NewReader(strings.NewReader(msg)), dkimcanon.MaxHeader)
 			if err != nil {
 				t.Fatal(err)
 			}
-			rb := newRelaxedBody()
+			rb := dkimcanon.NewBodyHasher(sha256.New(), dkimcanon.Relaxed, dkimcanon.CRAsSent)
 			rb.Write([]byte(msg[strings.Index(msg, "\r\n\r\n")+4:]))
 			head := "DKIM-Signature: v=1; a=" + key.algorithm() + "; c=relaxed/relaxed; d=" + key.Domain + "; s=" + key.Selector +
 				";\r\n h=from:to:subject:from; bh=" + base64.StdEncoding.EncodeToString(rb.Sum()) + ";\r\n b="
 			h := sha256.New()
-			p := &picker{fields: fields}
+			p := dkimcanon.NewPicker(fields)
 			for _, n := range []string{"from", "to", "subject", "from"} {
-				if raw, ok := p.pick(n); ok {
-					h.Write([]byte(canonHeader(raw)))
+				if raw, ok := p.Pick(n); ok {
+					h.Write([]byte(dkimcanon.RelaxedHeader(raw)))
 				}
 			}
-			h.Write([]byte(strings.TrimSuffix(canonHeader(head), "\r\n")))
+			h.Write([]byte(strings.TrimSuffix(dkimcanon.RelaxedHeader(head), "\r\n")))
 			sig, err := key.sign(h.Sum(nil))
 			if err != nil {
 				t.Fatal(err)
@@ -374,21 +347,6 @@ func TestCanonicalizationAgainstGoMsgauth(t *testing.T) {
 			}
 		})
 	}
-}
-
-func tagValue(field, tag string) string {
-	for _, part := range strings.Split(field, ";") {
-		k, v, ok := strings.Cut(part, "=")
-		if ok && strings.TrimSpace(k) == tag {
-			return strings.Map(func(r rune) rune {
-				if r == ' ' || r == '\t' || r == '\r' || r == '\n' {
-					return -1
-				}
-				return r
-			}, v)
-		}
-	}
-	return ""
 }
 
 func TestParseARCKey(t *testing.T) {
@@ -437,33 +395,4 @@ func TestParseARCKey(t *testing.T) {
 	if _, err := LoadARCKey(filepath.Join(t.TempDir(), "missing.pem"), "arc", "d.test"); err == nil {
 		t.Error("missing file accepted")
 	}
-}
-
-// FuzzRelaxedBody compares the relaxed body hash with go-msgauth's for
-// any body (without bare CR), fed in odd-sized pieces.
-func FuzzRelaxedBody(f *testing.F) {
-	for _, s := range []string{"", "a", " \t\n\n", "a \nb\t\n\n\n", "\n\n x", ".\n..\n"} {
-		f.Add(s, uint8(3))
-	}
-	signer := rsaKey(f).Signer
-	f.Fuzz(func(t *testing.T, body string, step uint8) {
-		body = strings.ReplaceAll(body, "\r", "")
-		n := int(step%16) + 1
-		rb := newRelaxedBody()
-		for i := 0; i < len(body); i += n {
-			rb.Write([]byte(body[i:min(i+n, len(body))]))
-		}
-		got := base64.StdEncoding.EncodeToString(rb.Sum())
-		var out bytes.Buffer
-		err := dkim.Sign(&out, strings.NewReader("From: a@example.org\r\n\r\n"+strings.ReplaceAll(body, "\n", "\r\n")), &dkim.SignOptions{
-			Domain: "example.org", Selector: "s", Signer: signer,
-			HeaderCanonicalization: dkim.CanonicalizationRelaxed, BodyCanonicalization: dkim.CanonicalizationRelaxed,
-		})
-		if err != nil {
-			t.Skip(err)
-		}
-		if want := tagValue(out.String(), "bh"); got != want {
-			t.Fatalf("body %q: bh=%s, go-msgauth says %s", body, got, want)
-		}
-	})
 }

@@ -30,6 +30,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -43,6 +44,7 @@ import (
 	"time"
 
 	"github.com/letterboxmail/letterbox/internal/delivery"
+	"github.com/letterboxmail/letterbox/internal/dkimcanon"
 	"github.com/letterboxmail/letterbox/internal/egress"
 	"github.com/letterboxmail/letterbox/internal/fault"
 	"github.com/letterboxmail/letterbox/internal/routing"
@@ -307,8 +309,8 @@ func (f *Forwarder) open(ctx context.Context, m *message.Message, jobID string) 
 		br = bufio.NewReader(bytes.NewReader(b))
 		src = br
 	}
-	head, fields, herr := readHeader(br)
-	if herr != nil && herr != errHeaderTooLarge {
+	head, fields, herr := dkimcanon.ReadHeader(br, dkimcanon.MaxHeader)
+	if herr != nil && !errors.Is(herr, dkimcanon.ErrHeaderTooLarge) {
 		p.closeRC(rc)
 		return nil, fault.Temporaryf("forward: read %s: %w", m.RawKey, herr)
 	}
@@ -316,7 +318,7 @@ func (f *Forwarder) open(ctx context.Context, m *message.Message, jobID string) 
 	p.returnPath = headerSender(fields)
 	received := 0
 	for _, fl := range fields {
-		if strings.EqualFold(fl.name, "Received") {
+		if strings.EqualFold(fl.Name, "Received") {
 			received++
 		}
 	}
@@ -336,7 +338,7 @@ func (f *Forwarder) open(ctx context.Context, m *message.Message, jobID string) 
 		return p, nil
 	}
 	// Sealing needs the body hash before the first byte goes out.
-	body := newRelaxedBody()
+	body := dkimcanon.NewBodyHasher(sha256.New(), dkimcanon.Relaxed, dkimcanon.CRAsSent)
 	if _, err := io.Copy(body, src); err != nil {
 		p.closeRC(rc)
 		return nil, fault.Temporaryf("forward: read %s: %w", m.RawKey, err)
@@ -372,7 +374,7 @@ func (p *payload) closeRC(rc io.ReadCloser) {
 // chainStatus decides the new seal's cv= (RFC 8617 §5.1.1) from the
 // verdict found on receipt, and whether to seal at all: not when the
 // newest seal already says fail, nor when the chain's state is unknown.
-func (f *Forwarder) chainStatus(m *message.Message, fields []field) (string, bool) {
+func (f *Forwarder) chainStatus(m *message.Message, fields []dkimcanon.Field) (string, bool) {
 	chain := collectChain(fields)
 	n := len(chain.sets)
 	if n == 0 && chain.err == nil {
@@ -433,18 +435,18 @@ type readCloser struct {
 
 // headerSender returns the first Return-Path address, or the From
 // address, of a header.
-func headerSender(fields []field) string {
+func headerSender(fields []dkimcanon.Field) string {
 	var from string
 	for _, fl := range fields {
-		_, v, _ := strings.Cut(fl.raw, ":")
+		v := fl.Value()
 		switch {
-		case strings.EqualFold(fl.name, "Return-Path"):
+		case strings.EqualFold(fl.Name, "Return-Path"):
 			v = strings.TrimSpace(oneLine(v))
 			if a, err := mail.ParseAddress(v); err == nil {
 				return a.Address
 			}
 			return strings.Trim(v, "<> \t")
-		case from == "" && strings.EqualFold(fl.name, "From"):
+		case from == "" && strings.EqualFold(fl.Name, "From"):
 			if a, err := mail.ParseAddress(strings.TrimSpace(oneLine(v))); err == nil {
 				from = a.Address
 			}

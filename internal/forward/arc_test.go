@@ -61,7 +61,7 @@ func edKey(t testing.TB) *ARCKey {
 
 // keyRecords publishes keys, by DNS name, in z and returns them for
 // dkimpy.
-func keyRecords(z *zone, keys ...*ARCKey) map[string]string {
+func keyRecords(z *testenv.DNS, keys ...*ARCKey) map[string]string {
 	recs := map[string]string{}
 	for _, k := range keys {
 		name := k.Selector + "._domainkey." + k.Domain
@@ -139,9 +139,9 @@ func forwardOnce(t *testing.T, fx *fixture, key *ARCKey) []byte {
 func TestARCSeal(t *testing.T) {
 	for _, key := range []*ARCKey{rsaKey(t), edKey(t)} {
 		t.Run(key.algorithm(), func(t *testing.T) {
-			z := newZone()
+			z := testenv.StartDNS(t)
 			keys := keyRecords(z, key)
-			dnsAddr := startDNS(t, z)
+			dnsAddr := z.Addr
 			fx := newFixture(t, rawMsg)
 			data := forwardOnce(t, fx, key)
 
@@ -193,9 +193,9 @@ func TestARCSeal(t *testing.T) {
 func TestARCSealChain(t *testing.T) {
 	first := &ARCKey{Signer: rsaKey(t).Signer, Selector: "s1", Domain: "lists.example.com"}
 	second := rsaKey(t)
-	z := newZone()
+	z := testenv.StartDNS(t)
 	keys := keyRecords(z, first, second)
-	dnsAddr := startDNS(t, z)
+	dnsAddr := z.Addr
 	hop1 := forwardOnce(t, newFixture(t, rawMsg), first)
 
 	fx := newFixture(t, string(hop1))

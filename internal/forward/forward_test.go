@@ -19,6 +19,7 @@ import (
 	"github.com/letterboxmail/letterbox/internal/fault"
 	"github.com/letterboxmail/letterbox/internal/routing"
 	"github.com/letterboxmail/letterbox/internal/store"
+	"github.com/letterboxmail/letterbox/internal/testenv"
 	"github.com/letterboxmail/letterbox/message"
 )
 
@@ -238,10 +239,10 @@ func TestForwardConnection(t *testing.T) {
 func TestForwardTLSAndAuth(t *testing.T) {
 	fx := newFixture(t, rawMsg)
 	serverTLS, pool := selfSigned(t)
-	z := newZone()
+	z := testenv.StartDNS(t)
 	z.A("smtp.test", "127.0.0.1")
 	z.A("other.test", "127.0.0.1")
-	dnsAddr := startDNS(t, z)
+	dnsAddr := z.Addr
 	env := map[string]string{"SMTP_PASSWORD": "s3cret"}
 	newF := func(t *testing.T) *Forwarder {
 		return testForwarder(t, fx.st, func(c *Config) {
@@ -497,13 +498,13 @@ func TestForwardLargeMessage(t *testing.T) {
 		t.Run(fmt.Sprintf("sealed=%v", sealed), func(t *testing.T) {
 			fx := newFixture(t, big)
 			srv := startSMTP(t, serverOpts{})
-			z := newZone()
+			z := testenv.StartDNS(t)
 			z.MX("b.test", 10, "mx.test")
 			z.MX("c.test", 10, "mx.test")
 			z.A("mx.test", "127.0.0.1")
 			k := rsaKey(t)
 			f := testForwarder(t, fx.st, func(c *Config) {
-				c.Resolver = startDNS(t, z)
+				c.Resolver = z.Addr
 				c.MXPort = atoi(srv.Port)
 				c.MemoryLimit = 64 << 10
 				if sealed {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/letterboxmail/letterbox/internal/routing"
+	"github.com/letterboxmail/letterbox/internal/testenv"
 )
 
 // TestForwardMX delivers by MX lookup through a DNS server on loopback.
@@ -20,7 +21,7 @@ func TestForwardMX(t *testing.T) {
 	serverTLS, _ := selfSigned(t)
 	port := atoi(primary.Port)
 
-	z := newZone()
+	z := testenv.StartDNS(t)
 	// Listed out of order: the lower preference wins.
 	z.MX("pref.test", 20, "mx-b.pref.test")
 	z.MX("pref.test", 10, "mx-a.pref.test")
@@ -39,7 +40,7 @@ func TestForwardMX(t *testing.T) {
 	z.MX("dangling.test", 10, "missing.dangling.test")
 	z.MX("down.test", 10, "mx.down.test")
 	z.A("mx.down.test", "127.0.0.2")
-	dnsAddr := startDNS(t, z)
+	dnsAddr := z.Addr
 	f := testForwarder(t, fx.st, func(c *Config) { c.Resolver = dnsAddr; c.MXPort = port })
 
 	tests := []struct {

@@ -21,12 +21,12 @@ const ar1 = "mx1.example.net; spf=pass smtp.mailfrom=alice@example.org; dkim=pas
 func TestARC(t *testing.T) {
 	rsaK := newRSAKey(t)
 	edK := newEd25519Key(t)
-	z := newZone()
+	z := testenv.StartDNS(t)
 	z.TXT("arc._domainkey.example.net", rsaK.record)
 	z.TXT("arc._domainkey.lists.example.com", rsaK.record)
 	z.TXT("ed._domainkey.example.net", edK.record)
 	z.ServFail("down._domainkey.example.net")
-	c := newChecker(t, startDNS(t, z), 2*time.Second)
+	c := newChecker(t, z.Addr, 2*time.Second)
 
 	one := arcSeal(t, []byte(baseMsg), rsaK, "example.net", "arc", "none", ar1)
 	two := arcSeal(t, one, rsaK, "lists.example.com", "arc", "pass", "lists.example.com; arc=pass")
@@ -144,10 +144,10 @@ func TestARCInteropDkimpy(t *testing.T) {
 	py := dkimpy(t)
 	k := newRSAKey(t)
 	keyPEM := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k.signer.(*rsa.PrivateKey))}))
-	z := newZone()
+	z := testenv.StartDNS(t)
 	z.TXT("arc._domainkey.example.net", k.record)
 	z.TXT("arc._domainkey.lists.example.com", k.record)
-	c := newChecker(t, startDNS(t, z), 2*time.Second)
+	c := newChecker(t, z.Addr, 2*time.Second)
 	keys := map[string]string{"arc._domainkey.example.net": k.record, "arc._domainkey.lists.example.com": k.record}
 
 	pySeal := func(msg []byte, domain, srvID, ar string) []byte {

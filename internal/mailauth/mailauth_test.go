@@ -12,6 +12,7 @@ import (
 
 	"github.com/emersion/go-msgauth/authres"
 	"github.com/letterboxmail/letterbox/internal/fault"
+	"github.com/letterboxmail/letterbox/internal/testenv"
 	"github.com/letterboxmail/letterbox/message"
 )
 
@@ -65,7 +66,7 @@ func dkimSummary(a *message.Auth) string {
 func TestCheck(t *testing.T) {
 	rsaK := newRSAKey(t)
 	edK := newEd25519Key(t)
-	z := newZone()
+	z := testenv.StartDNS(t)
 	z.TXT("sel._domainkey.example.org", rsaK.record)
 	z.TXT("ed._domainkey.example.org", edK.record)
 	z.TXT("sel._domainkey.mail.example.org", rsaK.record)
@@ -84,7 +85,7 @@ func TestCheck(t *testing.T) {
 	z.TXT("strict.example", "v=spf1 ip4:192.0.2.0/24 -all")
 	z.TXT("sel._domainkey.strict.example", rsaK.record)
 	z.TXT("sel._domainkey.sub.strict.example", rsaK.record)
-	c := newChecker(t, startDNS(t, z), 2*time.Second)
+	c := newChecker(t, z.Addr, 2*time.Second)
 
 	withFrom := func(from string) []byte {
 		return []byte(strings.Replace(baseMsg, "alice@example.org", from, 1))
@@ -192,11 +193,11 @@ func TestCheck(t *testing.T) {
 
 func TestDNSTimeoutIsTempError(t *testing.T) {
 	k := newRSAKey(t)
-	z := newZone()
+	z := testenv.StartDNS(t)
 	z.Drop("slow._domainkey.example.org")
 	z.Drop("_dmarc.example.org")
 	z.Drop("example.org")
-	c := newChecker(t, startDNS(t, z), 150*time.Millisecond)
+	c := newChecker(t, z.Addr, 150*time.Millisecond)
 	msg := dkimSign(t, []byte(baseMsg), k, "example.org", "slow")
 	start := time.Now()
 	a := check(t, c, &env{"192.0.2.1", "alice@example.org", "mx"}, msg)
@@ -244,7 +245,7 @@ func (f *failingReader) Read(p []byte) (int, error) {
 }
 
 func TestCheckReadError(t *testing.T) {
-	c := newChecker(t, startDNS(t, newZone()), time.Second)
+	c := newChecker(t, testenv.StartDNS(t).Addr, time.Second)
 	for _, tt := range []struct {
 		name string
 		r    io.Reader
@@ -266,11 +267,11 @@ func TestCheckReadError(t *testing.T) {
 
 func TestAuthenticationResultsFormat(t *testing.T) {
 	k := newRSAKey(t)
-	z := newZone()
+	z := testenv.StartDNS(t)
 	z.TXT("sel._domainkey.example.org", k.record)
 	z.TXT("example.org", "v=spf1 ip4:192.0.2.0/24 -all")
 	z.TXT("_dmarc.example.org", "v=DMARC1; p=none")
-	c := newChecker(t, startDNS(t, z), time.Second)
+	c := newChecker(t, z.Addr, time.Second)
 	a := check(t, c, &env{"192.0.2.1", "alice@example.org", "mx.example.org"}, dkimSign(t, []byte(baseMsg), k, "example.org", "sel"))
 	want := "mx.test; spf=pass smtp.mailfrom=alice@example.org smtp.helo=mx.example.org; " +
 		"dkim=pass header.d=example.org header.s=sel; dmarc=pass header.from=example.org policy.dmarc=none; arc=none"
@@ -291,7 +292,7 @@ func TestCleanReason(t *testing.T) {
 }
 
 func TestHugeHeaderLine(t *testing.T) {
-	c := newChecker(t, startDNS(t, newZone()), time.Second)
+	c := newChecker(t, testenv.StartDNS(t).Addr, time.Second)
 	msg := "From: a@example.org\r\nX-Huge: " + strings.Repeat("x", 3<<20) + "\r\n\r\nbody\r\n"
 	a, err := c.Check(context.Background(), nil, strings.NewReader(msg))
 	if err != nil || a.DMARC.Domain != "example.org" {

@@ -11,7 +11,6 @@ import (
 	"io"
 	"math"
 	mrand "math/rand/v2"
-	"net"
 	"runtime"
 	"strings"
 	"sync"
@@ -22,38 +21,17 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 	"github.com/letterboxmail/letterbox/internal/mailauth"
 	"github.com/letterboxmail/letterbox/internal/store"
-	"github.com/miekg/dns"
+	"github.com/letterboxmail/letterbox/internal/testenv"
 )
 
 // txtServer answers TXT queries from records on a loopback port.
 func txtServer(t testing.TB, records map[string]string) string {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	z := testenv.StartDNS(t)
+	for name, v := range records {
+		z.TXT(name, v)
 	}
-	var started sync.WaitGroup
-	started.Add(1)
-	srv := &dns.Server{PacketConn: pc, NotifyStartedFunc: started.Done, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(r)
-		q := r.Question[0]
-		if v, ok := records[strings.ToLower(q.Name)]; ok && q.Qtype == dns.TypeTXT {
-			var parts []string
-			for len(v) > 255 {
-				parts, v = append(parts, v[:255]), v[255:]
-			}
-			m.Answer = append(m.Answer, &dns.TXT{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60}, Txt: append(parts, v)})
-		} else if !ok {
-			m.Rcode = dns.RcodeNameError
-		}
-		w.WriteMsg(m)
-	})}
-	done := make(chan struct{})
-	go func() { srv.ActivateAndServe(); close(done) }()
-	started.Wait()
-	t.Cleanup(func() { srv.Shutdown(); <-done })
-	return pc.LocalAddr().String()
+	return z.Addr
 }
 
 func signingKey(t testing.TB) (*rsa.PrivateKey, string) {

@@ -311,83 +311,60 @@ func names(fields []Field) []string {
 	return out
 }
 
+// TestReadHeader runs both readers: ReadHeader (a copy) and
+// ReadHeaderCRLF (a verifier's view), through a 16-byte buffer so that
+// long lines take several reads.
 func TestReadHeader(t *testing.T) {
+	long := "B: " + strings.Repeat("x", 100) + "\r\n"
 	tests := []struct {
-		name, in string
+		name     string
+		read     func(*bufio.Reader, int) ([]byte, []Field, error)
+		in       string
 		max      int
 		block    string
 		fields   []string
 		rest     string
 		tooLarge bool
 	}{
-		{"CRLF", "From: a\r\nTo : b\r\n\r\nbody\r\n", MaxHeader,
+		{"copy: CRLF", ReadHeader, "From: a\r\nTo : b\r\n\r\nbody\r\n", MaxHeader,
 			"From: a\r\nTo : b\r\n\r\n", []string{"From=From: a\r\n", "To=To : b\r\n"}, "body\r\n", false},
-		{"LF kept", "Subject: x\n y\n\nbody", MaxHeader,
+		{"copy: LF kept", ReadHeader, "Subject: x\n y\n\nbody", MaxHeader,
 			"Subject: x\n y\n\n", []string{"Subject=Subject: x\n y\n"}, "body", false},
-		{"all header", "A: 1\r\nB: 2", MaxHeader,
+		{"copy: all header", ReadHeader, "A: 1\r\nB: 2", MaxHeader,
 			"A: 1\r\nB: 2", []string{"A=A: 1\r\n", "B=B: 2"}, "", false},
-		{"empty", "", MaxHeader, "", nil, "", false},
-		{"body only", "\r\nbody", MaxHeader, "\r\n", nil, "body", false},
-		{"mbox line is a field", "From x@y Mon\r\nA: 1\r\n\r\n", MaxHeader,
+		{"copy: empty", ReadHeader, "", MaxHeader, "", nil, "", false},
+		{"copy: body only", ReadHeader, "\r\nbody", MaxHeader, "\r\n", nil, "body", false},
+		{"copy: mbox line is a field", ReadHeader, "From x@y Mon\r\nA: 1\r\n\r\n", MaxHeader,
 			"From x@y Mon\r\nA: 1\r\n\r\n", []string{"From x@y Mon=From x@y Mon\r\n", "A=A: 1\r\n"}, "", false},
-		{"leading continuation", " x\r\nA: 1\r\n\r\n", MaxHeader,
+		{"copy: leading continuation", ReadHeader, " x\r\nA: 1\r\n\r\n", MaxHeader,
 			" x\r\nA: 1\r\n\r\n", []string{" x= x\r\n", "A=A: 1\r\n"}, "", false},
-		{"too large", "A: 1\r\nB: 2\r\nC: 3\r\n\r\nbody", 10,
+		{"copy: too large", ReadHeader, "A: 1\r\nB: 2\r\nC: 3\r\n\r\nbody", 10,
 			"A: 1\r\nB: 2\r\n", []string{"A=A: 1\r\n"}, "C: 3\r\n\r\nbody", true},
-		{"too large at the empty line", "A: 12345\r\n\r\nbody", 10,
+		{"copy: too large at the empty line", ReadHeader, "A: 12345\r\n\r\nbody", 10,
 			"A: 12345\r\n\r\n", []string{"A=A: 12345\r\n"}, "body", true},
-		{"long line cut", "A: 1\r\nB: " + strings.Repeat("x", 100) + "\r\n\r\n", 40,
-			"A: 1\r\nB: " + strings.Repeat("x", 45), []string{"A=A: 1\r\n"}, strings.Repeat("x", 55) + "\r\n\r\n", true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			br := bufio.NewReaderSize(strings.NewReader(tt.in), 16)
-			block, fields, err := ReadHeader(br, tt.max)
-			if (err == ErrHeaderTooLarge) != tt.tooLarge || err != nil && err != ErrHeaderTooLarge {
-				t.Fatalf("err = %v, want too large %v", err, tt.tooLarge)
-			}
-			if string(block) != tt.block {
-				t.Errorf("block %q, want %q", block, tt.block)
-			}
-			if got := names(fields); strings.Join(got, "|") != strings.Join(tt.fields, "|") {
-				t.Errorf("fields %q, want %q", got, tt.fields)
-			}
-			if rest, _ := io.ReadAll(br); string(rest) != tt.rest {
-				t.Errorf("left %q, want %q", rest, tt.rest)
-			}
-		})
-	}
-}
+		{"copy: long line cut", ReadHeader, "A: 1\r\n" + long + "\r\n", 40,
+			"A: 1\r\n" + long[:48], []string{"A=A: 1\r\n"}, long[48:] + "\r\n", true},
 
-func TestReadHeaderCRLF(t *testing.T) {
-	tests := []struct {
-		name, in string
-		max      int
-		block    string
-		fields   []string
-		rest     string
-		tooLarge bool
-	}{
-		{"CRLF", "From: a\r\nTo : b\r\n\r\nbody\r\n", MaxHeader,
+		{"CRLF: CRLF", ReadHeaderCRLF, "From: a\r\nTo : b\r\n\r\nbody\r\n", MaxHeader,
 			"From: a\r\nTo : b\r\n\r\n", []string{"From=From: a\r\n", "To=To : b\r\n"}, "body\r\n", false},
-		{"LF made CRLF", "Subject: x\n y\n\nbody", MaxHeader,
+		{"CRLF: LF made CRLF", ReadHeaderCRLF, "Subject: x\n y\n\nbody", MaxHeader,
 			"Subject: x\r\n y\r\n\r\n", []string{"Subject=Subject: x\r\n y\r\n"}, "body", false},
-		{"all header", "A: 1\r\nB: 2", MaxHeader,
+		{"CRLF: all header", ReadHeaderCRLF, "A: 1\r\nB: 2", MaxHeader,
 			"A: 1\r\nB: 2\r\n\r\n", []string{"A=A: 1\r\n", "B=B: 2\r\n"}, "", false},
-		{"empty", "", MaxHeader, "\r\n", nil, "", false},
-		{"mbox line skipped", "From x@y Mon Jan  1 00:00:00 2024\nA: 1\n\n", MaxHeader,
+		{"CRLF: empty", ReadHeaderCRLF, "", MaxHeader, "\r\n", nil, "", false},
+		{"CRLF: mbox line skipped", ReadHeaderCRLF, "From x@y Mon Jan  1 00:00:00 2024\nA: 1\n\n", MaxHeader,
 			"A: 1\r\n\r\n", []string{"A=A: 1\r\n"}, "", false},
-		{"mbox line only", "From x@y Mon", MaxHeader, "\r\n", nil, "", false},
-		{"From field kept", "From: a\r\n\r\n", MaxHeader, "From: a\r\n\r\n", []string{"From=From: a\r\n"}, "", false},
-		{"too large", "A: 1\r\nB: 2\r\nC: 3\r\n\r\nbody", 10,
+		{"CRLF: mbox line only", ReadHeaderCRLF, "From x@y Mon", MaxHeader, "\r\n", nil, "", false},
+		{"CRLF: From field kept", ReadHeaderCRLF, "From: a\r\n\r\n", MaxHeader, "From: a\r\n\r\n", []string{"From=From: a\r\n"}, "", false},
+		{"CRLF: too large", ReadHeaderCRLF, "A: 1\r\nB: 2\r\nC: 3\r\n\r\nbody", 10,
 			"A: 1\r\nB: 2\r\n\r\n", []string{"A=A: 1\r\n", "B=B: 2\r\n"}, "C: 3\r\n\r\nbody", true},
-		{"long line drained", "A: 1\r\nB: " + strings.Repeat("x", 100) + "\r\nC: 3\r\n\r\n", 40,
-			"A: 1\r\nB: " + strings.Repeat("x", 45) + "\r\n\r\n", []string{"A=A: 1\r\n", "B=B: " + strings.Repeat("x", 45) + "\r\n"}, "C: 3\r\n\r\n", true},
+		{"CRLF: long line drained", ReadHeaderCRLF, "A: 1\r\n" + long + "C: 3\r\n\r\n", 40,
+			"A: 1\r\n" + long[:48] + "\r\n\r\n", []string{"A=A: 1\r\n", "B=" + long[:48] + "\r\n"}, "C: 3\r\n\r\n", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			br := bufio.NewReaderSize(strings.NewReader(tt.in), 16)
-			block, fields, err := ReadHeaderCRLF(br, tt.max)
+			block, fields, err := tt.read(br, tt.max)
 			if (err == ErrHeaderTooLarge) != tt.tooLarge || err != nil && err != ErrHeaderTooLarge {
 				t.Fatalf("err = %v, want too large %v", err, tt.tooLarge)
 			}

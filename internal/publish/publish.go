@@ -242,18 +242,8 @@ func (p *Publisher) send(ctx context.Context, j *delivery.Job, m *message.Messag
 		AttributeID: {DataType: aws.String("String"), StringValue: aws.String(j.ID)},
 	}
 	in := &sqs.SendMessageInput{QueueUrl: aws.String(queue), MessageAttributes: attrs}
-	group := expand(a.MessageGroupID)
-	if strings.HasSuffix(queue, ".fifo") {
-		in.MessageDeduplicationId = aws.String(j.ID)
-		if group == "" {
-			group = m.ID
-		}
-	}
-	if group != "" {
-		in.MessageGroupId = aws.String(group)
-	}
-	overhead := len(AttributeID) + len("String") + len(j.ID)
-	st, err := attempt(j, m, body, p.limits.SQS, func(b []byte) int { return len(b) + overhead }, func(b []byte) (int, error) {
+	in.MessageDeduplicationId, in.MessageGroupId = fifoIDs(queue, expand(a.MessageGroupID), j, m)
+	st, err := attempt(j, m, body, p.limits.SQS, withAttributeID(j), func(b []byte) (int, error) {
 		in.MessageBody = aws.String(string(b))
 		_, err := p.sqs.SendMessage(ctx, in)
 		return 0, err
@@ -267,23 +257,39 @@ func (p *Publisher) notify(ctx context.Context, j *delivery.Job, m *message.Mess
 		AttributeID: {DataType: aws.String("String"), StringValue: aws.String(j.ID)},
 	}
 	in := &sns.PublishInput{TopicArn: aws.String(topic), MessageAttributes: attrs}
-	group := expand(a.MessageGroupID)
-	if strings.HasSuffix(topic, ".fifo") {
-		in.MessageDeduplicationId = aws.String(j.ID)
-		if group == "" {
-			group = m.ID
-		}
-	}
-	if group != "" {
-		in.MessageGroupId = aws.String(group)
-	}
-	overhead := len(AttributeID) + len("String") + len(j.ID)
-	st, err := attempt(j, m, body, p.limits.SNS, func(b []byte) int { return len(b) + overhead }, func(b []byte) (int, error) {
+	in.MessageDeduplicationId, in.MessageGroupId = fifoIDs(topic, expand(a.MessageGroupID), j, m)
+	st, err := attempt(j, m, body, p.limits.SNS, withAttributeID(j), func(b []byte) (int, error) {
 		in.Message = aws.String(string(b))
 		_, err := p.sns.Publish(ctx, in)
 		return 0, err
 	})
 	return result("sns", st, err)
+}
+
+// fifoIDs returns the deduplication id and the message group of a
+// message sent to an SQS queue or SNS topic (nil when not set). A FIFO
+// target (name ending in ".fifo") deduplicates on the job id and is given
+// a group: the configured one, else the message id. A standard target
+// takes a configured group only (on SQS, it opts into fair queues).
+func fifoIDs(target, group string, j *delivery.Job, m *message.Message) (dedup, groupID *string) {
+	if strings.HasSuffix(target, ".fifo") {
+		dedup = aws.String(j.ID)
+		if group == "" {
+			group = m.ID
+		}
+	}
+	if group != "" {
+		groupID = aws.String(group)
+	}
+	return dedup, groupID
+}
+
+// withAttributeID returns the size SQS and SNS count for a body sent with
+// the AttributeID message attribute: the attribute's name, type and value
+// count towards the limit.
+func withAttributeID(j *delivery.Job) func([]byte) int {
+	overhead := len(AttributeID) + len("String") + len(j.ID)
+	return func(b []byte) int { return len(b) + overhead }
 }
 
 func (p *Publisher) put(ctx context.Context, j *delivery.Job, m *message.Message, body []byte, a *routing.EventBridgeAction, expand func(string) string) delivery.Result {

@@ -1,19 +1,11 @@
 package routing_test
 
 import (
-	"errors"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/letterboxmail/letterbox/internal/routing"
 )
-
-// forwardRoutes wraps one forward action's YAML flow mapping in a routes
-// file; the action is on line 6.
-func forwardRoutes(action string) string {
-	return "domains: [a.test]\nroutes:\n  - name: r\n    catch_all: true\n    actions:\n      - forward: " + action + "\n"
-}
 
 func TestForwardConfigErrors(t *testing.T) {
 	tests := []struct {
@@ -37,17 +29,7 @@ func TestForwardConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := routing.Parse("routes.yaml", []byte(forwardRoutes(tt.action)))
-			if err == nil {
-				t.Fatalf("Parse succeeded, want error containing %q", tt.want)
-			}
-			var ce routing.ConfigErrors
-			if !errors.As(err, &ce) {
-				t.Fatalf("error is %T, want ConfigErrors", err)
-			}
-			if !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("error:\n%v\nwant it to contain:\n%s", err, tt.want)
-			}
+			wantConfigError(t, oneAction("forward: "+tt.action), tt.want)
 		})
 	}
 }
@@ -79,11 +61,7 @@ func TestForwardConfigValid(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := routing.Parse("routes.yaml", []byte(forwardRoutes(tt.action)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			f := cfg.Route("r").Actions[0].Forward
+			f := parseOneAction(t, "forward: "+tt.action).Forward
 			if f == nil {
 				t.Fatal("no forward action")
 			}

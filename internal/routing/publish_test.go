@@ -1,18 +1,11 @@
 package routing_test
 
 import (
-	"errors"
 	"strings"
 	"testing"
 
 	"github.com/letterboxmail/letterbox/internal/routing"
 )
-
-// publishRoutes wraps one action's YAML flow mapping in a routes file; the
-// action is on line 6.
-func publishRoutes(action string) string {
-	return "domains: [a.test]\nroutes:\n  - name: r\n    catch_all: true\n    actions:\n      - " + action + "\n"
-}
 
 func TestPublishConfigErrors(t *testing.T) {
 	tests := []struct {
@@ -43,17 +36,7 @@ func TestPublishConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := routing.Parse("routes.yaml", []byte(publishRoutes(tt.action)))
-			if err == nil {
-				t.Fatalf("Parse succeeded, want error containing %q", tt.want)
-			}
-			var ce routing.ConfigErrors
-			if !errors.As(err, &ce) {
-				t.Fatalf("error is %T, want ConfigErrors", err)
-			}
-			if !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("error:\n%v\nwant it to contain:\n%s", err, tt.want)
-			}
+			wantConfigError(t, oneAction(tt.action), tt.want)
 		})
 	}
 }
@@ -108,16 +91,9 @@ func TestPublishConfigValid(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := routing.Parse("routes.yaml", []byte(publishRoutes(tt.action)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			a := cfg.Routes[0].Actions[0]
+			a := parseOneAction(t, tt.action)
 			if a.Kind() != tt.kind {
 				t.Fatalf("Kind() = %q, want %q", a.Kind(), tt.kind)
-			}
-			if a.Line != 6 {
-				t.Fatalf("action line = %d, want 6", a.Line)
 			}
 			if tt.check != nil {
 				tt.check(t, a)

@@ -195,19 +195,46 @@ func TestConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := routing.Parse("routes.yaml", []byte(tt.src))
-			if err == nil {
-				t.Fatalf("Parse succeeded, want error containing %q", tt.want)
-			}
-			var ce routing.ConfigErrors
-			if !errors.As(err, &ce) {
-				t.Fatalf("error is %T, want ConfigErrors", err)
-			}
-			if !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("error:\n%v\nwant it to contain:\n%s", err, tt.want)
-			}
+			wantConfigError(t, tt.src, tt.want)
 		})
 	}
+}
+
+// wantConfigError checks that src, as routes.yaml, fails to parse with
+// ConfigErrors whose text contains want.
+func wantConfigError(t *testing.T, src, want string) {
+	t.Helper()
+	_, err := routing.Parse("routes.yaml", []byte(src))
+	if err == nil {
+		t.Fatalf("Parse succeeded, want error containing %q", want)
+	}
+	var ce routing.ConfigErrors
+	if !errors.As(err, &ce) {
+		t.Fatalf("error is %T, want ConfigErrors", err)
+	}
+	if !strings.Contains(err.Error(), want) {
+		t.Fatalf("error:\n%v\nwant it to contain:\n%s", err, want)
+	}
+}
+
+// oneAction wraps one action's YAML ("store: true", "forward: {…}") in a
+// routes file with one catch-all route, "r"; the action is on line 6.
+func oneAction(action string) string {
+	return "domains: [a.test]\nroutes:\n  - name: r\n    catch_all: true\n    actions:\n      - " + action + "\n"
+}
+
+// parseOneAction parses oneAction(action) and returns the action.
+func parseOneAction(t *testing.T, action string) *routing.Action {
+	t.Helper()
+	cfg, err := routing.Parse("routes.yaml", []byte(oneAction(action)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := cfg.Route("r").Actions[0]
+	if a.Line != 6 {
+		t.Fatalf("action line = %d, want 6", a.Line)
+	}
+	return a
 }
 
 func TestExampleRoutesFilesAreValid(t *testing.T) {

@@ -13,10 +13,8 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/json"
 	"encoding/pem"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -85,40 +83,14 @@ func arcVerdict(t *testing.T, dnsAddr string, data []byte) *message.ARCResult {
 	return a.ARC
 }
 
-var (
-	dkimpyOnce sync.Once
-	dkimpyPath string
-)
-
-// dkimpyVerdict validates data's chain with dkimpy, or skips (locally) or
-// fails (CI) without it.
+// dkimpyVerdict validates data's chain with dkimpy (the reference ARC
+// implementation, behind arcverify), or skips (locally) or fails (CI)
+// without it.
 func dkimpyVerdict(t *testing.T, keys map[string]string, data []byte) string {
 	t.Helper()
-	dkimpyOnce.Do(func() {
-		for _, p := range []string{"/usr/bin/python3", "python3"} {
-			if exec.Command(p, "-c", "import dkim, nacl").Run() == nil {
-				dkimpyPath = p
-				break
-			}
-		}
-	})
-	py := dkimpyPath
-	if py == "" {
-		testenv.Missing(t, "no python3 with dkimpy (the reference ARC implementation, behind arcverify); install it with: apt-get install python3-dkim python3-nacl")
-	}
-	in, _ := json.Marshal(map[string]any{"message": base64.StdEncoding.EncodeToString(data), "keys": keys})
-	cmd := exec.Command(py, "testdata/arcverify.py")
-	cmd.Stdin = bytes.NewReader(in)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("dkimpy: %v\n%s", err, stderr.String())
-	}
+	py := testenv.Python(t, "apt-get install python3-dkim python3-nacl", "dkim", "nacl")
 	var resp struct{ CV, Reason string }
-	if err := json.Unmarshal(out, &resp); err != nil {
-		t.Fatalf("dkimpy said %q: %v", out, err)
-	}
+	testenv.RunJSON(t, &resp, map[string]any{"message": base64.StdEncoding.EncodeToString(data), "keys": keys}, py, "testdata/arcverify.py")
 	return strings.TrimSpace(resp.CV + " " + resp.Reason)
 }
 

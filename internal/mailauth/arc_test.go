@@ -5,9 +5,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/json"
 	"encoding/pem"
-	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -106,34 +104,17 @@ func firstField(msg []byte, name string) string {
 	return ""
 }
 
-// dkimpy returns a python3 that has dkimpy and authres, or skips (locally)
-// or fails (CI).
+// dkimpy returns a python3 that has dkimpy and authres (the ARC reference
+// implementation), or skips (locally) or fails (CI).
 func dkimpy(t *testing.T) string {
 	t.Helper()
-	for _, py := range []string{"python3", "/usr/bin/python3"} {
-		if err := exec.Command(py, "-c", "import dkim, authres").Run(); err == nil {
-			return py
-		}
-	}
-	testenv.Missing(t, "no python3 with dkimpy and authres (the ARC reference implementation); install it with: apt-get install python3-dkim python3-authres")
-	return ""
+	return testenv.Python(t, "apt-get install python3-dkim python3-authres", "dkim", "authres")
 }
 
 func runDkimpy(t *testing.T, py string, req map[string]any) map[string]string {
 	t.Helper()
-	in, _ := json.Marshal(req)
-	cmd := exec.Command(py, "testdata/dkimpy_arc.py")
-	cmd.Stdin = bytes.NewReader(in)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("dkimpy: %v\n%s", err, stderr.String())
-	}
 	var resp map[string]string
-	if err := json.Unmarshal(out, &resp); err != nil {
-		t.Fatalf("dkimpy output %q: %v", out, err)
-	}
+	testenv.RunJSON(t, &resp, req, py, "testdata/dkimpy_arc.py")
 	return resp
 }
 

@@ -6,7 +6,8 @@
 //     streaming hasher;
 //   - header field selection for h=, bottom-up, each instance once (§5.4.2);
 //   - emptying the b= tag of a signature field before hashing it (§3.7;
-//     RFC 8617 §5.1.1 for ARC-Seal);
+//     RFC 8617 §5.1.1 for ARC-Seal), and the order of an ARC set's fields
+//     in a seal's hash (RFC 8617 §5.1.1);
 //   - reading a header block into raw fields, as sent or as a verifier sees
 //     it.
 //
@@ -109,4 +110,27 @@ func StripSignature(raw string) string {
 		i = end + 1
 	}
 	return raw
+}
+
+// The fields of an ARC set (RFC 8617 §4.1), numbered in the order an
+// ARC-Seal hashes each set (§5.1.1).
+const (
+	ARCAuthenticationResults = iota
+	ARCMessageSignature
+	ARCSeal
+)
+
+// ARCMember returns which field of an ARC set a header field name is
+// (ARCAuthenticationResults, ARCMessageSignature or ARCSeal), or -1 for
+// any other field. Names are compared without regard to case.
+func ARCMember(name string) int {
+	switch strings.ToLower(name) {
+	case "arc-authentication-results":
+		return ARCAuthenticationResults
+	case "arc-message-signature":
+		return ARCMessageSignature
+	case "arc-seal":
+		return ARCSeal
+	}
+	return -1
 }

@@ -65,6 +65,21 @@ func TestHeader(t *testing.T) {
 	}
 }
 
+func TestARCMember(t *testing.T) {
+	for name, want := range map[string]int{
+		"ARC-Authentication-Results": ARCAuthenticationResults,
+		"arc-message-signature":      ARCMessageSignature,
+		"ARC-SEAL":                   ARCSeal,
+		"Authentication-Results":     -1,
+		"DKIM-Signature":             -1,
+		"ARC-Seal ":                  -1,
+	} {
+		if got := ARCMember(name); got != want {
+			t.Errorf("ARCMember(%q) = %d, want %d", name, got, want)
+		}
+	}
+}
+
 func TestStripSignature(t *testing.T) {
 	tests := []struct {
 		name, raw, want string

@@ -133,15 +133,8 @@ func collectChain(fields []dkimcanon.Field) arcChain {
 	byInst := map[int]*[3]string{}
 	top := 0
 	for _, f := range fields {
-		var idx int
-		switch strings.ToLower(f.Name) {
-		case "arc-authentication-results":
-			idx = 0
-		case "arc-message-signature":
-			idx = 1
-		case "arc-seal":
-			idx = 2
-		default:
+		idx := dkimcanon.ARCMember(f.Name)
+		if idx < 0 {
 			continue
 		}
 		first, _, _ := strings.Cut(f.Value(), ";")

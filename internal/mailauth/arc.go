@@ -40,20 +40,13 @@ func (c *Checker) prepareARC(fields []dkimcanon.Field) *arcPlan {
 	top := 0
 	for i := range fields {
 		f := &fields[i]
-		var kind int
-		switch strings.ToLower(f.Name) {
-		case "arc-authentication-results":
-			kind = 1
-		case "arc-message-signature":
-			kind = 2
-		case "arc-seal":
-			kind = 3
-		default:
+		kind := dkimcanon.ARCMember(f.Name)
+		if kind < 0 {
 			continue
 		}
 		var inst int
 		var tags map[string]string
-		if kind == 1 {
+		if kind == dkimcanon.ARCAuthenticationResults {
 			// "i=N; authserv-id; results": only the instance is a tag.
 			v := strings.TrimSpace(f.Value())
 			first, _, _ := strings.Cut(v, ";")
@@ -82,13 +75,13 @@ func (c *Checker) prepareARC(fields []dkimcanon.Field) *arcPlan {
 		}
 		dup := false
 		switch kind {
-		case 1:
+		case dkimcanon.ARCAuthenticationResults:
 			dup = s.aar != nil
 			s.aar = f
-		case 2:
+		case dkimcanon.ARCMessageSignature:
 			dup = s.ams != nil
 			s.ams, s.amsTags = f, tags
-		case 3:
+		case dkimcanon.ARCSeal:
 			dup = s.seal != nil
 			s.seal, s.sealTags = f, tags
 		}

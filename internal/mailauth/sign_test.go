@@ -160,15 +160,8 @@ func collectSets(fields []dkimcanon.Field) [][3]string {
 		return &sets[i-1]
 	}
 	for _, f := range fields {
-		var idx int
-		switch strings.ToLower(f.Name) {
-		case "arc-authentication-results":
-			idx = 0
-		case "arc-message-signature":
-			idx = 1
-		case "arc-seal":
-			idx = 2
-		default:
+		idx := dkimcanon.ARCMember(f.Name)
+		if idx < 0 {
 			continue
 		}
 		v := f.Value()

@@ -347,7 +347,7 @@ func TestForwardTLSAndAuth(t *testing.T) {
 		// A TLS listener on a free port, reached as port 465 through a
 		// dialer that maps the port: only the port number selects
 		// implicit TLS.
-		srv := startSMTPImplicitTLS(t, serverTLS)
+		srv := startSMTP(t, serverOpts{tls: serverTLS, implicitTLS: true})
 		srv.Users = map[string]string{"forwarder": "s3cret"}
 		f := newF(t)
 		a := &routing.ForwardAction{To: []string{"bob@b.test"}, Smarthost: "smtp.test:465", Username: "forwarder", PasswordEnv: "SMTP_PASSWORD"}
@@ -375,29 +375,6 @@ func TestForwardTLSAndAuth(t *testing.T) {
 			t.Fatalf("got %+v", m)
 		}
 	})
-}
-
-// startSMTPImplicitTLS is startSMTP with a TLS listener.
-func startSMTPImplicitTLS(t *testing.T, cfg *tls.Config) *smtpServer {
-	s := startSMTP(t, serverOpts{})
-	// Replace the plain listener with a TLS one on a new port.
-	s.srv.Close()
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := smtp.NewServer(s.srv.Backend)
-	srv.Domain = "mx.test"
-	srv.TLSConfig = cfg
-	s.srv, s.Addr = srv, ln.Addr().String()
-	_, s.Port, _ = net.SplitHostPort(s.Addr)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		srv.Serve(ln)
-	}()
-	t.Cleanup(func() { ln.Close(); srv.Close(); <-done })
-	return s
 }
 
 // deliverImplicitForTest runs a delivery with implicit TLS on the

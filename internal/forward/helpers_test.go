@@ -64,6 +64,7 @@ type smtpServer struct {
 type serverOpts struct {
 	addr         string // listen address; default 127.0.0.1:0
 	tls          *tls.Config
+	implicitTLS  bool // TLS from the first byte (port 465) instead of STARTTLS
 	insecureAuth bool
 	utf8, dsn    bool
 }
@@ -84,6 +85,9 @@ func startSMTP(t testing.TB, o serverOpts) *smtpServer {
 	srv.ReadTimeout = 10 * time.Second
 	srv.WriteTimeout = 10 * time.Second
 	ln, err := net.Listen("tcp", cmp.Or(o.addr, "127.0.0.1:0"))
+	if err == nil && o.implicitTLS {
+		ln = tls.NewListener(ln, o.tls)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,33 +5,59 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/letterboxmail/letterbox/internal/fault"
 )
 
-// commitReq is one written-but-uncommitted object.
+// commitReq is one write waiting to become durable: a logged record, or a
+// temporary file to rename into place.
 type commitReq struct {
-	key                string
-	tmp, final         string
+	key   string
+	final string
+	// rec is set for logged writes (small puts and deletes).
+	rec *record
+	// tmp (and the metadata sidecar) are set for file writes.
+	tmp                string
 	metaTmp, metaFinal string
 	done               chan error
+}
+
+func (r *commitReq) cleanup() {
+	if r.tmp != "" {
+		os.Remove(r.tmp)
+	}
+	if r.metaTmp != "" {
+		os.Remove(r.metaTmp)
+	}
 }
 
 // maxBatch bounds one group commit.
 const maxBatch = 256
 
-// committer makes batches of writes durable with a few syncs for the whole
-// batch: sync the file system (every temporary file's data and inode), rename
-// each file into place (metadata first, then the object: the commit point),
-// then sync again so the renames are durable. Only then are writers told.
+// committer makes batches of concurrent writes durable together: logged
+// records with one append and one fdatasync; files with one sync of the
+// file system, the renames, and one more sync. Only then are writers told.
 func (s *Store) committer() {
+	defer s.stopped.Done()
 	batch := make([]*commitReq, 0, maxBatch)
 	for {
 		select {
 		case r := <-s.reqs:
 			batch = append(batch[:0], r)
 		case <-s.done:
+			// Writes handed over before Close still commit.
+			for {
+				select {
+				case r := <-s.reqs:
+					s.commit([]*commitReq{r})
+					continue
+				default:
+				}
+				break
+			}
+			close(s.mat)
 			return
 		}
 	drain:
@@ -48,12 +74,209 @@ func (s *Store) committer() {
 }
 
 func (s *Store) commit(batch []*commitReq) {
+	var logged, files []*commitReq
+	planned := map[string]bool{} // keys this batch creates, for namespace checks
+	for _, r := range batch {
+		if r.rec != nil && r.rec.op == opDelete {
+			logged = append(logged, r)
+			continue
+		}
+		if err := s.checkNamespace(r.key, planned); err != nil {
+			r.cleanup()
+			r.done <- err
+			continue
+		}
+		planned[r.key] = true
+		if r.rec != nil {
+			logged = append(logged, r)
+		} else {
+			files = append(files, r)
+		}
+	}
+	if len(logged) > 0 {
+		s.commitLogged(logged)
+	}
+	if len(files) > 0 {
+		s.commitFiles(files)
+	}
+}
+
+// checkNamespace refuses what a directory tree cannot hold: a key that is
+// also the prefix of another key followed by / ("a" and "a/b"), counting
+// the tree, logged writes and the batch so far.
+func (s *Store) checkNamespace(key string, planned map[string]bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	exists := func(k string) bool {
+		if planned[k] {
+			return true
+		}
+		if r := s.index[k]; r != nil {
+			return r.op == opPut
+		}
+		fi, err := os.Stat(filepath.Join(s.dir, filepath.FromSlash(k)))
+		return err == nil && !fi.IsDir()
+	}
+	for i := strings.IndexByte(key, '/'); i >= 0; i = nextSlash(key, i) {
+		if exists(key[:i]) {
+			return errNamespace(key)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(s.dir, filepath.FromSlash(key))); err == nil && fi.IsDir() {
+		return errNamespace(key)
+	}
+	if s.dirs[key] > 0 {
+		return errNamespace(key)
+	}
+	for k := range planned {
+		if strings.HasPrefix(k, key+"/") {
+			return errNamespace(key)
+		}
+	}
+	return nil
+}
+
+// count adds or removes a logged record from the pending totals; s.mu
+// held.
+func (s *Store) count(r *record, d int) {
+	s.pendingBytes += int64(d * len(r.data))
+	if r.op != opPut {
+		return
+	}
+	for i := strings.IndexByte(r.key, '/'); i >= 0; i = nextSlash(r.key, i) {
+		s.dirs[r.key[:i]] += d
+		if s.dirs[r.key[:i]] == 0 {
+			delete(s.dirs, r.key[:i])
+		}
+	}
+}
+
+func nextSlash(s string, i int) int {
+	j := strings.IndexByte(s[i+1:], '/')
+	if j < 0 {
+		return -1
+	}
+	return i + 1 + j
+}
+
+// commitLogged appends records to the current segment and syncs it once.
+func (s *Store) commitLogged(reqs []*commitReq) {
+	fail := func(err error) {
+		for _, r := range reqs {
+			r.done <- fault.Temporary(err)
+		}
+	}
+	if err := s.ensureSegment(); err != nil {
+		fail(fmt.Errorf("filestore: log: %w", err))
+		return
+	}
+	buf := make([]byte, 0, 64<<10)
+	for _, r := range reqs {
+		var err error
+		if buf, err = r.rec.encode(buf); err != nil {
+			fail(err)
+			return
+		}
+	}
+	seg := s.seg
+	if _, err := seg.f.Write(buf); err != nil {
+		// A partial append is a torn tail: start a new segment so later
+		// records are not hidden behind it.
+		s.sealLocked(seg)
+		fail(fmt.Errorf("filestore: log append: %w", err))
+		return
+	}
+	if err := s.syncLog(seg.f); err != nil {
+		s.sealLocked(seg)
+		fail(fmt.Errorf("filestore: log sync: %w", err))
+		return
+	}
+	seg.size += int64(len(buf))
+	s.mu.Lock()
+	for _, r := range reqs {
+		r.rec.seg = seg
+		seg.pending++
+		s.index[r.key] = r.rec
+		s.count(r.rec, +1)
+	}
+	s.mu.Unlock()
+	for _, r := range reqs {
+		r.done <- nil
+		s.mat <- r.rec
+	}
+	s.mu.Lock()
+	for s.pendingBytes > maxPending {
+		s.idle.Wait()
+	}
+	s.mu.Unlock()
+	if seg.size >= segmentMax {
+		s.sealLocked(seg)
+	}
+}
+
+// ensureSegment opens a new segment when there is none.
+func (s *Store) ensureSegment() error {
+	if s.seg != nil {
+		return nil
+	}
+	seqs, err := segments(s.dir)
+	if err != nil {
+		return err
+	}
+	var seq uint64 = 1
+	if len(seqs) > 0 {
+		seq = seqs[len(seqs)-1] + 1
+	}
+	path := segmentPath(s.dir, seq)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return err
+	}
+	// The new file's directory entry must be durable before any record in
+	// it counts as such.
+	if s.sync != syncNone {
+		if err := fsyncDir(filepath.Join(s.dir, logDir)); err != nil {
+			f.Close()
+			os.Remove(path)
+			return err
+		}
+	}
+	s.seg = &segment{seq: seq, path: path, f: f}
+	return nil
+}
+
+// sealLocked stops appending to seg; it goes once all its records are in
+// the tree. Called by the committer only.
+func (s *Store) sealLocked(seg *segment) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seg.sealed = true
+	seg.f.Close()
+	if s.seg == seg {
+		s.seg = nil
+	}
+	if seg.pending == 0 {
+		os.Remove(seg.path)
+	}
+}
+
+func (s *Store) syncLog(f *os.File) error {
+	switch s.sync {
+	case syncNone:
+		return nil
+	case syncFS:
+		return fdatasync(f)
+	}
+	return f.Sync()
+}
+
+// commitFiles syncs the batch's temporary files, renames them into place
+// (metadata sidecars first: the object is the commit point), and syncs the
+// renames.
+func (s *Store) commitFiles(batch []*commitReq) {
 	fail := func(rs []*commitReq, err error) {
 		for _, r := range rs {
-			os.Remove(r.tmp)
-			if r.metaTmp != "" {
-				os.Remove(r.metaTmp)
-			}
+			r.cleanup()
 			r.done <- fault.Temporary(err)
 		}
 	}
@@ -65,10 +288,7 @@ func (s *Store) commit(batch []*commitReq) {
 	ok := batch[:0:0]
 	for _, r := range batch {
 		if err := s.place(r, dirs); err != nil {
-			os.Remove(r.tmp)
-			if r.metaTmp != "" {
-				os.Remove(r.metaTmp)
-			}
+			r.cleanup()
 			r.done <- err
 			continue
 		}
@@ -95,9 +315,6 @@ func (s *Store) place(r *commitReq, dirs map[string]bool) error {
 		}
 		return fault.Temporary(fmt.Errorf("filestore: %w", err))
 	}
-	if fi, err := os.Stat(r.final); err == nil && fi.IsDir() {
-		return errNamespace(r.key)
-	}
 	dirs[filepath.Dir(r.final)] = true
 	if r.metaTmp != "" {
 		if err := os.MkdirAll(filepath.Dir(r.metaFinal), 0o750); err != nil {
@@ -107,10 +324,8 @@ func (s *Store) place(r *commitReq, dirs map[string]bool) error {
 			return fault.Temporary(fmt.Errorf("filestore: %w", err))
 		}
 		dirs[filepath.Dir(r.metaFinal)] = true
-	} else if err := os.Remove(r.metaFinal); err == nil {
-		dirs[filepath.Dir(r.metaFinal)] = true
-	} else if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
-		return fault.Temporary(fmt.Errorf("filestore: %w", err))
+	} else if err := os.Remove(s.metaPath(r.key)); err == nil {
+		dirs[filepath.Dir(s.metaPath(r.key))] = true // a stale sidecar of an overwritten object
 	}
 	if err := os.Rename(r.tmp, r.final); err != nil {
 		return fault.Temporary(fmt.Errorf("filestore: %w", err))
@@ -134,8 +349,8 @@ func (s *Store) syncData() error {
 	}
 }
 
-// syncDirs makes the renames durable. New parent directories are synced
-// up to the store root.
+// syncDirs makes renames durable. New parent directories are synced up to
+// the store root.
 func (s *Store) syncDirs(dirs map[string]bool) error {
 	switch s.sync {
 	case syncNone:

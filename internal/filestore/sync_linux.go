@@ -21,3 +21,6 @@ func syncfs(path string) error {
 	defer f.Close()
 	return unix.Syncfs(int(f.Fd()))
 }
+
+// fdatasync flushes a file's data and the metadata needed to read it.
+func fdatasync(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }

@@ -4,6 +4,7 @@ package filestore
 
 import (
 	"errors"
+	"os"
 	"syscall"
 )
 
@@ -12,3 +13,5 @@ const defaultSync = syncFile
 var syscallENOTDIR = syscall.ENOTDIR
 
 func syncfs(string) error { return errors.New("syncfs is Linux-only") }
+
+func fdatasync(f *os.File) error { return f.Sync() }

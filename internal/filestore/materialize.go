@@ -1,0 +1,206 @@
+package filestore
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// materializer writes logged records out as files in the tree, in
+// batches: write every file (no sync each), sync the file system once,
+// then forget the records and delete the segments they emptied. It runs
+// until the committer closes s.mat, so Close leaves nothing in the log.
+func (s *Store) materializer() {
+	defer s.stopped.Done()
+	batch := make([]*record, 0, 512)
+	for {
+		r, ok := <-s.mat
+		if !ok {
+			return
+		}
+		batch = append(batch[:0], r)
+	drain:
+		for len(batch) < cap(batch) {
+			select {
+			case r, ok := <-s.mat:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		for {
+			err := s.materialize(batch)
+			if err == nil {
+				break
+			}
+			// The records stay in memory and in the log: reads still see
+			// them, and a restart replays them. Try again shortly.
+			slog.Error("filestore: cannot write logged objects into the tree; retrying", "dir", s.dir, "err", err)
+			time.Sleep(time.Second)
+		}
+		s.release(batch)
+	}
+}
+
+// materialize writes the records still current (not superseded by a later
+// write of the same key) and syncs them.
+func (s *Store) materialize(batch []*record) error {
+	for _, r := range batch {
+		s.mu.Lock()
+		current := s.index[r.key] == r
+		s.mu.Unlock()
+		if !current {
+			continue
+		}
+		if err := s.apply(r); err != nil {
+			return err
+		}
+	}
+	switch s.sync {
+	case syncFS:
+		return syncfs(s.dir)
+	case syncFile:
+		return syncTree(s.dir, batch)
+	}
+	return nil
+}
+
+// apply makes the tree hold what a record says.
+func (s *Store) apply(r *record) error {
+	final := filepath.Join(s.dir, filepath.FromSlash(r.key))
+	if r.op == opDelete {
+		if err := os.Remove(final); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscallENOTDIR) {
+			return err
+		}
+		os.Remove(s.metaPath(r.key))
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(final), 0o750); err != nil {
+		return fmt.Errorf("%s: %w", r.key, err)
+	}
+	// Written in place, not renamed: until the record is released, reads
+	// are served from memory, and a crash replays the log over whatever
+	// half-written file it left.
+	f, err := os.OpenFile(final, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
+	if err != nil {
+		return fmt.Errorf("%s: %w", r.key, err)
+	}
+	req := &commitReq{key: r.key}
+	_, err = f.Write(r.data)
+	sidecar := false
+	if err == nil {
+		sidecar, err = writeMeta(f, r.meta)
+	}
+	if err == nil && s.sync == syncFile {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		os.Chtimes(final, r.mod, r.mod)
+		if sidecar && len(r.meta) > 0 {
+			if err = s.writeSidecar(req, r.meta); err == nil {
+				os.MkdirAll(filepath.Dir(req.metaFinal), 0o750)
+				err = os.Rename(req.metaTmp, req.metaFinal)
+			}
+		}
+	}
+	if err != nil {
+		req.cleanup()
+		return fmt.Errorf("%s: %w", r.key, err)
+	}
+	return nil
+}
+
+// release forgets materialized records and deletes emptied sealed
+// segments.
+func (s *Store) release(batch []*record) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range batch {
+		if s.index[r.key] == r {
+			delete(s.index, r.key)
+		}
+		s.count(r, -1)
+		if seg := r.seg; seg != nil {
+			seg.pending--
+			if seg.pending == 0 && seg.sealed {
+				os.Remove(seg.path)
+			}
+		}
+	}
+	s.idle.Broadcast()
+}
+
+// syncTree fsyncs the files and directories a batch touched, where
+// syncfs(2) is not available.
+func syncTree(root string, batch []*record) error {
+	dirs := map[string]bool{}
+	for _, r := range batch {
+		p := filepath.Join(root, filepath.FromSlash(r.key))
+		if f, err := os.Open(p); err == nil {
+			err = f.Sync()
+			f.Close()
+			if err != nil {
+				return err
+			}
+		}
+		for d := filepath.Dir(p); len(d) >= len(root); d = filepath.Dir(d) {
+			dirs[d] = true
+			if d == root {
+				break
+			}
+		}
+	}
+	for d := range dirs {
+		if err := fsyncDir(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// recover replays segments a previous run left (after a crash) into the
+// tree, syncs it and deletes them.
+func (s *Store) recover() error {
+	seqs, err := segments(s.dir)
+	if err != nil {
+		return err
+	}
+	if len(seqs) == 0 {
+		return nil
+	}
+	var all []*record
+	for _, seq := range seqs {
+		recs, err := readSegment(segmentPath(s.dir, seq))
+		if err != nil {
+			return err
+		}
+		all = append(all, recs...)
+	}
+	// The last write of each key wins, as it did before the crash.
+	for _, r := range all {
+		s.index[r.key] = r
+	}
+	if err := s.materialize(all); err != nil {
+		return err
+	}
+	clear(s.index)
+	for _, seq := range seqs {
+		if err := os.Remove(segmentPath(s.dir, seq)); err != nil {
+			return err
+		}
+	}
+	if s.sync != syncNone {
+		return fsyncDir(filepath.Join(s.dir, logDir))
+	}
+	return nil
+}

@@ -150,7 +150,7 @@ func (s *summary) markdown(cfg config, started time.Time) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "- Date: %s\n", started.UTC().Format("2006-01-02"))
 	fmt.Fprintf(&b, "- Machine: %s\n", s.machine)
-	fmt.Fprintf(&b, "- Command: `make bench-e2e` (= `go run ./bench/e2e -docs -runs %d -duration %v -rates %s`)\n", cfg.runs, cfg.duration, joinRates(cfg.rates))
+	fmt.Fprintf(&b, "- Command: `make bench-e2e` (= `go run ./bench/e2e -docs -runs %d -duration %v -rates %s`)\n", cfg.runs, cfg.duration, strings.ReplaceAll(joinRates(cfg.rates), " ", ""))
 	fmt.Fprintf(&b, "- Pipeline: `letterbox dev --store file://… --no-auth --log-level %s`, one catch-all webhook route to a receiver in the benchmark process that verifies each signature; %d-byte messages, up to %d per SMTP session; %v warm-up before each measurement\n",
 		cfg.logLevel, cfg.size, cfg.perSession, cfg.warmup)
 	b.WriteString("- Stores: ")
@@ -211,8 +211,11 @@ func fsType(dir string) string {
 			best, typ, dev = mp, f[2], f[0]
 		}
 	}
-	if typ == "" {
+	switch typ {
+	case "":
 		return "file system unknown"
+	case dev:
+		return typ
 	}
 	return typ + " on " + dev
 }

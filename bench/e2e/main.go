@@ -510,7 +510,18 @@ func machine() string {
 			nproc = n
 		}
 	}
-	return fmt.Sprintf("%s, nproc %d, %s %s/%s", model, nproc, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	mem := ""
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int
+		if _, err := fmt.Sscanf(string(b), "MemTotal: %d kB", &kb); err == nil {
+			mem = fmt.Sprintf(", %d GiB RAM", (kb+1<<19)>>20)
+		}
+	}
+	kernel := ""
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		kernel = ", Linux " + strings.TrimSpace(string(b))
+	}
+	return fmt.Sprintf("%s, nproc %d%s%s, %s %s/%s", model, nproc, mem, kernel, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
 // loadAvg returns the 1-minute load average, to show how busy the shared

@@ -132,6 +132,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		s.g.m.rejections.WithLabelValues(reasonAuthRequired).Inc()
 		return s.reject(smtpErr(530, "5.7.0", "Authentication required: use STARTTLS, then AUTH, before MAIL FROM"))
 	}
+	if err := checkAddress(from, opts != nil && opts.UTF8, "5.1.7", "sender"); err != nil {
+		return s.reject(err)
+	}
 	if !s.c.beginTx() {
 		s.c.setCode(421)
 		s.c.closeAfterReply(reasonShuttingDown)
@@ -148,6 +151,25 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		s.tx = nil
 		s.c.endTx()
 		return s.reject(err)
+	}
+	return nil
+}
+
+// checkAddress refuses envelope addresses with control characters (RFC
+// 5321 §4.1.2 allows none) and, unless the transaction declared SMTPUTF8,
+// non-ASCII ones (RFC 6531 §3.4 gives 553 5.6.7).
+func checkAddress(addr string, utf8 bool, badSyntax, role string) *smtp.SMTPError {
+	ascii := true
+	for _, r := range addr {
+		switch {
+		case r < 0x20 || r == 0x7f:
+			return smtpErr(501, badSyntax, "Bad "+role+" address syntax: control characters are not allowed")
+		case r >= 0x80:
+			ascii = false
+		}
+	}
+	if !ascii && !utf8 {
+		return smtpErr(553, "5.6.7", "Non-ASCII "+role+" address requires the SMTPUTF8 extension (RFC 6531)")
 	}
 	return nil
 }
@@ -191,6 +213,9 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	tx := s.tx
 	if tx == nil {
 		return s.reject(smtpErr(503, "5.5.1", "Send MAIL FROM first"))
+	}
+	if err := checkAddress(to, tx.opts.UTF8, "5.1.3", "recipient"); err != nil {
+		return s.reject(err)
 	}
 	cfg := s.g.routes.Get(ctx)
 	if cfg == nil {

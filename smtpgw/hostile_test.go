@@ -125,7 +125,7 @@ func healthy(t *testing.T, h *harness) {
 	c.hello("ok.test")
 	c.envelope("s@remote.test", "rcpt@example.test")
 	c.cmd("DATA", 354, "")
-	c.send(testMessage("healthy-" + time.Now().Format("150405.000000")) + ".\r\n")
+	c.send(testMessage("healthy-"+time.Now().Format("150405.000000")) + ".\r\n")
 	id := queuedID(t, c.expect(250, "2.0.0"))
 	if raw, _ := h.stored(id); len(raw) == 0 {
 		t.Fatalf("the gateway did not store an ordinary message after a hostile session")

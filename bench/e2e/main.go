@@ -68,6 +68,7 @@ type config struct {
 	verbose       bool
 	pipelineLog   string
 	stores        []storeDir
+	commit        string // of the checkout the binary was built from
 }
 
 // storeDir is where a run keeps the pipeline's file store and queue.
@@ -147,6 +148,7 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
+	cfg.commit = describe(cfg.root)
 	if cfg.bin == "" {
 		cfg.bin = filepath.Join(tmp, "letterbox")
 		if err := build(cfg.root, cfg.bin, "./cmd/letterbox"); err != nil {
@@ -158,8 +160,8 @@ func run() error {
 	}
 
 	started := time.Now()
-	fmt.Printf("e2e: %s; %d runs; stores %v; fixed rates %v msg/s for %v (+%v warm-up); steps %v for %v; %d-byte messages\n",
-		machine(), cfg.runs, cfg.stores, cfg.rates, cfg.duration, cfg.warmup, cfg.stepRates, cfg.stepDuration, cfg.size)
+	fmt.Printf("e2e: %s, %s; %d runs; stores %v; fixed rates %v msg/s for %v (+%v warm-up); steps %v for %v; %d-byte messages\n",
+		machine(), cfg.commit, cfg.runs, cfg.stores, cfg.rates, cfg.duration, cfg.warmup, cfg.stepRates, cfg.stepDuration, cfg.size)
 	var all []result
 	maxRates := map[string][]float64{}
 	for run := 1; run <= cfg.runs; run++ {
@@ -470,6 +472,21 @@ func parseRates(s string) ([]float64, error) {
 		return nil, errors.New("no rates")
 	}
 	return out, nil
+}
+
+// describe names the checkout: its commit, and whether files differ.
+func describe(root string) string {
+	cmd := exec.Command("git", "describe", "--always", "--dirty", "--abbrev=12")
+	cmd.Dir = root
+	b, err := cmd.Output()
+	if err != nil {
+		return "unknown commit"
+	}
+	d := strings.TrimSpace(string(b))
+	if strings.HasSuffix(d, "-dirty") {
+		return "commit " + strings.TrimSuffix(d, "-dirty") + " with uncommitted changes in the tree (other sessions work in it)"
+	}
+	return "commit " + d
 }
 
 func build(root, out, pkg string) error {

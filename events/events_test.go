@@ -144,3 +144,22 @@ func TestDeliverSample(t *testing.T) {
 		t.Fatalf("receiver got %q", g)
 	}
 }
+
+// A store under a prefix: S3 events name the full key.
+func TestIngestPrefixedKeys(t *testing.T) {
+	st, _ := filestore.New(t.TempDir())
+	defer st.Close()
+	ctx := context.Background()
+	env := message.Envelope{MailFrom: "a@example.org", RcptTo: []string{"support@example.test"}, ReceivedAt: time.Now().UTC()}
+	store.PutRaw(ctx, st, "01JDQ7ZK3M8X9V2N4B6C8D0E1F", env, strings.NewReader(rawMessage))
+	q := localqueue.Memory("deliveries")
+	h := &ingest.Handler{Store: st, Routes: routes(t, "https://hooks.example.test/in"), Queue: localqueue.Deliveries{Queue: q},
+		Journal: delivery.Journal{Store: st}, Log: quiet(), KeyPrefix: "mail/in/"}
+	ev := strings.Replace(string(sample(t, "ingest-s3.json")), `"raw/01JDQ7ZK3M8X9V2N4B6C8D0E1F.eml"`, `"mail/in/raw/01JDQ7ZK3M8X9V2N4B6C8D0E1F.eml"`, 1)
+	if _, err := lambda.NewHandler(h.Handle).Invoke(ctx, []byte(ev)); err != nil {
+		t.Fatal(err)
+	}
+	if q.Len() != 1 {
+		t.Fatalf("%d jobs for a prefixed key, want 1", q.Len())
+	}
+}

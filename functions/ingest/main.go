@@ -23,6 +23,6 @@ func main() {
 	auth, err := mailauth.New(mailauth.Config{Resolver: os.Getenv("LETTERBOX_RESOLVER"), Timeout: 5 * time.Second})
 	lambdaenv.Check(log, err, "mail authentication")
 	h := &ingest.Handler{Store: env.Store, Routes: env.Routes, Queue: env.Queue, Journal: env.Journal,
-		Auth: auth, Log: log, KeepParsed: os.Getenv("LETTERBOX_KEEP_PARSED") == "true"}
+		Auth: auth, Log: log, KeepParsed: os.Getenv("LETTERBOX_KEEP_PARSED") == "true", KeyPrefix: env.KeyPrefix}
 	lambda.Start(h.Handle)
 }

@@ -43,6 +43,9 @@ type Handler struct {
 	// KeepParsed writes parsed/<id>.json for every message; otherwise only
 	// when the parsed message is too large to travel inside a job.
 	KeepParsed bool
+	// KeyPrefix is the store's prefix in the bucket ("PREFIX/" for
+	// s3://BUCKET/PREFIX): S3 events name full keys, the store does not.
+	KeyPrefix string
 	Now        func() time.Time
 }
 
@@ -120,6 +123,7 @@ func (h *Handler) HandleS3(ctx context.Context, ev events.S3Event) error {
 		if key == "" {
 			key = rec.S3.Object.Key
 		}
+		key = strings.TrimPrefix(key, h.KeyPrefix)
 		if _, ok := store.IDFromRawKey(key); !ok {
 			h.Log.DebugContext(ctx, "ignoring object outside raw/", "key", key)
 			continue

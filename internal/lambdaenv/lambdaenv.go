@@ -41,6 +41,8 @@ type Env struct {
 	Links store.Presigner
 	// AWS is the SDK configuration the clients were built from.
 	AWS aws.Config
+	// KeyPrefix is the store's prefix in its bucket, as S3 events name keys.
+	KeyPrefix string
 }
 
 // Load reads the environment and builds the clients.
@@ -90,7 +92,7 @@ func Load(ctx context.Context) (*Env, error) {
 		return nil, fmt.Errorf("LETTERBOX_JOURNAL=%q: want all or failures", mode)
 	}
 	links, _ := st.(store.Presigner)
-	return &Env{Store: st, Routes: routes, Queue: q, Journal: delivery.Journal{Store: st, Mode: mode}, Links: links, AWS: cfg}, nil
+	return &Env{Store: st, Routes: routes, Queue: q, Journal: delivery.Journal{Store: st, Mode: mode}, Links: links, AWS: cfg, KeyPrefix: storeurl.Prefix(storeURL)}, nil
 }
 
 // MustLoad is Load for a function's main: a configuration error ends the

@@ -90,6 +90,7 @@ type Server struct {
 	http    *http.Server
 	httpLn  net.Listener
 	rawQ    *localqueue.Queue
+	prefix  string // the store's key prefix, as S3 event keys carry it
 	jobQ    *localqueue.Queue
 	ingest  *ingest.Handler
 	deliver *delivery.Handler
@@ -97,6 +98,7 @@ type Server struct {
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	bg     sync.WaitGroup // raw events being written
 	errc   chan error
 }
 
@@ -128,13 +130,6 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := base.Ping(ctx); err != nil {
 		return nil, fmt.Errorf("store %s is not reachable: %w", cfg.StoreURL, err)
 	}
-	s.rawQ = localqueue.Memory("letterbox-raw")
-	s.rawQ.Log = s.log
-	s.store = base
-	if !cfg.ExternalEvents {
-		s.store = store.WithEvents(base, storeurl.Bucket(cfg.StoreURL), s.onRaw)
-	}
-
 	qdir := cfg.QueueDir
 	if qdir == "" {
 		if strings.HasPrefix(cfg.StoreURL, "s3://") {
@@ -142,6 +137,18 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		} else {
 			qdir = filepath.Join(strings.TrimPrefix(cfg.StoreURL, "file://"), ".queue")
 		}
+	}
+	// Storage events wait on disk, as S3 → SQS keeps them: an event goes
+	// only once ingest has queued the message's jobs, so a crash at any
+	// point re-runs ingest (whose jobs are de-duplicated by id).
+	if s.rawQ, err = localqueue.Open(ctx, qdir+"-raw", "letterbox-raw"); err != nil {
+		return nil, err
+	}
+	s.rawQ.Log = s.log
+	s.prefix = storeurl.Prefix(cfg.StoreURL)
+	s.store = base
+	if !cfg.ExternalEvents {
+		s.store = store.WithEvents(base, storeurl.Bucket(cfg.StoreURL), s.onRaw)
 	}
 	if s.jobQ, err = localqueue.Open(ctx, qdir, "letterbox-deliveries"); err != nil {
 		return nil, err
@@ -156,7 +163,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	journal := delivery.Journal{Store: base}
 	s.ingest = &ingest.Handler{Store: base, Routes: s.routes, Queue: localqueue.Deliveries{Queue: s.jobQ}, Journal: journal,
-		Auth: auth, Log: s.log, KeepParsed: true}
+		Auth: auth, Log: s.log, KeepParsed: true, KeyPrefix: s.prefix}
 	policy := egress.Policy{AllowLoopback: true, AllowPrivate: cfg.AllowPrivate}
 	s.deliver = &delivery.Handler{Store: base, Routes: s.routes, Queue: localqueue.Deliveries{Queue: s.jobQ}, Journal: journal,
 		Webhooks: delivery.NewWebhooks(policy, os.Getenv), Log: s.log}
@@ -244,9 +251,20 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 
 // onRaw is the store's event destination: it queues the record as S3
 // would send it to SQS.
+// The event is written in the background: the writer (the gateway, before
+// its 250) does not wait for it, and a crash before it is written is
+// covered by the restart scan.
 func (s *Server) onRaw(ctx context.Context, rec events.S3EventRecord) {
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		s.queueRaw(context.WithoutCancel(ctx), rec)
+	}()
+}
+
+func (s *Server) queueRaw(ctx context.Context, rec events.S3EventRecord) {
 	body, _ := json.Marshal(events.S3Event{Records: []events.S3EventRecord{rec}})
-	id, _ := store.IDFromRawKey(rec.S3.Object.URLDecodedKey)
+	id, _ := store.IDFromRawKey(strings.TrimPrefix(rec.S3.Object.URLDecodedKey, s.prefix))
 	if err := s.rawQ.Send(ctx, id, body, 0); err != nil {
 		s.log.ErrorContext(ctx, "cannot queue storage event; the restart scan will find it", "key", rec.S3.Object.URLDecodedKey, "err", err)
 	}
@@ -272,8 +290,8 @@ func (s *Server) s3Events(w http.ResponseWriter, r *http.Request) {
 		if !strings.HasPrefix(strings.TrimPrefix(rec.EventName, "s3:"), "ObjectCreated:") {
 			continue
 		}
-		if _, ok := store.IDFromRawKey(rec.S3.Object.URLDecodedKey); ok {
-			s.onRaw(r.Context(), rec)
+		if _, ok := store.IDFromRawKey(strings.TrimPrefix(rec.S3.Object.URLDecodedKey, s.prefix)); ok {
+			s.queueRaw(r.Context(), rec)
 			n++
 		}
 	}
@@ -325,7 +343,8 @@ func (s *Server) recover(ctx context.Context, st store.Store) error {
 			return true
 		}
 		if _, err := st.Stat(ctx, store.ParsedKey(id)); store.IsNotFound(err) {
-			s.onRaw(ctx, store.EventRecord(storeurl.Bucket(s.cfg.StoreURL), o))
+			o.Key = s.prefix + o.Key // as S3 would name it
+			s.queueRaw(ctx, store.EventRecord(storeurl.Bucket(s.cfg.StoreURL), o))
 			n++
 		}
 		return true
@@ -371,6 +390,10 @@ func (s *Server) close() {
 		s.cancel()
 	}
 	s.wg.Wait()
+	s.bg.Wait()
+	if s.rawQ != nil {
+		s.rawQ.Close()
+	}
 	if s.jobQ != nil {
 		s.jobQ.Close()
 	}

@@ -17,12 +17,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-lambda-go/events"
 	"github.com/emersion/go-smtp"
 
 	"github.com/letterboxmail/letterbox/internal/delivery"
+	"github.com/letterboxmail/letterbox/internal/filestore"
 	"github.com/letterboxmail/letterbox/internal/forward"
+	"github.com/letterboxmail/letterbox/internal/localqueue"
 	"github.com/letterboxmail/letterbox/internal/localserve"
 	"github.com/letterboxmail/letterbox/internal/store"
+	"github.com/letterboxmail/letterbox/message"
 	"github.com/letterboxmail/letterbox/smtpgw"
 	"github.com/letterboxmail/letterbox/webhook"
 )
@@ -376,5 +380,45 @@ routes:
 	})
 	if got[1] != string(raw) {
 		t.Fatalf("forwarded bytes differ from the stored message:\n--- stored\n%s\n--- forwarded\n%s", raw, got[1])
+	}
+}
+
+// A crash after ingest wrote parsed/ but before it queued the jobs: the
+// storage event is still in the (on-disk) raw queue, so the restarted
+// pipeline delivers the message.
+func TestCrashBetweenParseAndQueueLosesNothing(t *testing.T) {
+	dir := t.TempDir()
+	h := newHook(t)
+	storeDir := filepath.Join(dir, "store")
+	st, err := filestore.New(storeDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	id := "01JDQ7ZK3M8X9V2N4B6C8D0E1H"
+	env := message.Envelope{MailFrom: "a@example.org", RcptTo: []string{"support@example.test"}, ReceivedAt: time.Now().UTC()}
+	obj, err := store.PutRaw(ctx, st, id, env, strings.NewReader(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store.PutJSON(ctx, st, store.ParsedKey(id), &message.Message{ID: id})
+	st.Close()
+	q, err := localqueue.Open(ctx, filepath.Join(storeDir, ".queue-raw"), "letterbox-raw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(events.S3Event{Records: []events.S3EventRecord{store.EventRecord("store", obj)}})
+	q.Send(ctx, id, body, 0)
+	q.Close()
+
+	srv := start(t, dir, h.srv.URL)
+	defer srv.Shutdown(context.Background())
+	select {
+	case ev := <-h.events:
+		if ev.Data.ID != id {
+			t.Fatalf("delivered %s", ev.Data.ID)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the message was never delivered after the restart")
 	}
 }

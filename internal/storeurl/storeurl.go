@@ -63,6 +63,21 @@ func Bucket(rawURL string) string {
 	return u
 }
 
+// Prefix returns the key prefix S3 event notifications carry for a store:
+// "PREFIX/" for s3://BUCKET/PREFIX, "" otherwise.
+func Prefix(rawURL string) string {
+	rest, ok := strings.CutPrefix(rawURL, "s3://")
+	if !ok {
+		return ""
+	}
+	_, prefix, _ := strings.Cut(rest, "/")
+	prefix = strings.Trim(prefix, "/")
+	if prefix == "" {
+		return ""
+	}
+	return prefix + "/"
+}
+
 // RoutesLoader returns the loader for a routes location: s3://BUCKET/KEY
 // for an S3 object, ssm:///PARAMETER/NAME for an SSM parameter, otherwise a
 // local file path.

@@ -64,3 +64,11 @@ func TestRoutesFromS3Reload(t *testing.T) {
 		t.Fatalf("not reloaded: %+v", cfg.Domains)
 	}
 }
+
+func TestPrefix(t *testing.T) {
+	for in, want := range map[string]string{"s3://mail/in/": "in/", "s3://mail/a/b": "a/b/", "s3://mail": "", "s3://mail/": "", "file:///x/y": "", "dir": ""} {
+		if got := storeurl.Prefix(in); got != want {
+			t.Errorf("Prefix(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

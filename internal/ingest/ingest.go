@@ -46,7 +46,7 @@ type Handler struct {
 	// KeyPrefix is the store's prefix in the bucket ("PREFIX/" for
 	// s3://BUCKET/PREFIX): S3 events name full keys, the store does not.
 	KeyPrefix string
-	Now        func() time.Time
+	Now       func() time.Time
 }
 
 // Handle accepts an S3 event, an SQS event wrapping S3 events, or an S3

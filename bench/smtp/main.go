@@ -36,12 +36,16 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"golang.org/x/sys/unix"
+
+	results "github.com/letterboxmail/letterbox/bench/report"
 )
 
 var (
 	runs   = flag.Int("runs", 3, "runs per measurement; the median is reported")
 	quick  = flag.Bool("quick", false, "fewer messages per run (a smoke test, not a measurement)")
 	out    = flag.String("out", "", "also write the Markdown report to this file")
+	csvOut = flag.String("csv", "", "also write every median as CSV to this file (for bench/charts)")
+	docs   = flag.String("docs", "", "replace the marked latest-run section of this Markdown file (docs/benchmarks.md) with the report")
 	work   = flag.String("dir", "", "work directory on the disk to measure (default: a new directory under $TMPDIR)")
 	only   = flag.String("only", "", "comma-separated targets to run: letterbox, sink, postfix (default all)")
 	skipMe = flag.Bool("skip-memory", false, "skip the RSS measurements")
@@ -176,9 +180,35 @@ func run() error {
 	text := rep.markdown()
 	fmt.Print(text)
 	if *out != "" {
-		return os.WriteFile(*out, []byte(text), 0o644)
+		if err := os.WriteFile(*out, []byte(text), 0o644); err != nil {
+			return err
+		}
+	}
+	if *csvOut != "" {
+		if err := os.WriteFile(*csvOut, []byte(rep.csv()), 0o644); err != nil {
+			return err
+		}
+	}
+	if *docs != "" {
+		return results.ReplaceSection(*docs, "smtp:results", text)
 	}
 	return nil
+}
+
+// csv lists the medians: one row per target, sessions and size.
+func (r *report) csv() string {
+	var b strings.Builder
+	b.WriteString("target,sessions,size_bytes,messages,runs,median_msg_s,median_cpu_us_per_msg\n")
+	for _, rw := range r.rows {
+		for _, tg := range []string{"letterbox", "sink", "postfix"} {
+			x := rw.res[tg]
+			if x == nil {
+				continue
+			}
+			fmt.Fprintf(&b, "%s,%d,%d,%d,%d,%.1f,%.0f\n", tg, rw.sessions, rw.size, rw.n, len(x.rates), x.median(), median(x.cpu))
+		}
+	}
+	return b.String()
 }
 
 // messages per run: enough for a few seconds on each target.

@@ -4,39 +4,41 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/oklog/ulid/v2"
-
 	"github.com/letterboxmail/letterbox/faults"
-	"github.com/letterboxmail/letterbox/internal/filestore"
-	"github.com/letterboxmail/letterbox/internal/ingest"
 	"github.com/letterboxmail/letterbox/internal/store"
+	"github.com/letterboxmail/letterbox/internal/storeurl"
 	"github.com/letterboxmail/letterbox/internal/testenv"
-	"github.com/letterboxmail/letterbox/message"
 )
 
-// Bugs the fault tests found in the pipeline, open until fixed. Each has a
+// Bugs the fault tests found in the pipeline and still open. Each has a
 // test reproducing it deterministically; docs/reliability.md describes
 // them. While a bug is listed, its test and any loss of the fault scenario
 // that matches its signature are reported loudly as KNOWN BUG and skipped,
 // so the rest of the suite keeps guarding; with LETTERBOX_FAULTS_STRICT=1
 // they fail. Remove a bug from the list once it is fixed: its test then
 // guards against its return.
-var knownBugs = map[string]string{
-	bugParsedNotQueued: "localserve: a crash after ingest wrote parsed/<id>.json and before every delivery job was queued loses the message's deliveries (the restart scan skips messages with parsed/)",
-	bugPrefixedEvents:  "localserve/ingest: with a store prefix (s3://BUCKET/PREFIX), S3 notifications name PREFIX/raw/<id>.eml and are ignored",
-}
+var knownBugs = map[string]string{}
 
+// Bugs found so far (fixed in a8880e6; their tests guard against them).
 const (
+	// A crash after ingest wrote parsed/<id>.json and before every
+	// delivery job was queued lost the message's deliveries.
 	bugParsedNotQueued = "parsed-not-queued"
-	bugPrefixedEvents  = "prefixed-events"
+	// With a store prefix (s3://BUCKET/PREFIX), S3 notifications name
+	// PREFIX/raw/<id>.eml and were ignored.
+	bugPrefixedEvents = "prefixed-events"
 )
 
 // expectFailure reports problems: as failures, or, for a listed bug
@@ -94,62 +96,104 @@ func waitDelivered(recv *faults.Receiver, id string, d time.Duration) bool {
 	return false
 }
 
-// TestRestartAfterCrashBetweenParseAndQueue puts the store in the state a
-// SIGKILL leaves between two steps of ingest.(*Handler).Process: the raw
-// message is stored (the sender got 250) and Parse has written
-// parsed/<id>.json (KeepParsed, as `letterbox dev` sets it), but Route has
-// not queued the delivery jobs yet. The next start must deliver it.
+// TestCrashBetweenParseAndQueue kills the pipeline at the moment a
+// SIGKILL loses the most: ingest has written parsed/<id>.json and is about
+// to queue the delivery jobs. The S3 server sits behind a proxy that holds
+// ingest's first read of the message's delivery records (ingest reads them,
+// in Route, to skip finished jobs, after Parse wrote parsed/ and before any
+// job is queued) and SIGKILLs the pipeline while it waits. The restarted
+// pipeline must deliver the message.
 //
-// It does not: localserve.(*Server).recover queues only raw messages
-// without parsed/<id>.json, and the raw-event queue of `letterbox dev` is
-// in memory, so nothing ever routes this message again. The fault
-// scenario hits this window on most runs (one of a message's jobs queued,
-// the next not, or none).
-func TestRestartAfterCrashBetweenParseAndQueue(t *testing.T) {
+// It found bugParsedNotQueued: the restart scan re-queues only raw
+// messages without parsed/<id>.json, and the storage events of
+// `letterbox dev` were kept in memory.
+func TestCrashBetweenParseAndQueue(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds and runs letterbox dev; skipped in -short")
+		t.Skip("starts versitygw; skipped in -short")
 	}
 	bin := letterbox(t)
 	dir := t.TempDir()
-	storeDir := filepath.Join(dir, "store")
-	st, err := filestore.New(storeDir)
+	v := testenv.StartVersity(t, testenv.VersityOptions{})
+	v.SetEnv(t)
+	target, err := url.Parse(v.Endpoint)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	id := ulid.Make().String()
-	to := []string{"crash@example.test"}
-	body := faults.Compose("a@faults.example", to, faults.Token(0, 0, 1), 2000, 1)
-	raw := "Received: from mta.faults.test ([127.0.0.1]) by mx.faults.test with ESMTP id " + id + "; Sun, 22 Nov 2026 16:40:00 +0000\r\n" + string(body)
-	env := message.Envelope{MailFrom: "a@faults.example", RcptTo: to, ClientIP: "127.0.0.1", HELO: "mta.faults.test", ReceivedAt: time.Now().UTC(), Source: "gateway"}
-	if _, err := store.PutRaw(ctx, st, id, env, strings.NewReader(raw)); err != nil {
-		t.Fatal(err)
-	}
-	h := &ingest.Handler{Store: st, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), KeepParsed: true}
-	if _, err := h.Parse(ctx, store.RawKey(id)); err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
-	// -- SIGKILL here: Route never ran. --
+	// The proxy passes every request through (SigV4 signs the Host
+	// header, which it leaves alone) but holds the first GET under
+	// deliveries/ while armed.
+	var armed atomic.Bool
+	armed.Store(true)
+	caught := make(chan string, 1)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/deliveries/") && armed.Load() {
+			select {
+			case caught <- r.URL.Path:
+			default:
+			}
+			<-r.Context().Done() // until the pipeline dies
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
 
 	recv, err := faults.NewReceiver("A", secretA)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer recv.Close()
-	pipe, err := faults.NewPipeline(bin, "--store", "file://"+storeDir, "--routes", routesFor(t, dir, recv.URL()), "--no-auth")
+	pipe, err := faults.NewPipeline(bin, "--store", v.StoreURL(""), "--routes", routesFor(t, dir, recv.URL()),
+		"--queue", filepath.Join(dir, "queue"), "--no-auth")
 	if err != nil {
 		t.Fatal(err)
 	}
+	pipe.Env = []string{"AWS_ENDPOINT_URL_S3=" + proxy.URL}
 	pipe.Log = childLog(t)
+	ctx := context.Background()
 	if err := pipe.Start(ctx, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	defer pipe.Kill()
+	mta := &faults.MTA{Addr: pipe.SMTPAddr, Timeout: 10 * time.Second}
+	m := faults.Message{From: "a@faults.example", To: []string{"crash@example.test"},
+		Build: func(tok string) []byte {
+			return faults.Compose("a@faults.example", []string{"crash@example.test"}, tok, 2000, 3)
+		}}
+	atts := mta.Deliver(ctx, m)
+	a := atts[len(atts)-1]
+	if a.Outcome != faults.Accepted {
+		t.Fatalf("not accepted: %+v", a)
+	}
+	select {
+	case path := <-caught:
+		t.Logf("ingest holds at GET %s; SIGKILL", path)
+	case <-time.After(15 * time.Second):
+		t.Fatal("ingest never read the delivery records: the test no longer finds the moment between parse and queue")
+	}
+	pipe.Kill()
+	st, closer, err := storeurl.Open(ctx, v.StoreURL(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closer.Close()
+	if _, err := st.Stat(ctx, store.ParsedKey(a.ID)); err != nil {
+		t.Fatalf("parsed/%s.json is not there at the crash: %v", a.ID, err)
+	}
+	armed.Store(false)
+	if err := pipe.Start(ctx, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// The storage event was in flight when the pipeline died: like an SQS
+	// message, it becomes visible again after the raw queue's visibility
+	// timeout (30s), counted from when the dead process received it.
+	restarted := time.Now()
 	var problems []string
-	if !waitDelivered(recv, id, 10*time.Second) {
-		problems = append(problems, fmt.Sprintf("message %s, stored (250 sent) and parsed before a crash, was not delivered within 10s of the restart: "+
-			"localserve.(*Server).recover skips it because parsed/%s.json exists, and ingest.(*Handler).Process writes parsed/ (Parse) before Route queues the jobs", id, id))
+	if waitDelivered(recv, a.ID, 45*time.Second) {
+		t.Logf("delivered %v after the restart", time.Since(restarted).Round(100*time.Millisecond))
+	} else {
+		problems = append(problems, fmt.Sprintf("message %s, acknowledged, stored and parsed when the pipeline was killed before queueing its jobs, was not delivered within 45s of the restart", a.ID))
 	}
 	expectFailure(t, bugParsedNotQueued, problems)
 }
@@ -159,12 +203,9 @@ func TestRestartAfterCrashBetweenParseAndQueue(t *testing.T) {
 // server's own notifications (--external-events). A message must be
 // delivered without waiting for a restart.
 //
-// It is not: the notification names the object's full key,
-// PREFIX/raw/<id>.eml; localserve.(*Server).s3Events passes it to
-// store.IDFromRawKey, which accepts only raw/<id>.eml, and answers
-// {"queued":0}. ingest.(*Handler).HandleS3 skips such keys the same way
-// ("ignoring object outside raw/"), so a prefixed store on AWS would
-// ignore every event as well.
+// It found bugPrefixedEvents: the notification names the object's full
+// key, PREFIX/raw/<id>.eml, and localserve.(*Server).s3Events and
+// ingest.(*Handler).HandleS3 took only raw/<id>.eml for a raw message.
 func TestPrefixedStoreNotifications(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts versitygw; skipped in -short")
@@ -206,9 +247,20 @@ func TestPrefixedStoreNotifications(t *testing.T) {
 	}
 	var problems []string
 	if !waitDelivered(recv, a.ID, 10*time.Second) {
-		problems = append(problems, fmt.Sprintf("message %s on %s was not delivered within 10s although versitygw sent %d notification(s) and the relay forwarded %d to /dev/s3-events: "+
+		st := relay.Stats()
+		// The control: the restart scan finds the message, so the store
+		// and delivery work and only the notification is ignored.
+		pipe.Kill()
+		if err := pipe.Start(ctx, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		after := "and not even after a restart"
+		if waitDelivered(recv, a.ID, 10*time.Second) {
+			after = "only after a restart, by the restart scan"
+		}
+		problems = append(problems, fmt.Sprintf("message %s on %s was delivered %s, although versitygw sent %d notification(s) and the relay forwarded %d to /dev/s3-events: "+
 			"the notification's key is mail/raw/%s.eml, which store.IDFromRawKey (localserve.(*Server).s3Events, ingest.(*Handler).HandleS3) does not take for a raw message",
-			a.ID, v.StoreURL("mail"), relay.Stats().Received, relay.Stats().Forwarded, a.ID))
+			a.ID, v.StoreURL("mail"), after, st.Received, st.Forwarded, a.ID))
 	}
 	expectFailure(t, bugPrefixedEvents, problems)
 }

@@ -387,7 +387,7 @@ func TestNoAcknowledgedMessageIsLost(t *testing.T) {
 		if missing != last {
 			last, lastChange = missing, time.Now()
 		}
-		if time.Now().After(deadline) || time.Since(lastChange) > 40*time.Second {
+		if time.Now().After(deadline) || time.Since(lastChange) > 45*time.Second {
 			tl.logf("gave up waiting: %d deliveries missing", missing)
 			break
 		}

@@ -145,6 +145,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.rawQ.Log = s.log
+	// Ingest takes milliseconds; after a crash, an event that was being
+	// processed comes back this soon.
+	s.rawQ.Visibility = 10 * time.Second
 	s.prefix = storeurl.Prefix(cfg.StoreURL)
 	s.store = base
 	if !cfg.ExternalEvents {

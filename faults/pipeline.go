@@ -20,13 +20,14 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/letterboxmail/letterbox/internal/testenv"
 )
 
 // Pipeline is `letterbox dev` running as a child process on fixed
@@ -135,8 +136,11 @@ func (p *Pipeline) Start(ctx context.Context, timeout time.Duration) error {
 		p.Kill()
 		return ctx.Err()
 	}
-	if err := waitHTTP(ctx, "http://"+p.HTTPAddr+"/healthz", done, timeout); err != nil {
+	if err := testenv.WaitHTTP(ctx, "http://"+p.HTTPAddr+"/healthz", done, timeout); err != nil {
 		p.Kill()
+		if errors.Is(err, testenv.ErrExited) {
+			return ErrExited
+		}
 		return err
 	}
 	return nil
@@ -234,35 +238,6 @@ func (p *Pipeline) Kills() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.kills
-}
-
-func waitHTTP(ctx context.Context, url string, exited <-chan struct{}, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	client := &http.Client{Timeout: time.Second}
-	var last error
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("%s: %s", url, resp.Status)
-		}
-		last = err
-		select {
-		case <-exited:
-			return ErrExited
-		case <-ctx.Done():
-			return fmt.Errorf("%s not healthy after %v: %v", url, timeout, last)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 }
 
 // lineLog copies a child's output line by line to w with a prefix, keeps

@@ -25,6 +25,7 @@ import (
 
 	"github.com/letterboxmail/letterbox/internal/filestore"
 	"github.com/letterboxmail/letterbox/internal/store"
+	"github.com/letterboxmail/letterbox/internal/testenv"
 )
 
 // buildGateway builds the smtpgw binary into dir.
@@ -52,13 +53,13 @@ func freeAddr(t *testing.T) string {
 type gatewayProc struct {
 	cmd       *exec.Cmd
 	smtp, web string
-	log       *syncBuffer
+	log       *testenv.Buffer
 	exited    chan struct{}
 }
 
 func startProc(t *testing.T, bin, storeDir, routes string, extra ...string) *gatewayProc {
 	t.Helper()
-	p := &gatewayProc{smtp: freeAddr(t), web: freeAddr(t), log: &syncBuffer{}, exited: make(chan struct{})}
+	p := &gatewayProc{smtp: freeAddr(t), web: freeAddr(t), log: &testenv.Buffer{}, exited: make(chan struct{})}
 	args := append([]string{"--smtp", p.smtp, "--http", p.web, "--store", "file://" + storeDir, "--routes", routes, "--hostname", "mx.test"}, extra...)
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log

@@ -2,7 +2,6 @@ package smtpgw
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -20,7 +19,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,6 +27,7 @@ import (
 	"github.com/letterboxmail/letterbox/internal/filestore"
 	"github.com/letterboxmail/letterbox/internal/routing"
 	"github.com/letterboxmail/letterbox/internal/store"
+	"github.com/letterboxmail/letterbox/internal/testenv"
 	"github.com/letterboxmail/letterbox/message"
 )
 
@@ -58,7 +57,7 @@ type harness struct {
 	dir    string
 	addr   string
 	reg    *prometheus.Registry
-	logs   *syncBuffer
+	logs   *testenv.Buffer
 	cancel context.CancelFunc
 	served chan error
 }
@@ -93,7 +92,7 @@ func startGatewayLive(t testing.TB, cfg Config, st store.Store, routes *routing.
 	if cfg.Hostname == "" {
 		cfg.Hostname = "mx.test"
 	}
-	h := &harness{t: t, st: st, dir: t.TempDir(), reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
+	h := &harness{t: t, st: st, dir: t.TempDir(), reg: prometheus.NewRegistry(), logs: &testenv.Buffer{}}
 	log := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	g, err := New(cfg, st, routes, log, h.reg)
 	if err != nil {
@@ -238,24 +237,6 @@ func (h *harness) metric(name string, labels ...string) float64 {
 		}
 	}
 	return 0
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // rawClient speaks SMTP byte by byte, for tests that need exact control of

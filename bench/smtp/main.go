@@ -271,7 +271,9 @@ func (e *benchEnv) measure(target string, sessions, size, n int) (float64, float
 			return 0, 0, err
 		}
 		addr, stop, pid = g.smtp, g.stop, g.cmd.Process.Pid
-		count = func() (int, error) { return countFiles(filepath.Join(d, "store", "raw")) }
+		// Stop the gateway first: the file store moves logged messages into
+		// the tree in the background, and finishes when it closes.
+		count = func() (int, error) { g.stop(); return countFiles(filepath.Join(d, "store", "raw")) }
 	case "sink":
 		addr, stop, pid, err = startSink()
 		if err != nil {

@@ -3,10 +3,7 @@ package testenv
 import (
 	"bytes"
 	"context"
-	"errors"
-	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,7 +48,7 @@ type Versity struct {
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
-	out  *lockedBuffer
+	out  *Buffer
 	done chan struct{}
 }
 
@@ -201,7 +198,7 @@ func (v *Versity) start() error {
 		return nil
 	}
 	if v.out == nil {
-		v.out = &lockedBuffer{}
+		v.out = &Buffer{}
 	}
 	cmd := exec.Command(v.bin, v.args...)
 	cmd.Stdout = v.out
@@ -216,44 +213,13 @@ func (v *Versity) start() error {
 		_ = cmd.Wait()
 		close(done)
 	}()
-	if err := waitHealthy(v.Endpoint+versityHealthPath, done, 15*time.Second); err != nil {
+	if err := WaitHTTP(context.Background(), v.Endpoint+versityHealthPath, done, 15*time.Second); err != nil {
 		_ = cmd.Process.Kill()
 		<-done
 		return err
 	}
 	v.cmd, v.done = cmd, done
 	return nil
-}
-
-// waitHealthy polls url until it answers 200, the process exits or the
-// timeout passes.
-func waitHealthy(url string, exited <-chan struct{}, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	client := &http.Client{Timeout: time.Second}
-	var last error
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("health check: %s", resp.Status)
-		}
-		last = err
-		select {
-		case <-exited:
-			return errors.New("exited before it was ready")
-		case <-ctx.Done():
-			return fmt.Errorf("not ready after %v: %v", timeout, last)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 }
 
 func freeLoopbackAddr() (string, error) {
@@ -263,26 +229,4 @@ func freeLoopbackAddr() (string, error) {
 	}
 	defer l.Close()
 	return l.Addr().String(), nil
-}
-
-// lockedBuffer collects a child's output; the child's stdout and stderr
-// copiers write concurrently.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	if b == nil {
-		return ""
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

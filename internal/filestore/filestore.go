@@ -325,14 +325,27 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, store.Objec
 	}
 	f, err := os.Open(p)
 	if err != nil {
+		if r := s.pending(key); r != nil && r.op == opPut {
+			// Logged between the look at the log and the open.
+			return io.NopCloser(bytes.NewReader(r.data)), r.object(), nil
+		}
 		return nil, store.Object{}, s.mapErr(key, err)
+	}
+	// The file may be a new object the materializer is still writing in
+	// place; then its record is still in the log, and memory answers.
+	if r := s.pending(key); r != nil {
+		f.Close()
+		if r.op == opDelete {
+			return nil, store.Object{}, notFound(key)
+		}
+		return io.NopCloser(bytes.NewReader(r.data)), r.object(), nil
 	}
 	fi, err := f.Stat()
 	if err != nil || fi.IsDir() {
 		f.Close()
 		return nil, store.Object{}, notFound(key)
 	}
-	obj, err := s.object(key, p, fi)
+	obj, err := s.object(key, p, f, fi)
 	if err != nil {
 		f.Close()
 		return nil, store.Object{}, err
@@ -360,17 +373,24 @@ func (s *Store) Stat(ctx context.Context, key string) (store.Object, error) {
 		return r.object(), nil
 	}
 	fi, err := os.Stat(p)
+	// As in Get: a write logged meanwhile answers from memory.
+	if r := s.pending(key); r != nil {
+		if r.op == opDelete {
+			return store.Object{}, notFound(key)
+		}
+		return r.object(), nil
+	}
 	if err != nil {
 		return store.Object{}, s.mapErr(key, err)
 	}
 	if fi.IsDir() {
 		return store.Object{}, notFound(key)
 	}
-	return s.object(key, p, fi)
+	return s.object(key, p, nil, fi)
 }
 
-func (s *Store) object(key, path string, fi fs.FileInfo) (store.Object, error) {
-	meta, err := s.readMeta(key, path)
+func (s *Store) object(key, path string, f *os.File, fi fs.FileInfo) (store.Object, error) {
+	meta, err := s.readMeta(key, path, f)
 	if err != nil {
 		return store.Object{}, err
 	}

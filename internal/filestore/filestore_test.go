@@ -109,3 +109,77 @@ func TestKeyThatIsAlsoAPrefixIsRefused(t *testing.T) {
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return open(t) })
 }
+
+// TestReadersSeeWholeVersions overwrites one key and creates new keys
+// while readers Get and Stat them: every read must be one whole version,
+// never a file the materializer is still writing or truncating.
+func TestReadersSeeWholeVersions(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	body := func(v int) string { return strings.Repeat(strconv.Itoa(v%10), 100+v%7*1000) }
+	// A whole version is one digit repeated 100, 1100, … 6100 times.
+	check := func(key, got string) {
+		if len(got) < 100 || (len(got)-100)%1000 != 0 || strings.Trim(got, got[:1]) != "" {
+			t.Errorf("Get %s: torn read of %d bytes", key, len(got))
+		}
+	}
+	const versions = 800
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		defer close(done)
+		for v := range versions {
+			if _, err := s.Put(ctx, "deliveries/record.json", strings.NewReader(body(v)), map[string]string{"v": strconv.Itoa(v)}); err != nil {
+				t.Error(err)
+				return
+			}
+			if _, err := s.Put(ctx, "raw/"+strconv.Itoa(v), strings.NewReader(body(v)), nil); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	for range 2 {
+		wg.Go(func() {
+			for n := 0; ; n++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				for _, key := range []string{"deliveries/record.json", "raw/" + strconv.Itoa(n%versions)} {
+					rc, obj, err := s.Get(ctx, key)
+					if errors.Is(err, store.ErrNotFound) {
+						continue
+					}
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					b, err := io.ReadAll(rc)
+					rc.Close()
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					check(key, string(b))
+					if int64(len(b)) != obj.Size {
+						t.Errorf("Get %s: %d bytes, object says %d", key, len(b), obj.Size)
+					}
+					if key == "deliveries/record.json" && body(atoi(obj.Meta["v"])) != string(b) {
+						t.Errorf("Get %s: metadata of version %s with other data", key, obj.Meta["v"])
+					}
+					if st, err := s.Stat(ctx, key); err == nil && key != "deliveries/record.json" && st.Size != obj.Size {
+						t.Errorf("Stat %s: size %d, Get read %d", key, st.Size, obj.Size)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
+}

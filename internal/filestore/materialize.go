@@ -85,14 +85,28 @@ func (s *Store) apply(r *record) error {
 	if err := os.MkdirAll(filepath.Dir(final), 0o750); err != nil {
 		return fmt.Errorf("%s: %w", r.key, err)
 	}
-	// Written in place, not renamed: until the record is released, reads
-	// are served from memory, and a crash replays the log over whatever
-	// half-written file it left.
-	f, err := os.OpenFile(final, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
+	// A new object is written in place, not renamed: until the record is
+	// released, reads are served from memory (Get and Stat look at the log
+	// again after opening the file), and a crash replays the log over
+	// whatever half-written file it left. An existing object is replaced
+	// by rename instead, since a reader may hold it open and must go on
+	// reading the version it opened, whole.
+	req := &commitReq{key: r.key}
+	f, err := os.OpenFile(final, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
+	if errors.Is(err, fs.ErrExist) {
+		f, err = os.CreateTemp(filepath.Join(s.dir, tmpDir), "mat-*")
+		if err == nil {
+			req.tmp = f.Name()
+			err = f.Chmod(0o640)
+		}
+	}
 	if err != nil {
+		if f != nil {
+			f.Close()
+		}
+		req.cleanup()
 		return fmt.Errorf("%s: %w", r.key, err)
 	}
-	req := &commitReq{key: r.key}
 	_, err = f.Write(r.data)
 	sidecar := false
 	if err == nil {
@@ -105,7 +119,16 @@ func (s *Store) apply(r *record) error {
 		err = cerr
 	}
 	if err == nil {
-		os.Chtimes(final, r.mod, r.mod)
+		if req.tmp != "" {
+			os.Chtimes(req.tmp, r.mod, r.mod)
+			if err = os.Rename(req.tmp, final); err == nil {
+				req.tmp = ""
+			}
+		} else {
+			os.Chtimes(final, r.mod, r.mod)
+		}
+	}
+	if err == nil {
 		if sidecar && len(r.meta) > 0 {
 			if err = s.writeSidecar(req, r.meta); err == nil {
 				os.MkdirAll(filepath.Dir(req.metaFinal), 0o750)

@@ -40,14 +40,22 @@ func writeMeta(f *os.File, meta map[string]string) (sidecar bool, err error) {
 }
 
 // readMeta reads an object's metadata from its file's attribute, or from
-// a sidecar.
-func (s *Store) readMeta(key, path string) (map[string]string, error) {
+// a sidecar. With f set (an open Get), the attribute is read from that
+// file, so data and metadata come from the same version even if the
+// object is replaced meanwhile.
+func (s *Store) readMeta(key, path string, f *os.File) (map[string]string, error) {
+	get := func(buf []byte) (int, error) {
+		if f != nil {
+			return unix.Fgetxattr(int(f.Fd()), xattrMeta, buf)
+		}
+		return unix.Getxattr(path, xattrMeta, buf)
+	}
 	buf := make([]byte, 4096)
-	n, err := unix.Getxattr(path, xattrMeta, buf)
+	n, err := get(buf)
 	if errors.Is(err, unix.ERANGE) {
-		if n, err = unix.Getxattr(path, xattrMeta, nil); err == nil {
+		if n, err = get(nil); err == nil {
 			buf = make([]byte, n)
-			n, err = unix.Getxattr(path, xattrMeta, buf)
+			n, err = get(buf)
 		}
 	}
 	var meta map[string]string

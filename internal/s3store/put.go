@@ -235,13 +235,26 @@ func (m *multipart) abort(ctx context.Context) {
 	defer cancel()
 	for try := 1; ; try++ {
 		_, err := m.s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &m.s.bucket, Key: &m.full, UploadId: m.uploadID})
-		if err != nil && !isNoSuchUpload(err) {
-			slog.WarnContext(ctx, "s3store: abort multipart upload", "bucket", m.s.bucket, "key", m.full, "upload_id", aws.ToString(m.uploadID), "err", err)
+		switch {
+		case err == nil:
+			_, err = m.s.client.ListParts(ctx, &s3.ListPartsInput{Bucket: &m.s.bucket, Key: &m.full, UploadId: m.uploadID})
+			if err != nil {
+				return // gone (NoSuchUpload)
+			}
+		case isNoSuchUpload(err):
 			return
+		default:
+			// A server still writing a canceled part may refuse the abort
+			// (versitygw answers 500 "directory not empty"): a temporary
+			// failure is tried again like a part that landed late.
+			temporary := fault.IsTemporary(classify(err, "abort", m.key))
+			slog.WarnContext(ctx, "s3store: abort multipart upload", "bucket", m.s.bucket, "key", m.full, "upload_id", aws.ToString(m.uploadID), "try", try, "temporary", temporary, "err", err)
+			if !temporary {
+				return
+			}
 		}
-		_, err = m.s.client.ListParts(ctx, &s3.ListPartsInput{Bucket: &m.s.bucket, Key: &m.full, UploadId: m.uploadID})
-		if err != nil || try == 5 {
-			return // gone (NoSuchUpload), or give up to the lifecycle rule
+		if try == 5 {
+			return // give up to the lifecycle rule
 		}
 		select {
 		case <-time.After(time.Duration(try) * 50 * time.Millisecond):

@@ -424,8 +424,23 @@ func (s *Store) List(ctx context.Context, prefix, startAfter string, fn func(sto
 		}
 		root = p
 	}
+	// Logged writes not yet in the tree, looked at before the walk and
+	// again after it: one materialized and released while the walk was
+	// past its directory is in the first look, one logged during the walk
+	// in the second. Stat below answers for each key's latest state.
 	seen := map[string]bool{}
 	var keys []string
+	logged := func() {
+		s.mu.Lock()
+		for k, r := range s.index {
+			if r.op == opPut && !seen[k] && strings.HasPrefix(k, prefix) && k > startAfter {
+				keys = append(keys, k)
+				seen[k] = true
+			}
+		}
+		s.mu.Unlock()
+	}
+	logged()
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscallENOTDIR) {
@@ -441,7 +456,7 @@ func (s *Store) List(ctx context.Context, prefix, startAfter string, fn func(sto
 		}
 		rel, _ := filepath.Rel(s.dir, p)
 		key := filepath.ToSlash(rel)
-		if strings.HasPrefix(key, prefix) && key > startAfter {
+		if strings.HasPrefix(key, prefix) && key > startAfter && !seen[key] {
 			keys = append(keys, key)
 			seen[key] = true
 		}
@@ -450,14 +465,7 @@ func (s *Store) List(ctx context.Context, prefix, startAfter string, fn func(sto
 	if err != nil {
 		return fault.Temporary(fmt.Errorf("filestore: list %s: %w", prefix, err))
 	}
-	// Logged writes not yet in the tree.
-	s.mu.Lock()
-	for k, r := range s.index {
-		if r.op == opPut && !seen[k] && strings.HasPrefix(k, prefix) && k > startAfter {
-			keys = append(keys, k)
-		}
-	}
-	s.mu.Unlock()
+	logged()
 	sort.Strings(keys)
 	for _, k := range keys {
 		if err := ctx.Err(); err != nil {

@@ -10,7 +10,11 @@
 //     as ordinary files, syncs the tree once per batch and drops the log
 //     segment; reads in between are served from memory. No file is created
 //     while the writer waits, which matters on file systems where creating
-//     a file is slow.
+//     a file is slow, and the materializer lets a burst of writes pass
+//     first (at most 2 s, 4096 records or 16 MiB), so file creation does
+//     not compete with the writers for the CPU. A new object's file is
+//     written in place; an existing one is replaced by rename, so a reader
+//     that has it open keeps reading one whole version.
 //   - Larger objects stream to a temporary file; the file system is synced,
 //     the file renamed into place and the rename synced, again shared by a
 //     batch (the write–fsync–rename–fsync sequence of POSIX crash

@@ -10,6 +10,24 @@ import (
 	"time"
 )
 
+// Materialization yields to a burst of writes: acknowledging a write needs
+// only the log, while creating a file per object is the expensive part of
+// the work on most file systems (on ext4 without a journal, creating one
+// inode costs 30 µs to 0.8 ms of CPU, depending on how many were freed in
+// the last minute). So the materializer collects records until writes
+// pause for settleDelay, or the oldest collected record has waited
+// maxDelay, or a batch holds maxMatBatch records or maxMatBytes of data,
+// and then writes them all. The total work is the same; it just does not
+// compete with the writers while they are waiting for acknowledgements.
+// Until then records are served from memory (bounded by maxPending) and a
+// crash replays them from the log.
+const (
+	settleDelay = 50 * time.Millisecond
+	maxDelay    = 2 * time.Second
+	maxMatBatch = 4096
+	maxMatBytes = maxPending / 4
+)
+
 // materializer writes logged records out as files in the tree, in
 // batches: write every file (no sync each), sync the file system once,
 // then forget the records and delete the segments they emptied. It runs
@@ -17,24 +35,37 @@ import (
 func (s *Store) materializer() {
 	defer s.stopped.Done()
 	batch := make([]*record, 0, 512)
-	for {
+	quiet := time.NewTimer(settleDelay)
+	quiet.Stop()
+	for open := true; open; {
 		r, ok := <-s.mat
 		if !ok {
 			return
 		}
 		batch = append(batch[:0], r)
-	drain:
-		for len(batch) < cap(batch) {
+		size := len(r.data)
+		deadline := time.Now().Add(maxDelay)
+		quiet.Reset(settleDelay)
+	collect:
+		for len(batch) < maxMatBatch && size < maxMatBytes {
 			select {
 			case r, ok := <-s.mat:
 				if !ok {
-					break drain
+					open = false // Close: write everything now
+					break collect
 				}
 				batch = append(batch, r)
-			default:
-				break drain
+				size += len(r.data)
+				if wait := time.Until(deadline); wait > 0 {
+					quiet.Reset(min(wait, settleDelay))
+				} else {
+					break collect
+				}
+			case <-quiet.C:
+				break collect
 			}
 		}
+		quiet.Stop()
 		for {
 			err := s.materialize(batch)
 			if err == nil {
@@ -46,6 +77,9 @@ func (s *Store) materializer() {
 			time.Sleep(time.Second)
 		}
 		s.release(batch)
+	}
+	// Close with a batch collected: nothing more will come.
+	for range s.mat {
 	}
 }
 

@@ -97,7 +97,7 @@ func throughput(rows []map[string]string, size, path string) error {
 	p.X.Label.Text = "concurrent SMTP sessions"
 	p.Y.Label.Text = "messages per second (median)"
 	p.X.Scale = plot.LogScale{}
-	p.X.Tick.Marker = plot.LogTicks{}
+	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
 	labels := map[string]string{"letterbox": "letterbox (durable)", "postfix": "Postfix queue (durable)", "sink": "smtp-sink (discards: ceiling)"}
 	for i, tg := range []string{"letterbox", "postfix", "sink"} {
 		var pts plotter.XYs
@@ -120,6 +120,7 @@ func throughput(rows []map[string]string, size, path string) error {
 		p.Legend.Add(labels[tg], l, s)
 	}
 	p.Legend.Top = true
+	p.Legend.Left = true
 	p.Add(plotter.NewGrid())
 	return p.Save(9*vg.Inch, 5*vg.Inch, path)
 }
@@ -132,7 +133,7 @@ func latency(rows []map[string]string, path string) error {
 	p.X.Label.Text = "offered rate (messages per second)"
 	p.Y.Label.Text = "latency (ms, log scale)"
 	p.Y.Scale = plot.LogScale{}
-	p.Y.Tick.Marker = plot.LogTicks{}
+	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 	type key struct {
 		store string
 		rate  float64

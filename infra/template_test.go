@@ -651,6 +651,153 @@ func TestGateway(t *testing.T) {
 	}
 }
 
+// ifParts returns the condition and both values of an Fn::If, or "".
+func ifParts(n *cfn.Node) (cond string, then, els *cfn.Node) {
+	if name, arg := intrinsic(n); name == "Fn::If" && arg.Kind == cfn.Seq && len(arg.Items) == 3 {
+		return arg.Items[0].Str(), arg.Items[1], arg.Items[2]
+	}
+	return "", nil, nil
+}
+
+// walk calls f for n and every node under it.
+func walk(n *cfn.Node, f func(*cfn.Node)) {
+	if n == nil {
+		return
+	}
+	f(n)
+	for _, it := range n.Items {
+		walk(it, f)
+	}
+	for _, v := range n.Vals {
+		walk(v, f)
+	}
+}
+
+// Forward actions: the SRS key is a secret CloudFormation generates, only
+// when ForwardSrsDomain is set; the deliver function gets the domain and
+// the secret's ARN under that condition only, and may read that secret and
+// no other. No secret value is in the template, its parameters or any
+// function's environment.
+func TestForwarding(t *testing.T) {
+	tp := template(t)
+	if p := tp.Parameters.Get("ForwardSrsDomain"); p == nil || p.Get("Default") == nil || p.Get("Default").Str() != "" {
+		t.Error(`no parameter ForwardSrsDomain with Default "" (forwarding off unless asked for)`)
+	}
+	// UseForwarding: !Not [!Equals [!Ref ForwardSrsDomain, ""]]
+	cond := tp.Conditions.Get("UseForwarding")
+	if name, arg := intrinsic(cond); name != "Fn::Not" || arg.Kind != cfn.Seq || len(arg.Items) != 1 {
+		t.Error("condition UseForwarding must be !Not [!Equals [!Ref ForwardSrsDomain, \"\"]]")
+	} else if name, eq := intrinsic(arg.Items[0]); name != "Fn::Equals" || eq.Kind != cfn.Seq || len(eq.Items) != 2 ||
+		refTarget(eq.Items[0]) != "ForwardSrsDomain" || eq.Items[1].Kind != cfn.Scalar || eq.Items[1].Str() != "" {
+		t.Error("condition UseForwarding must be !Not [!Equals [!Ref ForwardSrsDomain, \"\"]]")
+	}
+
+	secrets := tp.ResourcesOfType("AWS::SecretsManager::Secret")
+	if !slices.Equal(secrets, []string{"ForwardSrsSecret"}) {
+		t.Errorf("secrets %v, want [ForwardSrsSecret]", secrets)
+	}
+	if c := tp.Resource("ForwardSrsSecret").Get("Condition").Str(); c != "UseForwarding" {
+		t.Errorf("ForwardSrsSecret has Condition %q, want UseForwarding", c)
+	}
+	for _, id := range secrets {
+		p := props(t, id)
+		if p.Get("SecretString") != nil {
+			t.Errorf("line %d: %s has a SecretString: its value would be in the template", p.Get("SecretString").Line, id)
+		}
+		g := p.Get("GenerateSecretString")
+		if n, ok := g.Get("PasswordLength").Int(); !ok || n < 32 {
+			t.Errorf("%s: GenerateSecretString.PasswordLength %v, want a literal of at least 32", id, g.Get("PasswordLength").Str())
+		}
+		if g.Get("ExcludePunctuation").Str() != "true" {
+			t.Errorf("%s: GenerateSecretString.ExcludePunctuation must be true (a key safe to paste into a shell or postsrsd's configuration)", id)
+		}
+		if g.Get("SecretStringTemplate") != nil {
+			t.Errorf("%s: SecretStringTemplate makes a JSON secret; the deliver function reads the plain string", id)
+		}
+	}
+
+	// The deliver function's forwarding variables exist under UseForwarding only.
+	env := functionEnv(t, "DeliverFunction")
+	for name, want := range map[string]string{"LETTERBOX_SRS_DOMAIN": "ForwardSrsDomain", "LETTERBOX_SRS_SECRET_ARN": "ForwardSrsSecret", "LETTERBOX_FORWARD_HELO": "ForwardHelo"} {
+		c, then, els := ifParts(env[name])
+		if c != "UseForwarding" || refTarget(then) != want || !els.IsNoValue() {
+			t.Errorf("DeliverFunction: %s must be !If [UseForwarding, !Ref %s, !Ref AWS::NoValue]", name, want)
+		}
+	}
+	for _, id := range functions(t) {
+		for name, v := range functionEnv(t, id) {
+			if id != "DeliverFunction" && (strings.HasPrefix(name, "LETTERBOX_SRS_") || strings.HasPrefix(name, "LETTERBOX_FORWARD_")) {
+				t.Errorf("%s: %s; only the deliver function forwards", id, name)
+			}
+			if secretish(name) && !strings.HasSuffix(name, "_ARN") {
+				t.Errorf("line %d: %s: %s would hold a secret's value in the function's configuration; pass an ARN", v.Line, id, name)
+			}
+			walk(v, func(n *cfn.Node) {
+				if strings.Contains(n.Str(), "{{resolve:") {
+					t.Errorf("line %d: %s: %s resolves a dynamic reference into the function's configuration, in clear", n.Line, id, name)
+				}
+			})
+		}
+	}
+	// Nor is a secret passed in as a parameter.
+	for i, name := range tp.Parameters.Keys {
+		p := tp.Parameters.Vals[i]
+		if p.Get("NoEcho") != nil || secretish(name) && !strings.HasSuffix(name, "Arn") {
+			t.Errorf("line %d: parameter %s looks like a secret value; generate it in Secrets Manager instead", p.Line, name)
+		}
+	}
+
+	// Every secretsmanager permission is GetSecretValue on one named
+	// secret; the deliver role's is on ForwardSrsSecret under UseForwarding.
+	for _, s := range statements(t) {
+		for _, a := range items(s.node.Get("Action")) {
+			if !strings.HasPrefix(strings.ToLower(a.Str()), "secretsmanager:") {
+				continue
+			}
+			if a.Str() != "secretsmanager:GetSecretValue" {
+				t.Errorf("line %d: %s: %s; only secretsmanager:GetSecretValue is needed", a.Line, s.where, a.Str())
+			}
+			res := items(s.node.Get("Resource"))
+			if len(res) != 1 || res[0].Kind == cfn.Scalar {
+				t.Errorf("line %d: %s: secretsmanager on %d resources or a literal; want one !Ref", s.node.Line, s.where, len(res))
+			}
+		}
+	}
+	var granted int
+	role := tp.Resource("DeliverRole").Get("Properties")
+	for _, pol := range items(role.Get("Policies")) {
+		for _, st := range pol.Path("PolicyDocument", "Statement").Items {
+			c, then, els := ifParts(st)
+			for _, b := range branches(st) {
+				if !slices.ContainsFunc(items(b.Get("Action")), func(a *cfn.Node) bool { return strings.HasPrefix(a.Str(), "secretsmanager:") }) {
+					continue
+				}
+				granted++
+				if c != "UseForwarding" || then != b || !els.IsNoValue() {
+					t.Errorf("line %d: DeliverRole reads a secret outside !If [UseForwarding, ..., !Ref AWS::NoValue]", b.Line)
+				}
+				if b.Get("Effect").Str() != "Allow" || !slices.Equal(b.Get("Action").Strings(), []string{"secretsmanager:GetSecretValue"}) || refTarget(b.Get("Resource")) != "ForwardSrsSecret" {
+					t.Errorf("line %d: DeliverRole's secret statement must Allow secretsmanager:GetSecretValue on !Ref ForwardSrsSecret only", b.Line)
+				}
+			}
+		}
+	}
+	if granted != 1 {
+		t.Errorf("DeliverRole has %d secretsmanager statements, want 1 (GetSecretValue on ForwardSrsSecret)", granted)
+	}
+	for _, name := range []string{"ForwardSrsSecretArn", "ForwardSrsRotateCommand"} {
+		if o := tp.Outputs.Get(name); o == nil || o.Get("Condition").Str() != "UseForwarding" {
+			t.Errorf("no output %s with Condition UseForwarding", name)
+		}
+	}
+}
+
+// secretish reports whether a name says it holds a secret.
+func secretish(name string) bool {
+	n := strings.ToLower(name)
+	return strings.Contains(n, "secret") || strings.Contains(n, "password") || strings.Contains(n, "token") || strings.HasSuffix(n, "_key")
+}
+
 // The SES receipt rule writes into the prefix the raw queue is notified
 // for, and the bucket policy lets exactly that rule write there.
 func TestSESIngress(t *testing.T) {

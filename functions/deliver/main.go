@@ -21,7 +21,7 @@ func main() {
 	ctx := context.Background()
 	log := slog.New(lambdacontext.NewLogHandler())
 	env := lambdaenv.MustLoad(ctx, log)
-	fwd, err := lambdaenv.ForwardConfig(os.Getenv)
+	fwd, err := env.ForwardConfig(ctx)
 	lambdaenv.Check(log, err, "forwarding")
 	hooks := delivery.NewWebhooks(egress.Policy{}, os.Getenv)
 	hooks.Store, hooks.Links = env.Store, env.Links

@@ -8,11 +8,14 @@
 //	LETTERBOX_ROUTES_INTERVAL        how often to check the routes for changes (default 30s)
 //	LETTERBOX_JOURNAL                all (default) or failures: which deliveries get a store record
 //
-// Only main packages call it: it is the functions' configuration reader.
+// and, for the deliver function, the forward action's variables (see
+// LoadForwardConfig). Only main packages call it: it is the functions'
+// configuration reader.
 package lambdaenv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -21,6 +24,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/letterboxmail/letterbox/internal/delivery"
@@ -112,22 +117,73 @@ func Check(log *slog.Logger, err error, what string) {
 }
 
 // ForwardConfig reads the forward action's configuration from the
+// environment alone, for `letterbox dev`: it is LoadForwardConfig without
+// Secrets Manager, so LETTERBOX_SRS_SECRET_ARN is refused.
+func ForwardConfig(getenv func(string) string) (*forward.Config, error) {
+	return LoadForwardConfig(context.Background(), getenv, nil)
+}
+
+// ForwardConfig is LoadForwardConfig for a function: the SRS secret may come
+// from Secrets Manager, through a client built from the same AWS
+// configuration as the other clients.
+func (e *Env) ForwardConfig(ctx context.Context) (*forward.Config, error) {
+	return LoadForwardConfig(ctx, os.Getenv, secretsmanager.NewFromConfig(e.AWS))
+}
+
+// SecretsAPI is the one Secrets Manager call LoadForwardConfig makes; the
+// SDK's *secretsmanager.Client implements it. It is the seam for the tests,
+// which cannot run Secrets Manager: they give it the real client pointed at
+// a local server that answers GetSecretValue.
+type SecretsAPI interface {
+	GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
+}
+
+// LoadForwardConfig reads the forward action's configuration from the
 // environment, or returns nil when forwarding is not configured
 // (LETTERBOX_SRS_DOMAIN unset: forward actions then fail permanently with a
-// clear error). The caller sets Store and Policy. `letterbox dev` uses it
-// too, so both read the same variables:
+// clear error). The caller sets Store and Policy. `letterbox dev` reads the
+// same variables, through ForwardConfig:
 //
-//	LETTERBOX_SRS_DOMAIN, LETTERBOX_SRS_SECRET  SRS rewriting (required to forward)
-//	LETTERBOX_SRS_OLD_SECRETS                   comma-separated, still accepted
+//	LETTERBOX_SRS_DOMAIN        the SRS domain (required to forward)
+//	LETTERBOX_SRS_SECRET        the SRS secret, or instead
+//	LETTERBOX_SRS_SECRET_ARN    a Secrets Manager secret holding it (the stack's)
+//	LETTERBOX_SRS_OLD_SECRETS   comma-separated, still accepted
 //	LETTERBOX_ARC_KEY_FILE, LETTERBOX_ARC_SELECTOR, LETTERBOX_ARC_DOMAIN  ARC sealing (optional)
 //	LETTERBOX_FORWARD_HELO, LETTERBOX_FORWARD_TIMEOUT
-func ForwardConfig(getenv func(string) string) (*forward.Config, error) {
-	domain := getenv("LETTERBOX_SRS_DOMAIN")
+//
+// With LETTERBOX_SRS_SECRET_ARN the secret is read once, here, at cold
+// start: its AWSCURRENT version signs, and its AWSPREVIOUS version, when
+// there is one, joins SRSOldSecrets (first), so that addresses minted
+// before a rotation still verify. Setting both LETTERBOX_SRS_SECRET and
+// LETTERBOX_SRS_SECRET_ARN is refused, rather than one silently winning;
+// so is LETTERBOX_SRS_SECRET_ARN without LETTERBOX_SRS_DOMAIN, or with
+// secrets nil. Errors name the secret's ARN, never its value.
+func LoadForwardConfig(ctx context.Context, getenv func(string) string, secrets SecretsAPI) (*forward.Config, error) {
+	domain, arn := getenv("LETTERBOX_SRS_DOMAIN"), getenv("LETTERBOX_SRS_SECRET_ARN")
 	if domain == "" {
+		if arn != "" {
+			return nil, errors.New("LETTERBOX_SRS_SECRET_ARN is set but LETTERBOX_SRS_DOMAIN is not: set both to forward, or neither")
+		}
 		return nil, nil
 	}
 	cfg := &forward.Config{SRSDomain: domain, SRSSecret: getenv("LETTERBOX_SRS_SECRET"),
 		Resolver: getenv("LETTERBOX_RESOLVER"), HELO: getenv("LETTERBOX_FORWARD_HELO"), Getenv: getenv}
+	if arn != "" {
+		switch {
+		case cfg.SRSSecret != "":
+			return nil, errors.New("both LETTERBOX_SRS_SECRET and LETTERBOX_SRS_SECRET_ARN are set: set one (an old secret goes in LETTERBOX_SRS_OLD_SECRETS)")
+		case secrets == nil:
+			return nil, errors.New("LETTERBOX_SRS_SECRET_ARN is read only by the functions on AWS: set LETTERBOX_SRS_SECRET instead")
+		}
+		current, previous, err := srsSecret(ctx, secrets, arn)
+		if err != nil {
+			return nil, err
+		}
+		cfg.SRSSecret = current
+		if previous != "" && previous != current {
+			cfg.SRSOldSecrets = append(cfg.SRSOldSecrets, previous)
+		}
+	}
 	for _, s := range strings.Split(getenv("LETTERBOX_SRS_OLD_SECRETS"), ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			cfg.SRSOldSecrets = append(cfg.SRSOldSecrets, s)
@@ -148,4 +204,31 @@ func ForwardConfig(getenv func(string) string) (*forward.Config, error) {
 		cfg.ARC = k
 	}
 	return cfg, nil
+}
+
+// srsSecret reads the AWSCURRENT and, if it exists, the AWSPREVIOUS version
+// of the secret arn. A secret that was never rotated has no AWSPREVIOUS
+// version: previous is then "".
+func srsSecret(ctx context.Context, api SecretsAPI, arn string) (current, previous string, err error) {
+	get := func(stage string) (string, error) {
+		out, err := api.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(arn), VersionStage: aws.String(stage)})
+		if err != nil {
+			return "", err
+		}
+		if aws.ToString(out.SecretString) == "" {
+			return "", errors.New("the version has no SecretString (a binary or empty secret)")
+		}
+		return *out.SecretString, nil
+	}
+	if current, err = get("AWSCURRENT"); err != nil {
+		return "", "", fmt.Errorf("SRS secret %s (LETTERBOX_SRS_SECRET_ARN), version AWSCURRENT: %w", arn, err)
+	}
+	previous, err = get("AWSPREVIOUS")
+	if notFound := (*smtypes.ResourceNotFoundException)(nil); errors.As(err, &notFound) {
+		return current, "", nil
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("SRS secret %s (LETTERBOX_SRS_SECRET_ARN), version AWSPREVIOUS: %w", arn, err)
+	}
+	return current, previous, nil
 }

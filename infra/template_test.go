@@ -763,31 +763,135 @@ func TestForwarding(t *testing.T) {
 			}
 		}
 	}
-	var granted int
-	role := tp.Resource("DeliverRole").Get("Properties")
-	for _, pol := range items(role.Get("Policies")) {
-		for _, st := range pol.Path("PolicyDocument", "Statement").Items {
-			c, then, els := ifParts(st)
-			for _, b := range branches(st) {
-				if !slices.ContainsFunc(items(b.Get("Action")), func(a *cfn.Node) bool { return strings.HasPrefix(a.Str(), "secretsmanager:") }) {
-					continue
-				}
-				granted++
-				if c != "UseForwarding" || then != b || !els.IsNoValue() {
-					t.Errorf("line %d: DeliverRole reads a secret outside !If [UseForwarding, ..., !Ref AWS::NoValue]", b.Line)
-				}
-				if b.Get("Effect").Str() != "Allow" || !slices.Equal(b.Get("Action").Strings(), []string{"secretsmanager:GetSecretValue"}) || refTarget(b.Get("Resource")) != "ForwardSrsSecret" {
-					t.Errorf("line %d: DeliverRole's secret statement must Allow secretsmanager:GetSecretValue on !Ref ForwardSrsSecret only", b.Line)
-				}
-			}
-		}
-	}
-	if granted != 1 {
-		t.Errorf("DeliverRole has %d secretsmanager statements, want 1 (GetSecretValue on ForwardSrsSecret)", granted)
-	}
+	// The deliver role reads two secrets, each under its own condition:
+	// the stack's SRS key and the operator's secret of variables
+	// (TestDeliverSecret).
+	checkGrants(t, "DeliverRole", "secretsmanager:", []grant{
+		{"UseForwarding", "secretsmanager:GetSecretValue", "ForwardSrsSecret"},
+		{"HasDeliverSecret", "secretsmanager:GetSecretValue", "DeliverSecretArn"},
+	})
 	for _, name := range []string{"ForwardSrsSecretArn", "ForwardSrsRotateCommand"} {
 		if o := tp.Outputs.Get(name); o == nil || o.Get("Condition").Str() != "UseForwarding" {
 			t.Errorf("no output %s with Condition UseForwarding", name)
+		}
+	}
+}
+
+// grant is a statement a role must have: Allow Action (comma-separated
+// when several) on !Ref Resource, inside !If [Cond, ..., !Ref AWS::NoValue].
+type grant struct{ Cond, Action, Resource string }
+
+// checkGrants checks that role's statements with an action starting with
+// prefix are exactly want, each once.
+func checkGrants(t *testing.T, role, prefix string, want []grant) {
+	t.Helper()
+	var got []grant
+	for _, pol := range items(props(t, role).Get("Policies")) {
+		for _, st := range pol.Path("PolicyDocument", "Statement").Items {
+			c, then, els := ifParts(st)
+			for _, b := range branches(st) {
+				acts := b.Get("Action").Strings()
+				if !slices.ContainsFunc(items(b.Get("Action")), func(a *cfn.Node) bool { return strings.HasPrefix(a.Str(), prefix) }) {
+					continue
+				}
+				if then != b || !els.IsNoValue() {
+					t.Errorf("line %d: %s: %v outside !If [CONDITION, ..., !Ref AWS::NoValue]", b.Line, role, acts)
+					continue
+				}
+				res := items(b.Get("Resource"))
+				if b.Get("Effect").Str() != "Allow" || len(res) != 1 || refTarget(res[0]) == "" {
+					t.Errorf("line %d: %s: want Allow on one !Ref", b.Line, role)
+					continue
+				}
+				got = append(got, grant{c, strings.Join(acts, ","), refTarget(res[0])})
+			}
+		}
+	}
+	cmp := func(a, b grant) int { return strings.Compare(a.Cond+a.Action+a.Resource, b.Cond+b.Action+b.Resource) }
+	slices.SortFunc(got, cmp)
+	want = slices.Clone(want)
+	slices.SortFunc(want, cmp)
+	if !slices.Equal(got, want) {
+		t.Errorf("%s: %s statements %+v, want %+v", role, prefix, got, want)
+	}
+}
+
+// The operator's own secret (DeliverSecretArn): a JSON object of variables
+// for the deliver function (secret_env, password_env, LETTERBOX_ARC_KEY).
+// Only its ARN is in the function's environment, only when the parameter is
+// set; only the deliver role may read it, and decrypt with its KMS key only
+// through Secrets Manager and only when that key is given.
+func TestDeliverSecret(t *testing.T) {
+	tp := template(t)
+	for _, name := range []string{"DeliverSecretArn", "DeliverSecretKmsKeyArn"} {
+		p := tp.Parameters.Get(name)
+		if p == nil || p.Get("Default") == nil || p.Get("Default").Str() != "" || p.Get("AllowedPattern") == nil {
+			t.Errorf(`no parameter %s with Default "" and an AllowedPattern`, name)
+		}
+	}
+	if pat := tp.Parameters.Get("DeliverSecretArn").Get("AllowedPattern").Str(); !strings.Contains(pat, ":secretsmanager:") {
+		t.Errorf("DeliverSecretArn's AllowedPattern %q does not require a Secrets Manager ARN", pat)
+	}
+	// HasDeliverSecret: !Not [!Equals [!Ref DeliverSecretArn, ""]]
+	if name, arg := intrinsic(tp.Conditions.Get("HasDeliverSecret")); name != "Fn::Not" || arg.Kind != cfn.Seq || len(arg.Items) != 1 {
+		t.Error(`condition HasDeliverSecret must be !Not [!Equals [!Ref DeliverSecretArn, ""]]`)
+	} else if name, eq := intrinsic(arg.Items[0]); name != "Fn::Equals" || eq.Kind != cfn.Seq || len(eq.Items) != 2 ||
+		refTarget(eq.Items[0]) != "DeliverSecretArn" || eq.Items[1].Kind != cfn.Scalar || eq.Items[1].Str() != "" {
+		t.Error(`condition HasDeliverSecret must be !Not [!Equals [!Ref DeliverSecretArn, ""]]`)
+	}
+	// HasDeliverSecretKmsKey: !And [!Condition HasDeliverSecret, ...]
+	if name, arg := intrinsic(tp.Conditions.Get("HasDeliverSecretKmsKey")); name != "Fn::And" || arg.Kind != cfn.Seq ||
+		!slices.ContainsFunc(arg.Items, func(n *cfn.Node) bool { c, a := intrinsic(n); return c == "Condition" && a.Str() == "HasDeliverSecret" }) {
+		t.Error("condition HasDeliverSecretKmsKey must imply HasDeliverSecret")
+	}
+
+	c, then, els := ifParts(functionEnv(t, "DeliverFunction")["LETTERBOX_SECRETS_ARN"])
+	if c != "HasDeliverSecret" || refTarget(then) != "DeliverSecretArn" || !els.IsNoValue() {
+		t.Error("DeliverFunction: LETTERBOX_SECRETS_ARN must be !If [HasDeliverSecret, !Ref DeliverSecretArn, !Ref AWS::NoValue]")
+	}
+	for _, id := range functions(t) {
+		if _, ok := functionEnv(t, id)["LETTERBOX_SECRETS_ARN"]; ok && id != "DeliverFunction" {
+			t.Errorf("%s: LETTERBOX_SECRETS_ARN; only the deliver function resolves secret_env and password_env", id)
+		}
+	}
+
+	// Only the deliver role mentions the secret or its key (the
+	// secretsmanager grant itself is checked in TestForwarding).
+	checkGrants(t, "DeliverRole", "kms:Decrypt", []grant{
+		{"HasDeliverSecretKmsKey", "kms:Decrypt", "DeliverSecretKmsKeyArn"},
+		{"UseKms", "kms:Decrypt,kms:GenerateDataKey", "KmsKeyArn"}, // the bucket's key
+	})
+	for _, s := range statements(t) {
+		mentions := false
+		walk(s.node, func(n *cfn.Node) {
+			if r := refTarget(n); r == "DeliverSecretArn" || r == "DeliverSecretKmsKeyArn" {
+				mentions = true
+			}
+		})
+		if mentions && !strings.HasPrefix(s.where, "DeliverRole/") {
+			t.Errorf("line %d: %s refers to the deliver function's secret", s.node.Line, s.where)
+		}
+		if !slices.ContainsFunc(items(s.node.Get("Resource")), func(n *cfn.Node) bool { return refTarget(n) == "DeliverSecretKmsKeyArn" }) {
+			continue
+		}
+		via := s.node.Path("Condition", "StringEquals", "kms:ViaService")
+		if subText(via) != "secretsmanager.${AWS::Region}.amazonaws.com" {
+			t.Errorf("line %d: %s: kms:Decrypt on DeliverSecretKmsKeyArn without the condition kms:ViaService = secretsmanager.${AWS::Region}.amazonaws.com", s.node.Line, s.where)
+		}
+	}
+	if o := tp.Outputs.Get("DeliverSecretReloadCommand"); o == nil || o.Get("Condition").Str() != "HasDeliverSecret" {
+		t.Error("no output DeliverSecretReloadCommand with Condition HasDeliverSecret")
+	}
+
+	// No secret value is written into the template: the secret is the
+	// operator's, created outside the stack.
+	b, err := os.ReadFile(filepath.Join(root(t), "template.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, lit := range []string{"whsec_", "-----BEGIN"} { // no SecretString: TestForwarding
+		if strings.Contains(string(b), lit) {
+			t.Errorf("template.yaml contains %q: a secret's value belongs in Secrets Manager", lit)
 		}
 	}
 }

@@ -45,7 +45,11 @@ func runDev(ctx context.Context, args []string) error {
 		return &exitError{2, err}
 	}
 	cfg.Gateway, cfg.Logger = gw, logger
-	// Forwarding is configured by environment, as in the deliver function.
+	// Forwarding is configured by environment, as in the deliver function;
+	// LETTERBOX_SECRETS_ARN (Secrets Manager) is refused rather than ignored.
+	if _, err := lambdaenv.LoadSecrets(ctx, os.Getenv, nil); err != nil {
+		return &exitError{2, err}
+	}
 	if cfg.Forward, err = lambdaenv.ForwardConfig(os.Getenv); err != nil {
 		return &exitError{2, err}
 	}

@@ -1,11 +1,12 @@
 // Command deliver is the delivery Lambda function: delivery jobs from the
-// delivery SQS queue in, signed webhooks out. See internal/delivery.
+// delivery SQS queue in, signed webhooks out. See internal/delivery. Its
+// secret_env and password_env variables may come from the secret
+// LETTERBOX_SECRETS_ARN names (lambdaenv.LoadSecrets).
 package main
 
 import (
 	"context"
 	"log/slog"
-	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdacontext"
@@ -21,9 +22,11 @@ func main() {
 	ctx := context.Background()
 	log := slog.New(lambdacontext.NewLogHandler())
 	env := lambdaenv.MustLoad(ctx, log)
-	fwd, err := env.ForwardConfig(ctx)
+	getenv, err := env.Getenv(ctx)
+	lambdaenv.Check(log, err, "secrets")
+	fwd, err := env.ForwardConfig(ctx, getenv)
 	lambdaenv.Check(log, err, "forwarding")
-	hooks := delivery.NewWebhooks(egress.Policy{}, os.Getenv)
+	hooks := delivery.NewWebhooks(egress.Policy{}, getenv)
 	hooks.Store, hooks.Links = env.Store, env.Links
 	h := &delivery.Handler{Store: env.Store, Routes: env.Routes, Queue: env.Queue, Journal: env.Journal, Webhooks: hooks,
 		Publisher: publish.New(env.AWS), Log: log}

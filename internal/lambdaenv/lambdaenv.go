@@ -8,17 +8,21 @@
 //	LETTERBOX_ROUTES_INTERVAL        how often to check the routes for changes (default 30s)
 //	LETTERBOX_JOURNAL                all (default) or failures: which deliveries get a store record
 //
-// and, for the deliver function, the forward action's variables (see
-// LoadForwardConfig). Only main packages call it: it is the functions'
-// configuration reader.
+// and, for the deliver function, LETTERBOX_SECRETS_ARN, a Secrets Manager
+// secret of further variables (see LoadSecrets), and the forward action's
+// variables (see LoadForwardConfig). Only main packages call it: it is the
+// functions' configuration reader.
 package lambdaenv
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -123,17 +127,26 @@ func ForwardConfig(getenv func(string) string) (*forward.Config, error) {
 	return LoadForwardConfig(context.Background(), getenv, nil)
 }
 
-// ForwardConfig is LoadForwardConfig for a function: the SRS secret may come
-// from Secrets Manager, through a client built from the same AWS
-// configuration as the other clients.
-func (e *Env) ForwardConfig(ctx context.Context) (*forward.Config, error) {
-	return LoadForwardConfig(ctx, os.Getenv, secretsmanager.NewFromConfig(e.AWS))
+// Getenv is LoadSecrets for a function: the deliver function's variables,
+// those of the secret LETTERBOX_SECRETS_ARN names (if any) added to the
+// environment, read through a client built from the same AWS configuration
+// as the other clients. Its result resolves secret_env and password_env and
+// is what ForwardConfig reads.
+func (e *Env) Getenv(ctx context.Context) (func(string) string, error) {
+	return LoadSecrets(ctx, os.Getenv, secretsmanager.NewFromConfig(e.AWS))
 }
 
-// SecretsAPI is the one Secrets Manager call LoadForwardConfig makes; the
-// SDK's *secretsmanager.Client implements it. It is the seam for the tests,
-// which cannot run Secrets Manager: they give it the real client pointed at
-// a local server that answers GetSecretValue.
+// ForwardConfig is LoadForwardConfig for a function, reading getenv (see
+// Getenv): the SRS secret may come from Secrets Manager, through a client
+// built from the same AWS configuration as the other clients.
+func (e *Env) ForwardConfig(ctx context.Context, getenv func(string) string) (*forward.Config, error) {
+	return LoadForwardConfig(ctx, getenv, secretsmanager.NewFromConfig(e.AWS))
+}
+
+// SecretsAPI is the one Secrets Manager call LoadSecrets and
+// LoadForwardConfig make; the SDK's *secretsmanager.Client implements it.
+// It is the seam for the tests, which cannot run Secrets Manager: they give
+// it the real client pointed at a local server that answers GetSecretValue.
 type SecretsAPI interface {
 	GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
 }
@@ -148,7 +161,9 @@ type SecretsAPI interface {
 //	LETTERBOX_SRS_SECRET        the SRS secret, or instead
 //	LETTERBOX_SRS_SECRET_ARN    a Secrets Manager secret holding it (the stack's)
 //	LETTERBOX_SRS_OLD_SECRETS   comma-separated, still accepted
-//	LETTERBOX_ARC_KEY_FILE, LETTERBOX_ARC_SELECTOR, LETTERBOX_ARC_DOMAIN  ARC sealing (optional)
+//	LETTERBOX_ARC_KEY_FILE      ARC sealing (optional): a PEM private key file, or instead
+//	LETTERBOX_ARC_KEY           the PEM text itself (e.g. from LETTERBOX_SECRETS_ARN)
+//	LETTERBOX_ARC_SELECTOR, LETTERBOX_ARC_DOMAIN  where its public key is published
 //	LETTERBOX_FORWARD_HELO, LETTERBOX_FORWARD_TIMEOUT
 //
 // With LETTERBOX_SRS_SECRET_ARN the secret is read once, here, at cold
@@ -157,7 +172,8 @@ type SecretsAPI interface {
 // before a rotation still verify. Setting both LETTERBOX_SRS_SECRET and
 // LETTERBOX_SRS_SECRET_ARN is refused, rather than one silently winning;
 // so is LETTERBOX_SRS_SECRET_ARN without LETTERBOX_SRS_DOMAIN, or with
-// secrets nil. Errors name the secret's ARN, never its value.
+// secrets nil, and both LETTERBOX_ARC_KEY and LETTERBOX_ARC_KEY_FILE.
+// Errors name the secret's ARN, never its value.
 func LoadForwardConfig(ctx context.Context, getenv func(string) string, secrets SecretsAPI) (*forward.Config, error) {
 	domain, arn := getenv("LETTERBOX_SRS_DOMAIN"), getenv("LETTERBOX_SRS_SECRET_ARN")
 	if domain == "" {
@@ -196,14 +212,119 @@ func LoadForwardConfig(ctx context.Context, getenv func(string) string, secrets 
 		}
 		cfg.Timeout = d
 	}
-	if f := getenv("LETTERBOX_ARC_KEY_FILE"); f != "" {
-		k, err := forward.LoadARCKey(f, getenv("LETTERBOX_ARC_SELECTOR"), getenv("LETTERBOX_ARC_DOMAIN"))
-		if err != nil {
-			return nil, fmt.Errorf("ARC key: %w", err)
+	file, text := getenv("LETTERBOX_ARC_KEY_FILE"), getenv("LETTERBOX_ARC_KEY")
+	selector, arcDomain := getenv("LETTERBOX_ARC_SELECTOR"), getenv("LETTERBOX_ARC_DOMAIN")
+	var err error
+	switch {
+	case file != "" && text != "":
+		return nil, errors.New("both LETTERBOX_ARC_KEY and LETTERBOX_ARC_KEY_FILE are set: set one")
+	case file != "":
+		if cfg.ARC, err = forward.LoadARCKey(file, selector, arcDomain); err != nil {
+			return nil, fmt.Errorf("ARC key (LETTERBOX_ARC_KEY_FILE): %w", err)
 		}
-		cfg.ARC = k
+	case text != "":
+		if cfg.ARC, err = forward.ParseARCKey([]byte(text), selector, arcDomain); err != nil {
+			return nil, fmt.Errorf("ARC key (LETTERBOX_ARC_KEY): %w", err)
+		}
 	}
 	return cfg, nil
+}
+
+// LoadSecrets returns getenv with the variables of the Secrets Manager
+// secret LETTERBOX_SECRETS_ARN names added, or getenv itself when that
+// variable is unset. The secret is the operator's (the stack's
+// DeliverSecretArn parameter): a JSON object whose keys are variable names
+// and whose values are strings, e.g.
+//
+//	{"ACME_WEBHOOK_SECRET": "whsec_...", "RELAY_PASSWORD": "...", "LETTERBOX_ARC_KEY": "-----BEGIN PRIVATE KEY-----\n..."}
+//
+// so that a webhook's secret_env, a forward's password_env and
+// LoadForwardConfig's variables (LETTERBOX_ARC_KEY) find them without the
+// values being in the function's configuration. Its AWSCURRENT version is
+// read once, here, at cold start; a new value takes effect at the next cold
+// start.
+//
+// A key that getenv also has (non-empty) is refused, rather than one of
+// the two silently winning: each name has one place. So are a secret that
+// cannot be read or has no SecretString, one that is not a JSON object of
+// strings, an empty key, and LETTERBOX_SECRETS_ARN with secrets nil
+// (`letterbox dev`). Errors name the ARN and the key, never a value.
+func LoadSecrets(ctx context.Context, getenv func(string) string, secrets SecretsAPI) (func(string) string, error) {
+	arn := getenv("LETTERBOX_SECRETS_ARN")
+	if arn == "" {
+		return getenv, nil
+	}
+	if secrets == nil {
+		return nil, errors.New("LETTERBOX_SECRETS_ARN is read only by the functions on AWS: set the variables themselves instead")
+	}
+	where := fmt.Sprintf("secret %s (LETTERBOX_SECRETS_ARN)", arn)
+	out, err := secrets.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(arn)})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	if aws.ToString(out.SecretString) == "" {
+		return nil, fmt.Errorf("%s: no SecretString (a binary or empty secret); want a JSON object of strings", where)
+	}
+	vars, err := secretVars(*out.SecretString)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	for _, k := range slices.Sorted(maps.Keys(vars)) {
+		if getenv(k) != "" {
+			return nil, fmt.Errorf("%s: %s is also set in the function's environment: set it in one place", where, k)
+		}
+	}
+	return func(k string) string {
+		if v, ok := vars[k]; ok {
+			return v
+		}
+		return getenv(k)
+	}, nil
+}
+
+// secretVars decodes a JSON object of strings. Its errors name keys and
+// JSON types, never values: encoding/json's own messages may quote the
+// text, so they are not passed on.
+func secretVars(s string) (map[string]string, error) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(s), &raw); err != nil {
+		var syntax *json.SyntaxError
+		if errors.As(err, &syntax) {
+			return nil, fmt.Errorf("not valid JSON (syntax error at byte %d); want a JSON object of strings", syntax.Offset)
+		}
+		return nil, errors.New("not a JSON object; want a JSON object of strings")
+	}
+	if raw == nil {
+		return nil, errors.New("not a JSON object (null); want a JSON object of strings")
+	}
+	vars := make(map[string]string, len(raw))
+	for k, v := range raw {
+		if k == "" {
+			return nil, errors.New("an empty key; keys are variable names")
+		}
+		var str string
+		if v[0] != '"' || json.Unmarshal(v, &str) != nil {
+			return nil, fmt.Errorf("the value of %s is %s; want a string", k, jsonType(v))
+		}
+		vars[k] = str
+	}
+	return vars, nil
+}
+
+// jsonType names the type of a JSON value by its first byte.
+func jsonType(v json.RawMessage) string {
+	switch v[0] {
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	default:
+		return "a number"
+	}
 }
 
 // srsSecret reads the AWSCURRENT and, if it exists, the AWSPREVIOUS version

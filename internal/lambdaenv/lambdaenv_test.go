@@ -29,11 +29,20 @@ const (
 type request struct{ SecretID, VersionStage string }
 
 // secretsServer answers Secrets Manager JSON-protocol GetSecretValue
-// requests from versions (stage → value) or, for a stage in fail, with that
-// error type: the thin fake that stands in for Secrets Manager, which cannot
-// run here. The client is the real SDK client, so the requests and the error
-// decoding (ResourceNotFoundException) are the SDK's own.
+// requests for the secret arn from versions (stage → value; "" stands for a
+// binary secret) or, for a stage in fail, with that error type: the thin
+// fake that stands in for Secrets Manager, which cannot run here. The
+// client is the real SDK client, so the requests and the error decoding
+// (ResourceNotFoundException) are the SDK's own.
 func secretsServer(t *testing.T, versions, fail map[string]string) (*secretsmanager.Client, func() []request) {
+	t.Helper()
+	return secretsServerFor(t, map[string]map[string]string{arn: versions}, fail)
+}
+
+// secretsServerFor is secretsServer for several secrets (ARN → stage →
+// value). A request without a stage asks for AWSCURRENT, as in Secrets
+// Manager; fail is looked up by ARN, then by stage.
+func secretsServerFor(t *testing.T, secrets map[string]map[string]string, fail map[string]string) (*secretsmanager.Client, func() []request) {
 	t.Helper()
 	var mu sync.Mutex
 	var reqs []request
@@ -50,18 +59,26 @@ func secretsServer(t *testing.T, versions, fail map[string]string) (*secretsmana
 			json.NewEncoder(w).Encode(map[string]string{"__type": "InvalidRequestException", "message": "unexpected " + target})
 			return
 		}
-		if typ, ok := fail[in.VersionStage]; ok {
+		typ, ok := fail[in.SecretId]
+		if !ok {
+			typ, ok = fail[in.VersionStage]
+		}
+		if ok {
 			w.WriteHeader(400)
 			json.NewEncoder(w).Encode(map[string]string{"__type": typ, "message": "refused by the test"})
 			return
 		}
-		v, ok := versions[in.VersionStage]
-		if !ok || in.SecretId != arn {
+		stage := in.VersionStage
+		if stage == "" {
+			stage = "AWSCURRENT"
+		}
+		v, ok := secrets[in.SecretId][stage]
+		if !ok {
 			w.WriteHeader(400)
-			json.NewEncoder(w).Encode(map[string]string{"__type": "ResourceNotFoundException", "message": "Secrets Manager can't find the specified secret value for staging label: " + in.VersionStage})
+			json.NewEncoder(w).Encode(map[string]string{"__type": "ResourceNotFoundException", "message": "Secrets Manager can't find the specified secret value for staging label: " + stage})
 			return
 		}
-		out := map[string]any{"ARN": arn, "Name": "ForwardSrsSecret", "VersionId": "v-" + in.VersionStage, "VersionStages": []string{in.VersionStage}}
+		out := map[string]any{"ARN": in.SecretId, "Name": "test-secret", "VersionId": "v-" + stage, "VersionStages": []string{stage}}
 		if v != "" {
 			out["SecretString"] = v
 		} else {

@@ -330,6 +330,11 @@ func (s *Store) place(r *commitReq, dirs map[string]bool) error {
 	if err := os.Rename(r.tmp, r.final); err != nil {
 		return fault.Temporary(fmt.Errorf("filestore: %w", err))
 	}
+	// An earlier logged write of the key is superseded: reads must not
+	// serve it, nor the materializer write it over this file.
+	s.mu.Lock()
+	delete(s.index, r.key)
+	s.mu.Unlock()
 	return nil
 }
 

@@ -26,6 +26,11 @@
 //
 // Object metadata is kept in an extended attribute of the object's file
 // (a sidecar under .meta/ where the file system has none).
+//
+// One process owns the log (an flock on .log/lock); others that open the
+// same directory meanwhile, such as `letterbox parse` beside a running
+// `letterbox dev`, write files directly and read the owner's log without
+// replaying it (owner.go).
 package filestore
 
 import (
@@ -73,6 +78,16 @@ type Store struct {
 	seg          *segment     // the segment being appended to (committer only)
 	mat          chan *record // to the materializer
 	idle         *sync.Cond   // signalled when the materializer releases records
+
+	// lock is held while this process owns the log (see owner.go); nil
+	// for a follower, which reads the owner's log through owner.
+	lock  *os.File
+	owner *ownerLog
+	// recovering is set while New replays the log: a record then always
+	// goes into the tree, over whatever a crash left there.
+	recovering bool
+	// hold, when set by a test, stops the materializer until closed.
+	hold chan struct{}
 }
 
 // maxPending bounds the logged data held in memory until it is in the
@@ -111,18 +126,27 @@ func New(dir string, opts ...Option) (*Store, error) {
 	if err := os.MkdirAll(filepath.Join(abs, logDir), 0o750); err != nil {
 		return nil, fmt.Errorf("filestore: %w", err)
 	}
-	leftovers, _ := os.ReadDir(filepath.Join(abs, tmpDir))
-	for _, e := range leftovers {
-		os.Remove(filepath.Join(abs, tmpDir, e.Name()))
+	lock, owner, err := lockDir(abs)
+	if err != nil {
+		return nil, fmt.Errorf("filestore: lock the log of %s: %w", abs, err)
 	}
 	s := &Store{dir: abs, sync: defaultSync, reqs: make(chan *commitReq, 1024), done: make(chan struct{}),
-		index: map[string]*record{}, dirs: map[string]int{}, mat: make(chan *record, 8192)}
+		index: map[string]*record{}, dirs: map[string]int{}, mat: make(chan *record, 8192), lock: lock}
 	s.idle = sync.NewCond(&s.mu)
 	for _, o := range opts {
 		o(s)
 	}
-	if err := s.recover(); err != nil {
-		return nil, fmt.Errorf("filestore: replay the log of %s: %w", abs, err)
+	if owner {
+		leftovers, _ := os.ReadDir(filepath.Join(abs, tmpDir))
+		for _, e := range leftovers {
+			os.Remove(filepath.Join(abs, tmpDir, e.Name()))
+		}
+		if err := s.recover(); err != nil {
+			lock.Close()
+			return nil, fmt.Errorf("filestore: replay the log of %s: %w", abs, err)
+		}
+	} else {
+		s.owner = &ownerLog{}
 	}
 	s.stopped.Add(2)
 	go s.committer()
@@ -150,6 +174,9 @@ func (s *Store) Close() error {
 		}
 	}
 	s.mu.Unlock()
+	if s.lock != nil {
+		s.lock.Close() // releases the flock
+	}
 	return nil
 }
 
@@ -218,7 +245,7 @@ func (s *Store) Put(ctx context.Context, key string, body io.Reader, meta map[st
 	if _, err := head.ReadFrom(io.LimitReader(src, smallMax+1)); err != nil {
 		return store.Object{}, bodyErr(err)
 	}
-	if head.Len() <= smallMax {
+	if head.Len() <= smallMax && s.owner == nil {
 		now := time.Now()
 		buf := head.Bytes()
 		req := &commitReq{key: key, final: final, rec: &record{op: opPut, key: key, meta: meta, data: buf, mod: now}, done: make(chan error, 1)}
@@ -303,6 +330,9 @@ func (s *Store) submit(ctx context.Context, req *commitReq) error {
 
 // pending returns the logged write of key not yet in the tree, if any.
 func (s *Store) pending(key string) *record {
+	if s.owner != nil {
+		return s.followerPending(key)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.index[key]
@@ -435,6 +465,16 @@ func (s *Store) List(ctx context.Context, prefix, startAfter string, fn func(sto
 	seen := map[string]bool{}
 	var keys []string
 	logged := func() {
+		if s.owner != nil {
+			// A follower: the owner's log, as Stat below judges it.
+			for k, r := range s.owner.records(s.dir) {
+				if r.op == opPut && !seen[k] && strings.HasPrefix(k, prefix) && k > startAfter {
+					keys = append(keys, k)
+					seen[k] = true
+				}
+			}
+			return
+		}
 		s.mu.Lock()
 		for k, r := range s.index {
 			if r.op == opPut && !seen[k] && strings.HasPrefix(k, prefix) && k > startAfter {
@@ -498,6 +538,9 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	p, err := s.readPath(key)
 	if err != nil {
 		return err
+	}
+	if s.owner != nil {
+		return s.deleteFile(ctx, key, p)
 	}
 	req := &commitReq{key: key, final: p, rec: &record{op: opDelete, key: key, mod: time.Now()}, done: make(chan error, 1)}
 	return s.submit(ctx, req)

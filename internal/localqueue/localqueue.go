@@ -61,12 +61,16 @@ type Queue struct {
 	scanned time.Time
 }
 
-func (q *Queue) lastScan() time.Time {
+// scanDue reports whether a rescan is due, and if so marks it done now,
+// so that of several idle workers only one rescans each rescanEvery.
+func (q *Queue) scanDue() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	t := q.scanned
+	if time.Since(q.scanned) < rescanEvery {
+		return false
+	}
 	q.scanned = time.Now()
-	return t
+	return true
 }
 
 // Open opens (creating) a queue in dir, loading messages left by an
@@ -249,7 +253,7 @@ func (q *Queue) worker(ctx context.Context, h Handler) {
 			return
 		case <-q.wake:
 		case <-t.C:
-			if time.Since(q.lastScan()) >= rescanEvery {
+			if q.scanDue() {
 				if err := q.rescan(ctx); err != nil && ctx.Err() == nil {
 					q.Log.WarnContext(ctx, "localqueue: rescan failed", "queue", q.name, "err", err)
 				}

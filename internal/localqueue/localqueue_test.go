@@ -2,6 +2,7 @@ package localqueue_test
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"sync"
 	"testing"
@@ -114,8 +115,16 @@ func TestRetriesUntilSuccessAndSurvivesRestart(t *testing.T) {
 }
 
 // Messages another process writes into the queue's directory are picked up
-// by a running consumer (letterbox replay while letterbox dev runs).
+// by a running consumer (letterbox replay while letterbox dev runs), with
+// one worker or several idle ones (which once kept postponing each
+// other's rescan forever).
 func TestPicksUpMessagesFromAnotherProcess(t *testing.T) {
+	for _, workers := range []int{1, 8} {
+		t.Run(fmt.Sprintf("%d workers", workers), func(t *testing.T) { testPicksUp(t, workers) })
+	}
+}
+
+func testPicksUp(t *testing.T, workers int) {
 	dir := t.TempDir()
 	ctx := context.Background()
 	running, err := localqueue.Open(ctx, dir, "test")
@@ -126,7 +135,18 @@ func TestPicksUpMessagesFromAnotherProcess(t *testing.T) {
 	rec := &recorder{failures: map[string]int{}, seen: map[string][]int{}, q: running, done: make(chan string, 1)}
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	go running.Run(runCtx, 1, rec.handle)
+	go running.Run(runCtx, workers, rec.handle)
+	// Work handled at different moments leaves the idle workers' timers
+	// spread across the rescan interval.
+	for i := range 4 {
+		if err := running.Send(ctx, fmt.Sprintf("warm-%d", i), []byte(`"warm"`), 0); err != nil {
+			t.Fatal(err)
+		}
+		if b := <-rec.done; b != `"warm"` {
+			t.Fatalf("got %s", b)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 
 	other, err := localqueue.Open(ctx, dir, "test")
 	if err != nil {

@@ -245,11 +245,15 @@ func (m *multipart) abort(ctx context.Context) {
 			return
 		default:
 			// A server still writing a canceled part may refuse the abort
-			// (versitygw answers 500 "directory not empty"): a temporary
-			// failure is tried again like a part that landed late.
-			temporary := fault.IsTemporary(classify(err, "abort", m.key))
-			slog.WarnContext(ctx, "s3store: abort multipart upload", "bucket", m.s.bucket, "key", m.full, "upload_id", aws.ToString(m.uploadID), "try", try, "temporary", temporary, "err", err)
-			if !temporary {
+			// (versitygw answers 500 "directory not empty"): a 5xx answer
+			// is tried again like a part that landed late. An S3 that does
+			// not answer at all is not waited for: the SMTP client is
+			// waiting for its 451, and the lifecycle rule reclaims the
+			// upload.
+			var re interface{ HTTPStatusCode() int }
+			again := errors.As(err, &re) && re.HTTPStatusCode() >= 500
+			slog.WarnContext(ctx, "s3store: abort multipart upload", "bucket", m.s.bucket, "key", m.full, "upload_id", aws.ToString(m.uploadID), "try", try, "retry", again, "err", err)
+			if !again {
 				return
 			}
 		}

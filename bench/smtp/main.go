@@ -46,7 +46,7 @@ var (
 	out    = flag.String("out", "", "also write the Markdown report to this file")
 	csvOut = flag.String("csv", "", "also write every median as CSV to this file (for bench/charts)")
 	docs   = flag.String("docs", "", "replace the marked latest-run section of this Markdown file (docs/benchmarks.md) with the report")
-	work   = flag.String("dir", "", "work directory on the disk to measure (default: a new directory under $TMPDIR)")
+	work   = flag.String("dir", "", "work directory on the disk to measure (default: a new directory under $TMPDIR, removed at the end; a given one is left with every run's files)")
 	only   = flag.String("only", "", "comma-separated targets to run: letterbox, sink, postfix (default all)")
 	skipMe = flag.Bool("skip-memory", false, "skip the RSS measurements")
 	sessF  = flag.String("sessions", "1,20,100", "comma-separated numbers of concurrent sessions to measure")

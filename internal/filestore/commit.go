@@ -107,12 +107,19 @@ func (s *Store) commit(batch []*commitReq) {
 func (s *Store) checkNamespace(key string, planned map[string]bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var owner map[string]*record // a follower: the owner's logged writes count too
+	if s.owner != nil {
+		owner = s.owner.records(s.dir)
+	}
 	exists := func(k string) bool {
 		if planned[k] {
 			return true
 		}
 		if r := s.index[k]; r != nil {
 			return r.op == opPut
+		}
+		if r := owner[k]; r != nil && r.op == opPut {
+			return true
 		}
 		fi, err := os.Stat(filepath.Join(s.dir, filepath.FromSlash(k)))
 		return err == nil && !fi.IsDir()
@@ -327,11 +334,13 @@ func (s *Store) place(r *commitReq, dirs map[string]bool) error {
 	} else if err := os.Remove(s.metaPath(r.key)); err == nil {
 		dirs[filepath.Dir(s.metaPath(r.key))] = true // a stale sidecar of an overwritten object
 	}
+	// An earlier logged write of the key is superseded: reads must not
+	// serve it, nor the materializer write it over this file.
+	s.placeMu.Lock()
+	defer s.placeMu.Unlock()
 	if err := os.Rename(r.tmp, r.final); err != nil {
 		return fault.Temporary(fmt.Errorf("filestore: %w", err))
 	}
-	// An earlier logged write of the key is superseded: reads must not
-	// serve it, nor the materializer write it over this file.
 	s.mu.Lock()
 	delete(s.index, r.key)
 	s.mu.Unlock()

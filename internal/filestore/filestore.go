@@ -83,9 +83,15 @@ type Store struct {
 	// for a follower, which reads the owner's log through owner.
 	lock  *os.File
 	owner *ownerLog
-	// recovering is set while New replays the log: a record then always
-	// goes into the tree, over whatever a crash left there.
+	// recovering is set while New replays the log: a file a crash may
+	// have left half-written does not count as newer than a record.
 	recovering bool
+	// placeMu orders the materializer's write of a record with a rename
+	// of the same key's file (a large Put) in between its checks.
+	placeMu sync.Mutex
+	// last is the latest time stamped on a write (see stamp).
+	stampMu sync.Mutex
+	last    time.Time
 	// hold, when set by a test, stops the materializer until closed.
 	hold chan struct{}
 }
@@ -180,6 +186,22 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// stamp returns the modification time of a write: the wall clock, but
+// always after the previous write's, so that a later write never looks
+// older than an earlier one (the clock may step back), which the
+// materializer and followers rely on to tell which of a logged write and
+// a file is later.
+func (s *Store) stamp() time.Time {
+	s.stampMu.Lock()
+	defer s.stampMu.Unlock()
+	now := time.Now().Round(0)
+	if !now.After(s.last) {
+		now = s.last.Add(time.Microsecond)
+	}
+	s.last = now
+	return now
+}
+
 // Dir returns the store's directory.
 func (s *Store) Dir() string { return s.dir }
 
@@ -246,7 +268,7 @@ func (s *Store) Put(ctx context.Context, key string, body io.Reader, meta map[st
 		return store.Object{}, bodyErr(err)
 	}
 	if head.Len() <= smallMax && s.owner == nil {
-		now := time.Now()
+		now := s.stamp()
 		buf := head.Bytes()
 		req := &commitReq{key: key, final: final, rec: &record{op: opPut, key: key, meta: meta, data: buf, mod: now}, done: make(chan error, 1)}
 		if err := s.submit(ctx, req); err != nil {
@@ -279,6 +301,13 @@ func (s *Store) Put(ctx context.Context, key string, body io.Reader, meta map[st
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
+	// The file's time, from the same clock as logged writes' (the file
+	// system's own lags it by up to a tick), says it is later than any
+	// write of the key logged before it.
+	mod := s.stamp()
+	if err == nil {
+		err = os.Chtimes(tmp.Name(), mod, mod)
+	}
 	if err != nil {
 		req.cleanup()
 		return store.Object{}, bodyErr(err)
@@ -286,7 +315,7 @@ func (s *Store) Put(ctx context.Context, key string, body io.Reader, meta map[st
 	if err := s.submit(ctx, req); err != nil {
 		return store.Object{}, err
 	}
-	return store.Object{Key: key, Size: size, ModTime: time.Now(), Meta: meta}, nil
+	return store.Object{Key: key, Size: size, ModTime: mod, Meta: meta}, nil
 }
 
 // writeSidecar writes metadata beside the tree, for file systems without
@@ -406,9 +435,14 @@ func (s *Store) Stat(ctx context.Context, key string) (store.Object, error) {
 		}
 		return r.object(), nil
 	}
-	fi, err := os.Stat(p)
-	// As in Get: a write logged meanwhile answers from memory.
+	// As in Get: open, then look at the log again (a write logged
+	// meanwhile answers from memory), then describe the open file, so
+	// size and metadata are of one version.
+	f, err := os.Open(p)
 	if r := s.pending(key); r != nil {
+		if f != nil {
+			f.Close()
+		}
 		if r.op == opDelete {
 			return store.Object{}, notFound(key)
 		}
@@ -417,10 +451,12 @@ func (s *Store) Stat(ctx context.Context, key string) (store.Object, error) {
 	if err != nil {
 		return store.Object{}, s.mapErr(key, err)
 	}
-	if fi.IsDir() {
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || fi.IsDir() {
 		return store.Object{}, notFound(key)
 	}
-	return s.object(key, p, nil, fi)
+	return s.object(key, p, f, fi)
 }
 
 func (s *Store) object(key, path string, f *os.File, fi fs.FileInfo) (store.Object, error) {
@@ -542,7 +578,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if s.owner != nil {
 		return s.deleteFile(ctx, key, p)
 	}
-	req := &commitReq{key: key, final: p, rec: &record{op: opDelete, key: key, mod: time.Now()}, done: make(chan error, 1)}
+	req := &commitReq{key: key, final: p, rec: &record{op: opDelete, key: key, mod: s.stamp()}, done: make(chan error, 1)}
 	return s.submit(ctx, req)
 }
 

@@ -50,6 +50,7 @@ type record struct {
 	mod  time.Time
 
 	seg *segment
+	n   int // encoded length, set by decode
 }
 
 // encode appends the record: magic, crc32c of the rest, op, key length,
@@ -108,7 +109,7 @@ func decode(r *bufio.Reader) (*record, error) {
 	if c != sum {
 		return nil, errTorn
 	}
-	rec := &record{op: op, key: string(rest[:kl]), data: rest[kl+ml:], mod: time.Unix(0, int64(binary.BigEndian.Uint64(h[19:])))}
+	rec := &record{op: op, key: string(rest[:kl]), data: rest[kl+ml:], mod: time.Unix(0, int64(binary.BigEndian.Uint64(h[19:]))), n: headerLen + kl + ml + dl}
 	if ml > 0 {
 		if err := json.Unmarshal(rest[kl:kl+ml], &rec.meta); err != nil {
 			return nil, errTorn

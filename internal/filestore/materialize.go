@@ -81,22 +81,13 @@ func (s *Store) materializer() {
 		}
 		s.release(batch)
 	}
-	// Close with a batch collected: nothing more will come.
-	for range s.mat {
-	}
 }
 
 // materialize writes the records still current (not superseded by a later
 // write of the same key) and syncs them.
 func (s *Store) materialize(batch []*record) error {
 	for _, r := range batch {
-		s.mu.Lock()
-		current := s.index[r.key] == r
-		s.mu.Unlock()
-		if !current {
-			continue
-		}
-		if err := s.apply(r); err != nil {
+		if err := s.applyCurrent(r); err != nil {
 			return err
 		}
 	}
@@ -109,13 +100,25 @@ func (s *Store) materialize(batch []*record) error {
 	return nil
 }
 
+// applyCurrent applies a record unless a later write of its key
+// superseded it: a later logged record, or a file renamed into place
+// (placeMu keeps such a rename from landing between the check and the
+// write).
+func (s *Store) applyCurrent(r *record) error {
+	s.placeMu.Lock()
+	defer s.placeMu.Unlock()
+	s.mu.Lock()
+	current := s.index[r.key] == r
+	s.mu.Unlock()
+	if !current || s.fileIsLater(r) {
+		return nil
+	}
+	return s.apply(r)
+}
+
 // apply makes the tree hold what a record says.
 func (s *Store) apply(r *record) error {
 	final := filepath.Join(s.dir, filepath.FromSlash(r.key))
-	if !s.newerThanFile(r) && !s.recovering {
-		// Another process (a follower) wrote the key later.
-		return nil
-	}
 	if r.op == opDelete {
 		if err := os.Remove(final); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscallENOTDIR) {
 			return err

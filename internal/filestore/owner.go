@@ -1,9 +1,11 @@
 package filestore
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -51,11 +53,18 @@ func lockDir(dir string) (f *os.File, owner bool, err error) {
 }
 
 // ownerLog is a follower's view of the owner's log: the latest record of
-// each key, re-read when the segments change.
+// each key. Segments only grow until the owner deletes them, so each is
+// read once and then from where the last read stopped (a record the owner
+// is still appending is read next time).
 type ownerLog struct {
-	mu      sync.Mutex
-	version string // names and sizes of the segments read
-	latest  map[string]*record
+	mu     sync.Mutex
+	segs   map[uint64]*segmentView
+	latest map[string]*record
+}
+
+type segmentView struct {
+	offset int64
+	recs   []*record
 }
 
 // records returns the latest logged record of every key.
@@ -66,47 +75,91 @@ func (o *ownerLog) records(dir string) map[string]*record {
 	if err != nil {
 		return o.latest
 	}
-	version := ""
+	if o.segs == nil {
+		o.segs = map[uint64]*segmentView{}
+	}
+	changed := len(seqs) != len(o.segs)
+	live := map[uint64]bool{}
 	for _, seq := range seqs {
-		fi, err := os.Stat(segmentPath(dir, seq))
-		if err != nil {
-			continue // released by the owner meanwhile
+		live[seq] = true
+		v := o.segs[seq]
+		if v == nil {
+			v = &segmentView{}
+			o.segs[seq] = v
 		}
-		version += fmt.Sprintf("%d:%d,", seq, fi.Size())
-	}
-	if version == o.version && o.latest != nil {
-		return o.latest
-	}
-	latest := map[string]*record{}
-	for _, seq := range seqs {
-		recs, err := readSegment(segmentPath(dir, seq))
-		if err != nil {
-			continue
-		}
-		for _, r := range recs {
-			latest[r.key] = r
+		if v.readMore(segmentPath(dir, seq)) {
+			changed = true
 		}
 	}
-	o.version, o.latest = version, latest
-	return latest
+	for seq := range o.segs {
+		if !live[seq] {
+			delete(o.segs, seq) // released by the owner
+		}
+	}
+	if changed || o.latest == nil {
+		o.latest = map[string]*record{}
+		for _, seq := range seqs {
+			if v := o.segs[seq]; v != nil {
+				for _, r := range v.recs {
+					o.latest[r.key] = r
+				}
+			}
+		}
+	}
+	return o.latest
 }
 
-// newerThanFile reports whether a logged record is later than the key's
-// file, if there is one: what a follower reads, and what the owner
-// writes into the tree.
-func (s *Store) newerThanFile(r *record) bool {
-	fi, err := os.Stat(filepath.Join(s.dir, filepath.FromSlash(r.key)))
+// readMore decodes the records appended since the last read.
+func (v *segmentView) readMore(path string) (added bool) {
+	f, err := os.Open(path)
 	if err != nil {
-		return true
+		return false
 	}
-	return r.mod.After(fi.ModTime())
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || fi.Size() <= v.offset {
+		return false
+	}
+	if _, err := f.Seek(v.offset, io.SeekStart); err != nil {
+		return false
+	}
+	br := bufio.NewReaderSize(f, 1<<20)
+	for {
+		r, err := decode(br)
+		if err != nil {
+			return added // the end, or a record not yet whole
+		}
+		v.recs = append(v.recs, r)
+		v.offset += int64(r.n)
+		added = true
+	}
+}
+
+// fileIsLater reports whether the key's file was written after a logged
+// record of it: by a large Put (renamed into place) or by a follower. Every
+// file the store writes carries the time of its write (see stamp); a
+// materialized record's file carries the record's time. While the log is
+// replayed after a crash, a file without its metadata attribute may be
+// one the materializer was writing in place when the crash came (its time
+// is then the crash's), so it is never later.
+func (s *Store) fileIsLater(r *record) bool {
+	path := filepath.Join(s.dir, filepath.FromSlash(r.key))
+	fi, err := os.Stat(path)
+	if err != nil || fi.IsDir() || !fi.ModTime().After(r.mod) {
+		return false
+	}
+	if s.recovering {
+		if _, err := unix.Getxattr(path, xattrMeta, nil); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // followerPending is pending for a follower: the owner's logged record of
-// key, if it is later than the key's file.
+// key, unless the key's file is later.
 func (s *Store) followerPending(key string) *record {
 	r := s.owner.records(s.dir)[key]
-	if r == nil || !s.newerThanFile(r) {
+	if r == nil || s.fileIsLater(r) {
 		return nil
 	}
 	return r
@@ -123,10 +176,12 @@ func (s *Store) deleteFile(ctx context.Context, key, path string) error {
 		return fault.Temporary(fmt.Errorf("filestore: delete %s: %w", key, err))
 	}
 	os.Remove(s.metaPath(key))
-	// Limitation: a write of the same key that the owner logged before
-	// this delete and has not yet put into the tree still reaches the tree
-	// afterwards, since no file is left to be newer than it. letterbox's
-	// followers only read and add objects; they do not delete the owner's.
+	// Limitation: no file is left to be later than a write of the key the
+	// owner logged before, so while that record's segment lives, reads
+	// (the follower's and, until it materializes the record, the
+	// owner's) still see it, and the owner's materializer may put it back.
+	// letterbox's followers only read and add objects; they do not delete
+	// the owner's.
 	if s.sync != syncNone && err == nil {
 		if err := fsyncDir(filepath.Dir(path)); err != nil {
 			return fault.Temporary(fmt.Errorf("filestore: delete %s: %w", key, err))

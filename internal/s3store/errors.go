@@ -23,11 +23,7 @@ func classify(err error, op, key string) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fault.Temporary(fmt.Errorf("s3store: %s %s: %w", op, key, err))
 	}
-	status := 0
-	var re interface{ HTTPStatusCode() int }
-	if errors.As(err, &re) {
-		status = re.HTTPStatusCode()
-	}
+	status := httpStatus(err)
 	code := ""
 	var ae smithy.APIError
 	if errors.As(err, &ae) {
@@ -42,6 +38,15 @@ func classify(err error, op, key string) error {
 		return fault.Temporary(err)
 	}
 	return fault.Permanent(err)
+}
+
+// httpStatus is the status code of S3's answer, 0 when none arrived.
+func httpStatus(err error) int {
+	var re interface{ HTTPStatusCode() int }
+	if errors.As(err, &re) {
+		return re.HTTPStatusCode()
+	}
+	return 0
 }
 
 // class decides what an S3 answer means. status is 0 when no response

@@ -239,7 +239,7 @@ func (m *multipart) abort(ctx context.Context) {
 		case err == nil:
 			_, err = m.s.client.ListParts(ctx, &s3.ListPartsInput{Bucket: &m.s.bucket, Key: &m.full, UploadId: m.uploadID})
 			if err != nil {
-				return // gone (NoSuchUpload)
+				return // gone (NoSuchUpload), or no way to tell: the lifecycle rule's
 			}
 		case isNoSuchUpload(err):
 			return
@@ -250,8 +250,7 @@ func (m *multipart) abort(ctx context.Context) {
 			// not answer at all is not waited for: the SMTP client is
 			// waiting for its 451, and the lifecycle rule reclaims the
 			// upload.
-			var re interface{ HTTPStatusCode() int }
-			again := errors.As(err, &re) && re.HTTPStatusCode() >= 500
+			again := httpStatus(err) >= 500
 			slog.WarnContext(ctx, "s3store: abort multipart upload", "bucket", m.s.bucket, "key", m.full, "upload_id", aws.ToString(m.uploadID), "try", try, "retry", again, "err", err)
 			if !again {
 				return

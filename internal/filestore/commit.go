@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/letterboxmail/letterbox/internal/fault"
 )
@@ -21,7 +22,9 @@ type commitReq struct {
 	// tmp (and the metadata sidecar) are set for file writes.
 	tmp                string
 	metaTmp, metaFinal string
-	done               chan error
+	// mod is the time stamped on a file write as it is placed.
+	mod  time.Time
+	done chan error
 }
 
 func (r *commitReq) cleanup() {
@@ -179,6 +182,7 @@ func (s *Store) commitLogged(reqs []*commitReq) {
 	}
 	buf := make([]byte, 0, 64<<10)
 	for _, r := range reqs {
+		r.rec.mod = s.stamp()
 		var err error
 		if buf, err = r.rec.encode(buf); err != nil {
 			fail(err)
@@ -230,10 +234,14 @@ func (s *Store) ensureSegment() error {
 	if err != nil {
 		return err
 	}
-	var seq uint64 = 1
+	// Never a number used before, even once every segment is gone (a
+	// follower reading the log by name would take a new segment for the
+	// old one): after the last one, and after the clock.
+	seq := max(s.lastSeq+1, uint64(time.Now().UnixNano()))
 	if len(seqs) > 0 {
-		seq = seqs[len(seqs)-1] + 1
+		seq = max(seq, seqs[len(seqs)-1]+1)
 	}
+	s.lastSeq = seq
 	path := segmentPath(s.dir, seq)
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
@@ -338,6 +346,12 @@ func (s *Store) place(r *commitReq, dirs map[string]bool) error {
 	// serve it, nor the materializer write it over this file.
 	s.placeMu.Lock()
 	defer s.placeMu.Unlock()
+	// Stamped here, in the order writes take effect: later than any write
+	// of the key logged before it.
+	r.mod = s.stamp()
+	if err := os.Chtimes(r.tmp, r.mod, r.mod); err != nil {
+		return fault.Temporary(fmt.Errorf("filestore: %w", err))
+	}
 	if err := os.Rename(r.tmp, r.final); err != nil {
 		return fault.Temporary(fmt.Errorf("filestore: %w", err))
 	}

@@ -76,6 +76,7 @@ type Store struct {
 	dirs         map[string]int
 	pendingBytes int64        // logged data not yet in the tree
 	seg          *segment     // the segment being appended to (committer only)
+	lastSeq      uint64       // the last segment number used (committer only)
 	mat          chan *record // to the materializer
 	idle         *sync.Cond   // signalled when the materializer releases records
 
@@ -190,11 +191,12 @@ func (s *Store) Close() error {
 // always after the previous write's, so that a later write never looks
 // older than an earlier one (the clock may step back), which the
 // materializer and followers rely on to tell which of a logged write and
-// a file is later.
+// a file is later. The committer stamps writes as it applies them, so
+// stamp order is the order of their effects.
 func (s *Store) stamp() time.Time {
 	s.stampMu.Lock()
 	defer s.stampMu.Unlock()
-	now := time.Now().Round(0)
+	now := time.Now().Round(0).Truncate(time.Microsecond) // what setTimes can store
 	if !now.After(s.last) {
 		now = s.last.Add(time.Microsecond)
 	}
@@ -268,13 +270,12 @@ func (s *Store) Put(ctx context.Context, key string, body io.Reader, meta map[st
 		return store.Object{}, bodyErr(err)
 	}
 	if head.Len() <= smallMax && s.owner == nil {
-		now := s.stamp()
 		buf := head.Bytes()
-		req := &commitReq{key: key, final: final, rec: &record{op: opPut, key: key, meta: meta, data: buf, mod: now}, done: make(chan error, 1)}
+		req := &commitReq{key: key, final: final, rec: &record{op: opPut, key: key, meta: meta, data: buf}, done: make(chan error, 1)}
 		if err := s.submit(ctx, req); err != nil {
 			return store.Object{}, err
 		}
-		return store.Object{Key: key, Size: int64(len(buf)), ModTime: now, Meta: meta}, nil
+		return store.Object{Key: key, Size: int64(len(buf)), ModTime: req.rec.mod, Meta: meta}, nil
 	}
 	// Larger: a temporary file with its metadata, renamed into place.
 	tmp, err := os.CreateTemp(filepath.Join(s.dir, tmpDir), "put-*")
@@ -301,13 +302,6 @@ func (s *Store) Put(ctx context.Context, key string, body io.Reader, meta map[st
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
-	// The file's time, from the same clock as logged writes' (the file
-	// system's own lags it by up to a tick), says it is later than any
-	// write of the key logged before it.
-	mod := s.stamp()
-	if err == nil {
-		err = os.Chtimes(tmp.Name(), mod, mod)
-	}
 	if err != nil {
 		req.cleanup()
 		return store.Object{}, bodyErr(err)
@@ -315,7 +309,7 @@ func (s *Store) Put(ctx context.Context, key string, body io.Reader, meta map[st
 	if err := s.submit(ctx, req); err != nil {
 		return store.Object{}, err
 	}
-	return store.Object{Key: key, Size: size, ModTime: mod, Meta: meta}, nil
+	return store.Object{Key: key, Size: size, ModTime: req.mod, Meta: meta}, nil
 }
 
 // writeSidecar writes metadata beside the tree, for file systems without
@@ -578,7 +572,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if s.owner != nil {
 		return s.deleteFile(ctx, key, p)
 	}
-	req := &commitReq{key: key, final: p, rec: &record{op: opDelete, key: key, mod: s.stamp()}, done: make(chan error, 1)}
+	req := &commitReq{key: key, final: p, rec: &record{op: opDelete, key: key}, done: make(chan error, 1)}
 	return s.submit(ctx, req)
 }
 

@@ -120,6 +120,9 @@ func (s *Store) applyCurrent(r *record) error {
 func (s *Store) apply(r *record) error {
 	final := filepath.Join(s.dir, filepath.FromSlash(r.key))
 	if r.op == opDelete {
+		if fi, err := os.Lstat(final); err == nil && fi.IsDir() {
+			return nil // a "directory" of other keys, not an object: nothing to delete
+		}
 		if err := os.Remove(final); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscallENOTDIR) {
 			return err
 		}
@@ -151,7 +154,13 @@ func (s *Store) apply(r *record) error {
 		req.cleanup()
 		return fmt.Errorf("%s: %w", r.key, err)
 	}
+	// Data, then the record's time, then the metadata attribute: a file
+	// with its attribute is whole and carries its final time, which is
+	// what fileIsLater relies on while a file is being written in place.
 	_, err = f.Write(r.data)
+	if err == nil {
+		err = setTimes(f, r.mod)
+	}
 	sidecar := false
 	if err == nil {
 		sidecar, err = writeMeta(f, r.meta)
@@ -162,14 +171,9 @@ func (s *Store) apply(r *record) error {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		if req.tmp != "" {
-			os.Chtimes(req.tmp, r.mod, r.mod)
-			if err = os.Rename(req.tmp, final); err == nil {
-				req.tmp = ""
-			}
-		} else {
-			os.Chtimes(final, r.mod, r.mod)
+	if err == nil && req.tmp != "" {
+		if err = os.Rename(req.tmp, final); err == nil {
+			req.tmp = ""
 		}
 	}
 	if err == nil {

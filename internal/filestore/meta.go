@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -88,4 +89,12 @@ func (s *Store) readMeta(key, path string, f *os.File) (map[string]string, error
 
 func (s *Store) metaPath(key string) string {
 	return filepath.Join(s.dir, metaDir, filepath.FromSlash(key)+".json")
+}
+
+// setTimes sets an open file's access and modification times (on the
+// descriptor, so it is this file whatever its name now points to), to
+// the microsecond: stamps are whole microseconds.
+func setTimes(f *os.File, t time.Time) error {
+	tv := unix.NsecToTimeval(t.UnixNano())
+	return unix.Futimes(int(f.Fd()), []unix.Timeval{tv, tv})
 }

@@ -63,6 +63,7 @@ type ownerLog struct {
 }
 
 type segmentView struct {
+	file   os.FileInfo // which file was read, to notice a new one by the same name
 	offset int64
 	recs   []*record
 }
@@ -116,8 +117,17 @@ func (v *segmentView) readMore(path string) (added bool) {
 		return false
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err != nil || fi.Size() <= v.offset {
+	fi, err := f.Stat()
+	if err != nil {
 		return false
+	}
+	if v.file != nil && (!os.SameFile(v.file, fi) || fi.Size() < v.offset) {
+		*v = segmentView{} // not the segment read before
+		added = true
+	}
+	v.file = fi
+	if fi.Size() <= v.offset {
+		return added
 	}
 	if _, err := f.Seek(v.offset, io.SeekStart); err != nil {
 		return false
@@ -135,24 +145,28 @@ func (v *segmentView) readMore(path string) (added bool) {
 }
 
 // fileIsLater reports whether the key's file was written after a logged
-// record of it: by a large Put (renamed into place) or by a follower. Every
-// file the store writes carries the time of its write (see stamp); a
-// materialized record's file carries the record's time. While the log is
-// replayed after a crash, a file without its metadata attribute may be
-// one the materializer was writing in place when the crash came (its time
-// is then the crash's), so it is never later.
+// record of it: by a large Put (renamed into place) or by a follower.
+// Every file the store writes carries the stamp of its write (see stamp);
+// a materialized record's file carries the record's. A file the owner is
+// still writing in place (or that a crash cut short) has no metadata
+// attribute yet, which is set last, so it is not later: a follower then
+// reads the owner's record, and a replay rewrites the file. On a file
+// system without extended attributes that cannot be told; the mtime alone
+// decides then, except in a replay, which rewrites.
 func (s *Store) fileIsLater(r *record) bool {
 	path := filepath.Join(s.dir, filepath.FromSlash(r.key))
 	fi, err := os.Stat(path)
 	if err != nil || fi.IsDir() || !fi.ModTime().After(r.mod) {
 		return false
 	}
-	if s.recovering {
-		if _, err := unix.Getxattr(path, xattrMeta, nil); err != nil {
-			return false
-		}
+	_, err = unix.Getxattr(path, xattrMeta, nil)
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, unix.ENOTSUP):
+		return !s.recovering
 	}
-	return true
+	return false
 }
 
 // followerPending is pending for a follower: the owner's logged record of

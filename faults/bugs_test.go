@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -268,7 +267,7 @@ func TestPrefixedStoreNotifications(t *testing.T) {
 // childLog collects a child's output and shows it when the test fails
 // or is skipped as a known bug.
 func childLog(t *testing.T) io.Writer {
-	l := &lockedBuf{}
+	l := &testenv.Buffer{}
 	t.Cleanup(func() {
 		if t.Failed() || t.Skipped() {
 			t.Logf("letterbox dev output:\n%s", l.String())
@@ -277,19 +276,3 @@ func childLog(t *testing.T) io.Writer {
 	return l
 }
 
-type lockedBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}

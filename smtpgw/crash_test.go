@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -338,19 +337,7 @@ func TestBinarySignals(t *testing.T) {
 	}
 	cert, key := writeCert(t, dir, "before.test")
 	p := startProc(t, bin, filepath.Join(dir, "store"), routes, "--tls-cert", cert, "--tls-key", key)
-	cn := func() string {
-		t.Helper()
-		c, err := smtp.DialStartTLS(p.smtp, &tls.Config{InsecureSkipVerify: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if err := c.Noop(); err != nil {
-			t.Fatal(err)
-		}
-		st, _ := c.TLSConnectionState()
-		return st.PeerCertificates[0].Subject.CommonName
-	}
+	cn := func() string { return peerName(t, p.smtp) }
 	if got := cn(); got != "before.test" {
 		t.Fatalf("certificate %q", got)
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
@@ -22,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-smtp"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/letterboxmail/letterbox/internal/filestore"
@@ -371,6 +373,22 @@ func testMessage(subject string) string {
 		"\r\n" +
 		"Hello.\r\n" +
 		"..A line that starts with a dot.\r\n"
+}
+
+// peerName says STARTTLS at addr and returns the common name of the
+// certificate the gateway presents.
+func peerName(t testing.TB, addr string) string {
+	t.Helper()
+	c, err := smtp.DialStartTLS(addr, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Noop(); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := c.TLSConnectionState()
+	return st.PeerCertificates[0].Subject.CommonName
 }
 
 // writeCert writes a self-signed certificate for name and returns the

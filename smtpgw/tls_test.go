@@ -133,19 +133,7 @@ func TestTLSReload(t *testing.T) {
 	cert, key := writeCert(t, dir, "one.test")
 	h := startGateway(t, Config{TLSCert: cert, TLSKey: key, TLSCheckInterval: 1})
 
-	peer := func() string {
-		t.Helper()
-		c, err := smtp.DialStartTLS(h.addr, &tls.Config{InsecureSkipVerify: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if err := c.Noop(); err != nil {
-			t.Fatal(err)
-		}
-		st, _ := c.TLSConnectionState()
-		return st.PeerCertificates[0].Subject.CommonName
-	}
+	peer := func() string { return peerName(t, h.addr) }
 	if got := peer(); got != "one.test" {
 		t.Fatalf("certificate %q", got)
 	}

@@ -25,20 +25,7 @@ import (
 func TestFollower(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	owner, err := New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer owner.Close()
-	owner.hold = make(chan struct{})
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			close(owner.hold)
-		}
-	}
-	defer release()
+	owner, release := held(t, dir)
 	put := func(s *Store, key, body string) {
 		t.Helper()
 		if _, err := s.Put(ctx, key, strings.NewReader(body), map[string]string{"by": body}); err != nil {
@@ -67,11 +54,7 @@ func TestFollower(t *testing.T) {
 		t.Fatal("the owner's write is not in a log segment")
 	}
 
-	follower, err := New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer follower.Close()
+	follower := opened(t, dir)
 	if follower.owner == nil || owner.owner != nil {
 		t.Fatal("the second store of a directory is not a follower")
 	}
@@ -118,11 +101,7 @@ func TestFollower(t *testing.T) {
 	}
 
 	// The lock went with the owner: the next store to open is an owner.
-	next, err := New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer next.Close()
+	next := opened(t, dir)
 	if next.owner != nil {
 		t.Fatal("a store opened after the owner closed is still a follower")
 	}
@@ -138,12 +117,7 @@ func TestFollower(t *testing.T) {
 func TestReplayKeepsLaterFiles(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	s, err := New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.hold = make(chan struct{})
-	defer func() { close(s.hold); s.Close() }()
+	s, _ := held(t, dir)
 	large := strings.Repeat("L", smallMax+1)
 	for _, w := range []struct{ key, body string }{
 		{"raw/k", "small, logged first"},
@@ -165,11 +139,7 @@ func TestReplayKeepsLaterFiles(t *testing.T) {
 	later := time.Now().Add(time.Hour)
 	os.Chtimes(filepath.Join(crashed, "raw", "torn"), later, later)
 
-	r, err := New(crashed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	opened(t, crashed) // replays the log
 	for key, want := range map[string]string{"raw/k": large, "raw/other": "logged", "raw/torn": "logged, its file torn by the crash"} {
 		b, err := os.ReadFile(filepath.Join(crashed, filepath.FromSlash(key)))
 		if err != nil || string(b) != want {
@@ -222,11 +192,7 @@ func copyTree(t *testing.T, from, to string) {
 func TestLastEffectWins(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	s, err := New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.hold = make(chan struct{})
+	s, release := held(t, dir)
 	var mu sync.Mutex
 	var lastMod time.Time
 	var lastBody string
@@ -254,7 +220,7 @@ func TestLastEffectWins(t *testing.T) {
 	wg.Wait()
 	crashed := t.TempDir()
 	copyTree(t, dir, crashed)
-	close(s.hold)
+	release()
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -265,11 +231,7 @@ func TestLastEffectWins(t *testing.T) {
 		}
 	}
 	check("after materializing", dir)
-	r, err := New(crashed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	opened(t, crashed) // replays the log
 	check("after replaying a crash copy", crashed)
 }
 
@@ -279,12 +241,7 @@ func TestLastEffectWins(t *testing.T) {
 func TestFollowerIgnoresFileBeingWritten(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	owner, err := New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	owner.hold = make(chan struct{})
-	defer func() { close(owner.hold); owner.Close() }()
+	owner, _ := held(t, dir)
 	if _, err := owner.Put(ctx, "raw/m", strings.NewReader("whole message"), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -294,11 +251,7 @@ func TestFollowerIgnoresFileBeingWritten(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "raw", "m"), []byte("who"), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	follower, err := New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer follower.Close()
+	follower := opened(t, dir)
 	rc, obj, err := follower.Get(ctx, "raw/m")
 	if err != nil {
 		t.Fatal(err)
@@ -315,30 +268,17 @@ func TestFollowerIgnoresFileBeingWritten(t *testing.T) {
 func TestFollowerAcrossOwners(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	a, err := New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.hold = make(chan struct{})
+	a, releaseA := held(t, dir)
 	if _, err := a.Put(ctx, "raw/k", strings.NewReader("version one, deleted later"), nil); err != nil {
 		t.Fatal(err)
 	}
-	follower, err := New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer follower.Close()
+	follower := opened(t, dir)
 	if _, _, err := follower.Get(ctx, "raw/k"); err != nil {
 		t.Fatal(err)
 	}
-	close(a.hold)
+	releaseA()
 	a.Close()
-	b, err := New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.hold = make(chan struct{})
-	defer func() { close(b.hold); b.Close() }()
+	b, _ := held(t, dir)
 	if b.owner != nil {
 		t.Fatal("second owner is a follower")
 	}
@@ -383,4 +323,27 @@ func TestDeleteOfADirectoryKey(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(s.dir, "raw", "a", "b")); err != nil {
 		t.Fatalf("raw/a/b: %v", err)
 	}
+}
+
+// held opens a store that owns dir, whose materializer waits (so writes
+// stay in the log) until release is called; the test's cleanup releases
+// and closes it.
+func held(t *testing.T, dir string) (s *Store, release func()) {
+	t.Helper()
+	s = opened(t, dir)
+	s.hold = make(chan struct{})
+	release = sync.OnceFunc(func() { close(s.hold) })
+	t.Cleanup(release) // runs before opened's Close
+	return s, release
+}
+
+// opened opens a store on dir, closed when the test ends.
+func opened(t *testing.T, dir string) *Store {
+	t.Helper()
+	s, err := New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }

@@ -275,4 +275,3 @@ func childLog(t *testing.T) io.Writer {
 	})
 	return l
 }
-

@@ -22,6 +22,7 @@ func main() {
 	ctx := context.Background()
 	log := slog.New(lambdacontext.NewLogHandler())
 	env := lambdaenv.MustLoad(ctx, log)
+	lambdaenv.Check(log, env.LoadLinks(ctx), "attachment links")
 	getenv, err := env.Getenv(ctx)
 	lambdaenv.Check(log, err, "secrets")
 	fwd, err := env.ForwardConfig(ctx, getenv)

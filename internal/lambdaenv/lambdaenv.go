@@ -191,7 +191,7 @@ func LoadForwardConfig(ctx context.Context, getenv func(string) string, secrets 
 		case secrets == nil:
 			return nil, errors.New("LETTERBOX_SRS_SECRET_ARN is read only by the functions on AWS: set LETTERBOX_SRS_SECRET instead")
 		}
-		current, previous, err := srsSecret(ctx, secrets, arn)
+		current, previous, err := secretVersions(ctx, secrets, arn, "SRS secret", "LETTERBOX_SRS_SECRET_ARN")
 		if err != nil {
 			return nil, err
 		}
@@ -327,10 +327,11 @@ func jsonType(v json.RawMessage) string {
 	}
 }
 
-// srsSecret reads the AWSCURRENT and, if it exists, the AWSPREVIOUS version
-// of the secret arn. A secret that was never rotated has no AWSPREVIOUS
-// version: previous is then "".
-func srsSecret(ctx context.Context, api SecretsAPI, arn string) (current, previous string, err error) {
+// secretVersions reads the AWSCURRENT and, if it exists, the AWSPREVIOUS
+// version of the secret arn (the SRS key, the link key). A secret that was
+// never rotated has no AWSPREVIOUS version: previous is then "". Errors
+// say what the secret is and which variable named it, never a value.
+func secretVersions(ctx context.Context, api SecretsAPI, arn, what, variable string) (current, previous string, err error) {
 	get := func(stage string) (string, error) {
 		out, err := api.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(arn), VersionStage: aws.String(stage)})
 		if err != nil {
@@ -342,14 +343,14 @@ func srsSecret(ctx context.Context, api SecretsAPI, arn string) (current, previo
 		return *out.SecretString, nil
 	}
 	if current, err = get("AWSCURRENT"); err != nil {
-		return "", "", fmt.Errorf("SRS secret %s (LETTERBOX_SRS_SECRET_ARN), version AWSCURRENT: %w", arn, err)
+		return "", "", fmt.Errorf("%s %s (%s), version AWSCURRENT: %w", what, arn, variable, err)
 	}
 	previous, err = get("AWSPREVIOUS")
 	if notFound := (*smtypes.ResourceNotFoundException)(nil); errors.As(err, &notFound) {
 		return current, "", nil
 	}
 	if err != nil {
-		return "", "", fmt.Errorf("SRS secret %s (LETTERBOX_SRS_SECRET_ARN), version AWSPREVIOUS: %w", arn, err)
+		return "", "", fmt.Errorf("%s %s (%s), version AWSPREVIOUS: %w", what, arn, variable, err)
 	}
 	return current, previous, nil
 }

@@ -215,15 +215,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("http listen: %w", err)
 	}
-	// Attachment links: S3's presigned URLs on an S3 store, signed links
-	// to this server otherwise.
-	if p, ok := base.(store.Presigner); ok {
-		s.deliver.Webhooks.Links = p
-	} else {
-		l := newLinks("http://"+s.httpLn.Addr().String(), base)
-		mux.Handle("GET /dev/objects/", l)
-		s.deliver.Webhooks.Links = l
-	}
+	// Attachment links: the deployed stack's link format, served here.
+	signer, links := newLinks("http://"+s.httpLn.Addr().String(), base, s.log)
+	mux.Handle(linksPath+"/", links)
+	s.deliver.Webhooks.Links = signer
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))

@@ -170,7 +170,12 @@ func TestMailArrivesAsSignedWebhook(t *testing.T) {
 	if resp.StatusCode != 200 || string(pdf) != "%PDF-1.4\n" {
 		t.Fatalf("GET attachment link: %d %q", resp.StatusCode, pdf)
 	}
-	if resp, _ := http.Get(strings.Replace(att.URL, "sig=", "sig=00", 1)); resp.StatusCode != 403 {
+	if !strings.Contains(att.URL, "/dev/links/v1.") {
+		t.Errorf("link %s is not in the deployed stack's format (/dev/links/v1.…)", att.URL)
+	}
+	i := len(att.URL) - 10 // inside the MAC
+	tampered := att.URL[:i] + map[bool]string{true: "B", false: "A"}[att.URL[i] == 'A'] + att.URL[i+1:]
+	if resp, _ := http.Get(tampered); resp.StatusCode != 403 {
 		t.Fatalf("tampered link: %d, want 403", resp.StatusCode)
 	}
 	st := srv.Store()

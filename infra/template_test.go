@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/letterboxmail/letterbox/infra/cfn"
+	"github.com/letterboxmail/letterbox/internal/links"
 	"github.com/letterboxmail/letterbox/internal/testenv"
 )
 
@@ -33,7 +34,8 @@ func TestTemplateParses(t *testing.T) {
 // defined; conditional resources are referenced only where their condition
 // holds; and nothing is declared but unused.
 func TestTemplateReferences(t *testing.T) {
-	for _, err := range template(t).CheckReferences(cfn.Options{}) {
+	// SAM makes LinkFunctionUrl (AWS::Lambda::Url) from LinkFunction's FunctionUrlConfig.
+	for _, err := range template(t).CheckReferences(cfn.Options{Generated: []string{"LinkFunctionUrl"}}) {
 		t.Error(err)
 	}
 }
@@ -86,6 +88,8 @@ var (
 	samSQSEventProps = strings.Fields(`Queue BatchSize Enabled FilterCriteria FunctionResponseTypes
 		KmsKeyArn MaximumBatchingWindowInSeconds MetricsConfig ScalingConfig`)
 	samSQSScalingConfig = strings.Fields(`MaximumConcurrency`)
+	// FunctionUrlConfig (SAM), which makes an AWS::Lambda::Url.
+	samFunctionUrlConfig = strings.Fields(`AuthType Cors InvokeMode`)
 	// Lambda's LoggingConfig, passed through by SAM.
 	lambdaLoggingConfig = strings.Fields(`ApplicationLogLevel LogFormat LogGroup SystemLogLevel`)
 	samMetadata         = strings.Fields(`BuildMethod BuildProperties DockerTag DockerContext Dockerfile DockerBuildArgs`)
@@ -125,7 +129,11 @@ func TestServerlessResourcesUseKnownProperties(t *testing.T) {
 		checkKeys(t, id, p, samFunctionProps)
 		checkKeys(t, id+"/Metadata", tp.Resource(id).Get("Metadata"), samMetadata)
 		checkKeys(t, id+"/LoggingConfig", functionProp(t, id, "LoggingConfig"), lambdaLoggingConfig)
+		checkKeys(t, id+"/FunctionUrlConfig", p.Get("FunctionUrlConfig"), samFunctionUrlConfig)
 		events := p.Get("Events")
+		if events == nil {
+			continue // LinkFunction: invoked through its URL
+		}
 		for i, name := range events.Keys {
 			ev := events.Vals[i]
 			checkKeys(t, id+"/Events/"+name, ev, []string{"Type", "Properties"})
@@ -168,12 +176,15 @@ func TestFunctionsFollowTheContract(t *testing.T) {
 		}
 		env := functionEnv(t, id)
 		for _, name := range []string{"LETTERBOX_STORE", "LETTERBOX_ROUTES", "LETTERBOX_DELIVERY_QUEUE_URL", "LETTERBOX_RESOLVER", "LETTERBOX_LOG_LEVEL"} {
-			if env[name] == nil {
+			if env[name] == nil && (id != "LinkFunction" || name == "LETTERBOX_STORE") {
 				t.Errorf("%s: environment lacks %s", id, name)
 			}
 		}
 		if got := subText(env["LETTERBOX_STORE"]); got != "s3://${MailBucket}" {
 			t.Errorf("%s: LETTERBOX_STORE = %q, want s3://${MailBucket}", id, got)
+		}
+		if id == "LinkFunction" {
+			continue // reads the store and the link key only (TestLinkFunction)
 		}
 		if id == "DeliverFunction" && refTarget(env["LETTERBOX_DEAD_LETTER_QUEUE_URL"]) != "DeliveryDeadLetterQueue" {
 			t.Errorf("%s: LETTERBOX_DEAD_LETTER_QUEUE_URL must !Ref DeliveryDeadLetterQueue", id)
@@ -202,6 +213,9 @@ func TestSQSEventSources(t *testing.T) {
 			continue
 		}
 		events := props(t, id).Get("Events")
+		if events == nil {
+			continue
+		}
 		for i, name := range events.Keys {
 			ev := events.Vals[i]
 			if ev.Get("Type").Str() != "SQS" {
@@ -384,6 +398,7 @@ func TestIAMLeastPrivilege(t *testing.T) {
 		// operator lists for the sqs/lambda/sns/eventbridge route actions.
 		{"DeliverRole", []string{"deliveries/*", "forward/*"}, []string{"DeliveryDeadLetterQueue", "PublishTargetArns"}},
 		{"GatewayTaskRole", []string{"raw/*", "envelopes/*"}, nil},
+		{"LinkRole", nil, nil},
 	}
 	byRole := map[string][]statement{}
 	for _, s := range statements(t) {
@@ -693,8 +708,8 @@ func TestForwarding(t *testing.T) {
 	}
 
 	secrets := tp.ResourcesOfType("AWS::SecretsManager::Secret")
-	if !slices.Equal(secrets, []string{"ForwardSrsSecret"}) {
-		t.Errorf("secrets %v, want [ForwardSrsSecret]", secrets)
+	if !slices.Equal(secrets, []string{"ForwardSrsSecret", "LinkKeySecret"}) {
+		t.Errorf("secrets %v, want [ForwardSrsSecret LinkKeySecret]", secrets)
 	}
 	if c := tp.Resource("ForwardSrsSecret").Get("Condition").Str(); c != "UseForwarding" {
 		t.Errorf("ForwardSrsSecret has Condition %q, want UseForwarding", c)
@@ -763,12 +778,13 @@ func TestForwarding(t *testing.T) {
 			}
 		}
 	}
-	// The deliver role reads two secrets, each under its own condition:
+	// The deliver role reads three secrets, two under their own condition:
 	// the stack's SRS key and the operator's secret of variables
-	// (TestDeliverSecret).
+	// (TestDeliverSecret); and, always, the link key (TestLinkFunction).
 	checkGrants(t, "DeliverRole", "secretsmanager:", []grant{
 		{"UseForwarding", "secretsmanager:GetSecretValue", "ForwardSrsSecret"},
 		{"HasDeliverSecret", "secretsmanager:GetSecretValue", "DeliverSecretArn"},
+		{"", "secretsmanager:GetSecretValue", "LinkKeySecret"},
 	})
 	for _, name := range []string{"ForwardSrsSecretArn", "ForwardSrsRotateCommand"} {
 		if o := tp.Outputs.Get(name); o == nil || o.Get("Condition").Str() != "UseForwarding" {
@@ -778,7 +794,8 @@ func TestForwarding(t *testing.T) {
 }
 
 // grant is a statement a role must have: Allow Action (comma-separated
-// when several) on !Ref Resource, inside !If [Cond, ..., !Ref AWS::NoValue].
+// when several) on !Ref Resource, inside !If [Cond, ..., !Ref AWS::NoValue]
+// (Cond "": unconditional).
 type grant struct{ Cond, Action, Resource string }
 
 // checkGrants checks that role's statements with an action starting with
@@ -794,7 +811,7 @@ func checkGrants(t *testing.T, role, prefix string, want []grant) {
 				if !slices.ContainsFunc(items(b.Get("Action")), func(a *cfn.Node) bool { return strings.HasPrefix(a.Str(), prefix) }) {
 					continue
 				}
-				if then != b || !els.IsNoValue() {
+				if c != "" && (then != b || !els.IsNoValue()) {
 					t.Errorf("line %d: %s: %v outside !If [CONDITION, ..., !Ref AWS::NoValue]", b.Line, role, acts)
 					continue
 				}
@@ -1075,5 +1092,102 @@ func TestCfnLint(t *testing.T) {
 	out, err = cmd.CombinedOutput()
 	if err != nil {
 		t.Errorf("cfn-lint template.yaml: %v\n%s", err, out)
+	}
+}
+
+// The attachment link function (internal/links): a public function URL
+// whose role can read the linkable prefixes of the bucket and the link key,
+// and nothing else; the deliver function signs with the same key and
+// points links at the function's URL.
+func TestLinkFunction(t *testing.T) {
+	tp := template(t)
+	p := props(t, "LinkFunction")
+	if got := p.Path("FunctionUrlConfig", "AuthType").Str(); got != "NONE" {
+		t.Errorf("LinkFunction: FunctionUrlConfig.AuthType %q, want NONE (the token is the authorisation)", got)
+	}
+	if m, ok := p.Get("MemorySize").Int(); !ok || m > 256 {
+		t.Errorf("LinkFunction: MemorySize %v, want a literal of at most 256", p.Get("MemorySize").Str())
+	}
+	if n, ok := p.Get("Timeout").Int(); !ok || n > 30 {
+		t.Errorf("LinkFunction: Timeout %v, want a literal of at most 30", p.Get("Timeout").Str())
+	}
+	if r, _ := getAtt(p.Get("Role")); r != "LinkRole" {
+		t.Errorf("LinkFunction: Role %q, want !GetAtt LinkRole.Arn", r)
+	}
+	if got := refTarget(p.Path("LoggingConfig", "LogGroup")); got != "LinkLogGroup" {
+		t.Errorf("LinkFunction: LogGroup %q, want LinkLogGroup", got)
+	}
+	if own := p.Path("Environment", "Variables"); own == nil || !slices.Equal(own.Keys, []string{"LETTERBOX_LINK_KEY_ARN"}) || refTarget(own.Get("LETTERBOX_LINK_KEY_ARN")) != "LinkKeySecret" {
+		t.Error("LinkFunction: its own environment must be exactly LETTERBOX_LINK_KEY_ARN: !Ref LinkKeySecret")
+	}
+	if tp.Resource("LinkKeySecret").Get("Condition") != nil {
+		t.Error("LinkKeySecret has a Condition; every stack links attachments")
+	}
+
+	env := functionEnv(t, "DeliverFunction")
+	if r, a := getAtt(env["LETTERBOX_LINK_BASE_URL"]); r != "LinkFunctionUrl" || a != "FunctionUrl" {
+		t.Error("DeliverFunction: LETTERBOX_LINK_BASE_URL must be !GetAtt LinkFunctionUrl.FunctionUrl")
+	}
+	if refTarget(env["LETTERBOX_LINK_KEY_ARN"]) != "LinkKeySecret" {
+		t.Error("DeliverFunction: LETTERBOX_LINK_KEY_ARN must be !Ref LinkKeySecret")
+	}
+
+	// Every permission of the link role, exactly. Its s3:GetObject is on
+	// the prefixes internal/links may link, which are what its presigned
+	// URLs can reach.
+	var objects []string
+	for _, prefix := range links.Linkable {
+		objects = append(objects, "s3:GetObject ${MailBucket.Arn}/"+prefix+"*")
+	}
+	want := append(objects,
+		"logs:CreateLogStream LinkLogGroup.Arn", "logs:PutLogEvents LinkLogGroup.Arn",
+		"s3:ListBucket MailBucket.Arn",
+		"secretsmanager:GetSecretValue LinkKeySecret",
+		"kms:Decrypt KmsKeyArn")
+	var got []string
+	for _, s := range statements(t) {
+		if !strings.HasPrefix(s.where, "LinkRole/") {
+			if refs := func() (n int) {
+				walk(s.node, func(x *cfn.Node) {
+					if refTarget(x) == "LinkKeySecret" {
+						n++
+					}
+				})
+				return
+			}(); refs > 0 && !strings.HasPrefix(s.where, "DeliverRole/") {
+				t.Errorf("line %d: %s may read the link key; only LinkRole and DeliverRole may", s.node.Line, s.where)
+			}
+			continue
+		}
+		if s.node.Get("Effect").Str() != "Allow" || s.node.Get("Condition") != nil {
+			t.Errorf("line %d: LinkRole: want Allow statements without conditions", s.node.Line)
+		}
+		for _, a := range items(s.node.Get("Action")) {
+			for _, r := range items(s.node.Get("Resource")) {
+				res := subText(r)
+				if id, attr := getAtt(r); id != "" {
+					res = id + "." + attr
+				} else if ref := refTarget(r); ref != "" {
+					res = ref
+				}
+				got = append(got, a.Str()+" "+res)
+			}
+		}
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("LinkRole grants\n  %s\nwant exactly\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+	checkGrants(t, "LinkRole", "kms:", []grant{{"UseKms", "kms:Decrypt", "KmsKeyArn"}})
+	checkGrants(t, "LinkRole", "secretsmanager:", []grant{{"", "secretsmanager:GetSecretValue", "LinkKeySecret"}})
+
+	for _, name := range []string{"LinkBaseUrl", "LinkKeyRotateCommand"} {
+		if tp.Outputs.Get(name) == nil {
+			t.Errorf("no output %s", name)
+		}
+	}
+	if !strings.Contains(subText(tp.Outputs.Get("LinkKeyRotateCommand").Get("Value")), "${LinkFunction}") {
+		t.Error("LinkKeyRotateCommand does not restart the link function, whose instances read the key at cold start")
 	}
 }

@@ -6,9 +6,10 @@
 # SAM, into bin/, so CI can check that they build.
 
 # Lambda functions: logical id in template.yaml -> Go package.
-LAMBDA_FUNCTIONS := IngestFunction DeliverFunction
+LAMBDA_FUNCTIONS := IngestFunction DeliverFunction LinkFunction
 lambda_pkg_IngestFunction := ./functions/ingest
 lambda_pkg_DeliverFunction := ./functions/deliver
+lambda_pkg_LinkFunction := ./functions/link
 
 # provided.al2023 on Graviton: a static binary named bootstrap. lambda.norpc
 # drops the legacy go1.x RPC server from aws-lambda-go.

@@ -9,9 +9,11 @@
 //	LETTERBOX_JOURNAL                all (default) or failures: which deliveries get a store record
 //
 // and, for the deliver function, LETTERBOX_SECRETS_ARN, a Secrets Manager
-// secret of further variables (see LoadSecrets), and the forward action's
-// variables (see LoadForwardConfig). Only main packages call it: it is the
-// functions' configuration reader.
+// secret of further variables (see LoadSecrets), the forward action's
+// variables (see LoadForwardConfig) and the attachment links' (see
+// LoadLinkSigner; the link function reads only LETTERBOX_STORE and
+// LETTERBOX_LINK_KEY_ARN, see LoadLinkHandler). Only main packages call it:
+// it is the functions' configuration reader.
 package lambdaenv
 
 import (

@@ -3,6 +3,7 @@ package links_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -176,4 +177,31 @@ func TestShortKeyRefused(t *testing.T) {
 	if _, err := links.NewKeyring(secret('a'), []byte(short)); err == nil {
 		t.Fatal("NewKeyring with a 31-byte older key: no error")
 	}
+}
+
+// Verify never panics, and a token it accepts is exactly the one Token
+// makes for that key and expiry: one spelling per link.
+func FuzzVerify(f *testing.F) {
+	kr, err := links.NewKeyring(secret('a'), secret('b'))
+	if err != nil {
+		f.Fatal(err)
+	}
+	old, _ := links.NewKeyring(secret('b'))
+	f.Add(kr.Token(attKey, t0.Add(time.Hour)))
+	f.Add(old.Token(attKey, t0.Add(time.Hour)))
+	f.Add(kr.Token("raw/x.eml", t0.Add(time.Hour)))
+	f.Add("v1...." + strings.Repeat("A", 43))
+	f.Fuzz(func(t *testing.T, tok string) {
+		key, err := kr.Verify(tok, t0)
+		if err != nil {
+			return
+		}
+		if !links.IsLinkable(key) {
+			t.Fatalf("accepted a token for %q", key)
+		}
+		exp, _ := strconv.ParseInt(strings.Split(tok, ".")[2], 10, 64)
+		if want, prev := kr.Token(key, time.Unix(exp, 0)), old.Token(key, time.Unix(exp, 0)); tok != want && tok != prev {
+			t.Fatalf("accepted %q; the canonical token is %q", tok, want)
+		}
+	})
 }

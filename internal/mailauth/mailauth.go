@@ -5,9 +5,10 @@
 //     the HELO identities, evaluated here (spf.go);
 //   - DKIM (RFC 6376, RFC 8301, RFC 8463) for every signature, with
 //     github.com/emersion/go-msgauth/dkim;
-//   - DMARC (RFC 7489): the policy record found with go-msgauth/dmarc, at the
-//     From domain or its organizational domain, and identifier alignment
-//     (relaxed or strict) computed here from the SPF and DKIM results;
+//   - DMARC (RFC 9989, DMARCbis, which obsoletes RFC 7489): the policy record
+//     and the organizational domain found by the DNS Tree Walk (§4.10), and
+//     identifier alignment (relaxed or strict) computed here from the SPF
+//     and DKIM results;
 //   - ARC (RFC 8617) chain validation, implemented here: go-msgauth keeps its
 //     canonicalization and key-record code unexported, so this package
 //     canonicalizes with internal/dkimcanon (RFC 6376 §3.4) and reads key

@@ -59,6 +59,16 @@ func notFound(name, why string) error {
 	return &net.DNSError{Err: why, Name: name, IsNotFound: true}
 }
 
+// errNXDomain is the Err of a NXDOMAIN answer.
+const errNXDomain = "no such host"
+
+// isNXDomain tells NXDOMAIN (the name does not exist, RFC 8020) from
+// NODATA.
+func isNXDomain(err error) bool {
+	var de *net.DNSError
+	return errors.As(err, &de) && de.IsNotFound && de.Err == errNXDomain
+}
+
 func dnsFailure(name, why string) error {
 	return &net.DNSError{Err: why, Name: name, IsTemporary: true}
 }
@@ -96,7 +106,7 @@ func (r *resolver) query(ctx context.Context, name string, qtype uint16) ([]dns.
 	switch resp.Rcode {
 	case dns.RcodeSuccess:
 	case dns.RcodeNameError:
-		return nil, notFound(name, "no such host")
+		return nil, notFound(name, errNXDomain)
 	default:
 		return nil, dnsFailure(name, "server answered "+dns.RcodeToString[resp.Rcode])
 	}

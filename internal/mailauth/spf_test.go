@@ -111,3 +111,14 @@ func TestSPFExplanation(t *testing.T) {
 		t.Fatalf("spf = %+v, want pass without explanation", a.SPF)
 	}
 }
+
+// TestSPFInvalidClientIP: an envelope whose client IP does not parse is
+// permerror for both identities, naming the address.
+func TestSPFInvalidClientIP(t *testing.T) {
+	c := newChecker(t, testenv.StartDNS(t).Addr, time.Second)
+	a := check(t, c, &env{"192.0.2.300", "alice@example.org", "mx.example.org"}, []byte(baseMsg))
+	want := message.SPFResult{Result: PermError, Reason: "invalid client IP 192.0.2.300"}
+	if *a.SPF != want || a.SPFHelo == nil || *a.SPFHelo != want {
+		t.Fatalf("spf = %+v, spf_helo = %+v, want %+v", a.SPF, a.SPFHelo, want)
+	}
+}

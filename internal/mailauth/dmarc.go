@@ -247,9 +247,10 @@ func normDomain(d string) string {
 }
 
 // aligned reports identifier alignment (§4.4): strict means the same
-// domain, relaxed the same organizational domain. fromOrg is the From
-// domain's organizational domain.
-func (w *dmarcWalker) aligned(id, from, fromOrg string, strict bool) (bool, error) {
+// domain, relaxed the same organizational domain. pol.org, the From
+// domain's organizational domain, is found on first need (§4.10.2: none
+// is needed when the identifier is the From domain).
+func (w *dmarcWalker) aligned(id, from string, pol *dmarcPolicy, strict bool) (bool, error) {
 	id, from = normDomain(id), normDomain(from)
 	if id == "" || from == "" {
 		return false, nil
@@ -260,15 +261,22 @@ func (w *dmarcWalker) aligned(id, from, fromOrg string, strict bool) (bool, erro
 	if strict {
 		return false, nil
 	}
+	if pol.org == "" {
+		org, err := w.orgDomain(from)
+		if err != nil {
+			return false, err
+		}
+		pol.org = org
+	}
 	org, err := w.orgDomain(id)
-	return org == fromOrg, err
+	return org == pol.org, err
 }
 
 // dmarcPolicy is the outcome of policy discovery (§4.10.1).
 type dmarcPolicy struct {
 	rec    *dmarcRecord
 	domain string // where rec was found
-	org    string // the From domain's organizational domain
+	org    string // the From domain's organizational domain, "" until known
 }
 
 // lookupDMARC finds the policy record for the From domain (§4.10.1): the
@@ -280,22 +288,15 @@ func (w *dmarcWalker) lookupDMARC(from string) (dmarcPolicy, error) {
 	if err != nil {
 		return dmarcPolicy{}, err
 	}
+	if own != nil {
+		// The organizational domain waits until alignment needs it.
+		return dmarcPolicy{rec: own, domain: from}, nil
+	}
 	found, err := w.walk(from, false)
 	if err != nil {
 		return dmarcPolicy{}, err
 	}
-	if own != nil {
-		// The walk from the From domain starts with its own record.
-		found = append([]dmarcFound{{from, own}}, found...)
-		if own.psd != 0 {
-			found = found[:1]
-		}
-	}
 	pol := dmarcPolicy{org: selectOrg(from, found)}
-	if own != nil {
-		pol.rec, pol.domain = own, from
-		return pol, nil
-	}
 	for _, f := range found {
 		if f.domain == pol.org {
 			pol.rec, pol.domain = f.rec, f.domain
@@ -334,13 +335,13 @@ func (c *Checker) dmarc(ctx context.Context, from string, fromErr error, env *me
 	// SPF's authenticated identifier is the MAIL FROM domain, or HELO for
 	// a null reverse-path; spfRes.Domain holds whichever was checked.
 	if spfRes.Result == Pass && env != nil {
-		ok, err := w.aligned(spfRes.Domain, from, pol.org, rec.strictSPF)
+		ok, err := w.aligned(spfRes.Domain, from, &pol, rec.strictSPF)
 		out.SPFAligned = ok
 		alignTemp = alignTemp || err != nil
 	}
 	for _, d := range dkims {
 		if d.Result == Pass && !out.DKIMAligned {
-			ok, err := w.aligned(d.Domain, from, pol.org, rec.strictDKIM)
+			ok, err := w.aligned(d.Domain, from, &pol, rec.strictDKIM)
 			out.DKIMAligned = ok
 			alignTemp = alignTemp || err != nil
 		}

@@ -116,3 +116,20 @@ func TestDMARCTreeWalkQueries(t *testing.T) {
 		t.Fatalf("queried\n%s\nwant\n%s", strings.Join(asked, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestDMARCNoWalkWhenAligned: with a record at the From domain and a
+// signature by that domain, one query is all it takes (RFC 9989 §4.10.2:
+// no organizational domain is needed).
+func TestDMARCNoWalkWhenAligned(t *testing.T) {
+	z := testenv.StartDNS(t)
+	z.TXT("_dmarc.mail.example.org", "v=DMARC1; p=reject")
+	c := newChecker(t, z.Addr, 2*time.Second)
+	got := c.dmarc(context.Background(), "mail.example.org", nil, nil, message.SPFResult{Result: None},
+		[]message.DKIMResult{{Result: Pass, Domain: "mail.example.org"}})
+	if got.Result != Pass || got.Policy != "reject" {
+		t.Fatalf("dmarc = %+v, want pass, reject", got)
+	}
+	if q := z.Queries(); !slices.Equal(q, []string{"TXT _dmarc.mail.example.org."}) {
+		t.Fatalf("queries %v, want the From domain's record only", q)
+	}
+}

@@ -35,11 +35,17 @@ func (c *Checker) checkSPF(ctx context.Context, env *message.Envelope) (mailFrom
 		return r, r
 	}
 	heloName := strings.TrimSuffix(env.HELO, ".")
-	helo = c.spfIdentity(ctx, ip, heloName, "postmaster@"+heloName, heloName)
 	sender := strings.Trim(strings.TrimSpace(env.MailFrom), "<>")
 	if sender == "" {
+		helo = c.spfIdentity(ctx, ip, heloName, "postmaster@"+heloName, heloName)
 		return helo, helo
 	}
+	// The two identities are independent: check them at once.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		helo = c.spfIdentity(ctx, ip, heloName, "postmaster@"+heloName, heloName)
+	}()
 	domain := sender
 	if at := strings.LastIndexByte(sender, '@'); at >= 0 {
 		domain = sender[at+1:]
@@ -50,7 +56,9 @@ func (c *Checker) checkSPF(ctx context.Context, env *message.Envelope) (mailFrom
 	} else {
 		sender = "postmaster@" + sender
 	}
-	return c.spfIdentity(ctx, ip, domain, sender, heloName), helo
+	mailFrom = c.spfIdentity(ctx, ip, domain, sender, heloName)
+	<-done
+	return mailFrom, helo
 }
 
 // spfIdentity runs check_host for one identity.

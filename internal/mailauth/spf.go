@@ -74,6 +74,9 @@ func (c *Checker) spfIdentity(ctx context.Context, ip net.IP, domain, sender, he
 	}
 	r := s.checkHost(domain, 0, true)
 	out.Result, out.Reason, out.Explanation = r.result, r.reason, r.explanation
+	if r.result == Pass || r.result == None {
+		out.Reason = "" // message.SPFResult: a reason explains other results
+	}
 	return out
 }
 

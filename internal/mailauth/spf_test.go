@@ -1,6 +1,8 @@
 package mailauth
 
 import (
+	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,6 +83,16 @@ func TestSPFHelo(t *testing.T) {
 			}
 		})
 	}
+	t.Run("in the message JSON", func(t *testing.T) {
+		a := check(t, c, &env{"192.0.2.1", "alice@example.org", "mx.example.org"}, []byte(baseMsg))
+		b, err := json.Marshal(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := `"spf_helo":{"result":"pass","domain":"mx.example.org"}`; !strings.Contains(string(b), want) {
+			t.Fatalf("auth JSON %s lacks %s", b, want)
+		}
+	})
 	t.Run("no envelope, no spf_helo", func(t *testing.T) {
 		if a := check(t, c, nil, []byte(baseMsg)); a.SPFHelo != nil {
 			t.Fatalf("spf_helo = %+v, want none", a.SPFHelo)

@@ -187,8 +187,8 @@ func (w *dmarcWalker) walk(domain string, first bool) ([]dmarcFound, error) {
 		targets = append(targets, domain)
 	}
 	start := 1
-	if len(labels) > 8 {
-		start = len(labels) - 7
+	if len(labels) > dmarcMaxQueries {
+		start = len(labels) - (dmarcMaxQueries - 1)
 	}
 	for i := start; i < len(labels); i++ {
 		targets = append(targets, strings.Join(labels[i:], "."))

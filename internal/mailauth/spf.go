@@ -157,10 +157,7 @@ func (s *spfEval) checkHost(domain string, depth int, top bool) spfResult {
 		if err := s.countLookup(); err != nil {
 			return spfResult{result: err.result, reason: err.reason}
 		}
-		target, err := s.expandDomain(mod.redirect, domain)
-		if err != nil {
-			return spfResult{result: err.result, reason: err.reason}
-		}
+		target := s.expandDomain(mod.redirect, domain)
 		if depth >= spfMaxLookups {
 			return spfResult{result: PermError, reason: "too many nested records"}
 		}
@@ -426,10 +423,7 @@ func (s *spfEval) match(t spfTerm, domain string, depth int) (bool, *spfErr) {
 	}
 	target := domain
 	if t.domain != nil {
-		var err *spfErr
-		if target, err = s.expandDomain(t.domain, domain); err != nil {
-			return false, err
-		}
+		target = s.expandDomain(t.domain, domain)
 	}
 	switch t.mech {
 	case "include":
@@ -550,8 +544,8 @@ func (s *spfEval) validatedNames() ([]string, *spfErr) {
 
 // explain returns the exp= text (RFC 7208 §6.2), "" when it cannot be had.
 func (s *spfEval) explain(spec []macroPart, domain string) string {
-	target, err := s.expandDomain(spec, domain)
-	if err != nil || !validDomain(target) {
+	target := s.expandDomain(spec, domain)
+	if !validDomain(target) {
 		return ""
 	}
 	txts, lerr := s.res.LookupTXT(s.ctx, target)
@@ -562,10 +556,7 @@ func (s *spfEval) explain(spec []macroPart, domain string) string {
 	if err != nil {
 		return ""
 	}
-	text, err := s.expand(parts, domain, true)
-	if err != nil {
-		return ""
-	}
+	text := s.expand(parts, domain)
 	for i := 0; i < len(text); i++ {
 		if text[i] < ' ' || text[i] >= 0x7f {
 			return ""
@@ -717,12 +708,8 @@ func isTopLabel(l string) bool {
 
 // expandDomain expands a domain-spec and shortens it from the left to 253
 // characters (RFC 7208 §4.8).
-func (s *spfEval) expandDomain(spec []macroPart, domain string) (string, *spfErr) {
-	d, err := s.expand(spec, domain, false)
-	if err != nil {
-		return "", err
-	}
-	d = strings.TrimSuffix(d, ".")
+func (s *spfEval) expandDomain(spec []macroPart, domain string) string {
+	d := strings.TrimSuffix(s.expand(spec, domain), ".")
 	for len(d) > spfMaxDomain {
 		i := strings.IndexByte(d, '.')
 		if i < 0 {
@@ -730,11 +717,12 @@ func (s *spfEval) expandDomain(spec []macroPart, domain string) (string, *spfErr
 		}
 		d = d[i+1:]
 	}
-	return d, nil
+	return d
 }
 
-// expand expands a macro-string (RFC 7208 §7.3, §7.4).
-func (s *spfEval) expand(parts []macroPart, domain string, exp bool) (string, *spfErr) {
+// expand expands a parsed macro-string (RFC 7208 §7.3, §7.4); parsing
+// refused what cannot be expanded.
+func (s *spfEval) expand(parts []macroPart, domain string) string {
 	var b strings.Builder
 	for _, p := range parts {
 		if p.letter == 0 {
@@ -761,7 +749,7 @@ func (s *spfEval) expand(parts []macroPart, domain string, exp bool) (string, *s
 		}
 		b.WriteString(v)
 	}
-	return b.String(), nil
+	return b.String()
 }
 
 func splitAny(s, delims string) []string {

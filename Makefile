@@ -17,6 +17,7 @@ dev: letterbox
 test: tools
 	$(GO) vet ./...
 	CI=$${CI:-1} $(GO) test -count=1 -timeout 20m ./...
+	@$(GO) test -count=1 -run '^TestSPFSuite$$' -v ./internal/mailauth/ | grep '^SPF suite:'
 
 ## test-short: unit tests only, no external programs required
 test-short:

@@ -159,10 +159,13 @@ type Summary struct {
 
 // Auth holds the sender-authentication verdicts.
 type Auth struct {
-	SPF   *SPFResult   `json:"spf,omitempty"`
-	DKIM  []DKIMResult `json:"dkim"`
-	DMARC *DMARCResult `json:"dmarc,omitempty"`
-	ARC   *ARCResult   `json:"arc,omitempty"`
+	SPF *SPFResult `json:"spf,omitempty"`
+	// SPFHelo is the RFC 7208 §2.3 check of the HELO identity; absent
+	// without an envelope or a HELO name.
+	SPFHelo *SPFResult   `json:"spf_helo,omitempty"`
+	DKIM    []DKIMResult `json:"dkim"`
+	DMARC   *DMARCResult `json:"dmarc,omitempty"`
+	ARC     *ARCResult   `json:"arc,omitempty"`
 	// AuthenticationResults is the same verdict as an RFC 8601 header value.
 	AuthenticationResults string `json:"authentication_results"`
 }
@@ -173,6 +176,9 @@ type SPFResult struct {
 	Domain string `json:"domain"`
 	// Reason explains a result other than pass or none.
 	Reason string `json:"reason,omitempty"`
+	// Explanation is the domain's own text for a fail (the record's exp=
+	// modifier, RFC 7208 §6.2), written by the sender's domain.
+	Explanation string `json:"explanation,omitempty"`
 }
 
 // DKIMResult is the RFC 6376 result of one signature.

@@ -1,13 +1,14 @@
 // Package mailauth checks who sent a message and reports the verdicts as
 // message.Auth and as an Authentication-Results header value (RFC 8601):
 //
-//   - SPF (RFC 7208) from the envelope's client IP, MAIL FROM and HELO, with
-//     blitiri.com.ar/go/spf;
+//   - SPF (RFC 7208) from the envelope's client IP, for the MAIL FROM and
+//     the HELO identities, evaluated here (spf.go);
 //   - DKIM (RFC 6376, RFC 8301, RFC 8463) for every signature, with
 //     github.com/emersion/go-msgauth/dkim;
-//   - DMARC (RFC 7489): the policy record found with go-msgauth/dmarc, at the
-//     From domain or its organizational domain, and identifier alignment
-//     (relaxed or strict) computed here from the SPF and DKIM results;
+//   - DMARC (RFC 9989, DMARCbis, which obsoletes RFC 7489): the policy record
+//     and the organizational domain found by the DNS Tree Walk (§4.10), and
+//     identifier alignment (relaxed or strict) computed here from the SPF
+//     and DKIM results;
 //   - ARC (RFC 8617) chain validation, implemented here: go-msgauth keeps its
 //     canonicalization and key-record code unexported, so this package
 //     canonicalizes with internal/dkimcanon (RFC 6376 §3.4) and reads key
@@ -111,13 +112,13 @@ func (c *Checker) Check(ctx context.Context, env *message.Envelope, r io.Reader)
 
 	// SPF needs only the envelope: run it while the message streams in.
 	var (
-		spfWG  sync.WaitGroup
-		spfRes message.SPFResult
+		spfWG           sync.WaitGroup
+		spfRes, spfHelo message.SPFResult
 	)
 	spfWG.Add(1)
 	go func() {
 		defer spfWG.Done()
-		spfRes = c.spf(ctx, env)
+		spfRes, spfHelo = c.spf(ctx, env)
 	}()
 	defer spfWG.Wait()
 
@@ -149,6 +150,9 @@ func (c *Checker) Check(ctx context.Context, env *message.Envelope, r io.Reader)
 
 	spfWG.Wait()
 	auth.SPF = &spfRes
+	if env != nil && env.ClientIP != "" && env.HELO != "" {
+		auth.SPFHelo = &spfHelo
+	}
 	fromDomain, fromErr := fromDomain(fields)
 	auth.DMARC = c.dmarc(ctx, fromDomain, fromErr, env, spfRes, dkims)
 	auth.AuthenticationResults = c.authResults(env, auth, fromDomain)
@@ -255,10 +259,11 @@ func stripSpace(s string) string {
 }
 
 // spf evaluates RFC 7208 check_host for MAIL FROM (or HELO when MAIL FROM
-// is null, §2.4).
-func (c *Checker) spf(ctx context.Context, env *message.Envelope) message.SPFResult {
+// is null, §2.4) and for HELO (§2.3).
+func (c *Checker) spf(ctx context.Context, env *message.Envelope) (mailFrom, helo message.SPFResult) {
 	if env == nil || env.ClientIP == "" {
-		return message.SPFResult{Result: None, Reason: "no envelope"}
+		r := message.SPFResult{Result: None, Reason: "no envelope"}
+		return r, r
 	}
 	return c.checkSPF(ctx, env)
 }

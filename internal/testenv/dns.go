@@ -30,6 +30,8 @@ type dnsName struct {
 	txt      []string
 	mx       []*dns.MX
 	ips      []net.IP
+	rrs      []dns.RR // records of any type, from RR
+	rcode    int      // answered to every query when not zero
 	servfail bool
 	drop     bool
 	delay    time.Duration
@@ -122,6 +124,26 @@ func (d *DNS) A(name string, ips ...string) {
 	}
 }
 
+// RR adds records of any type, each to the name in its header. A CNAME
+// answers a query of another type with itself and the target's records of
+// that type, as a recursive resolver does.
+func (d *DNS) RR(rrs ...dns.RR) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, rr := range rrs {
+		n := d.name(rr.Header().Name)
+		n.rrs = append(n.rrs, rr)
+	}
+}
+
+// Rcode makes every query for name, of a type it has no RR records of,
+// answer with rcode (dns.RcodeRefused, ...) and no records.
+func (d *DNS) Rcode(name string, rcode int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.name(name).rcode = rcode
+}
+
 // ServFail makes every query for name answer SERVFAIL.
 func (d *DNS) ServFail(name string) {
 	d.mu.Lock()
@@ -191,7 +213,10 @@ func (d *DNS) answer(req *dns.Msg) (*dns.Msg, time.Duration) {
 	case n.servfail:
 		m.Rcode = dns.RcodeServerFailure
 		return m, n.delay
-	case len(n.txt)+len(n.mx)+len(n.ips) == 0:
+	case n.rcode != 0 && !n.has(q.Qtype):
+		m.Rcode = n.rcode
+		return m, n.delay
+	case len(n.txt)+len(n.mx)+len(n.ips)+len(n.rrs) == 0:
 		m.Rcode = dns.RcodeNameError
 		return m, n.delay
 	}
@@ -220,8 +245,39 @@ func (d *DNS) answer(req *dns.Msg) (*dns.Msg, time.Duration) {
 			}
 		}
 	}
+	m.Answer = append(m.Answer, d.records(key, q.Qtype, 0)...)
 	// No answer for a name that exists: NODATA.
 	return m, n.delay
+}
+
+// has reports whether n has RR records of qtype.
+func (n *dnsName) has(qtype uint16) bool {
+	for _, rr := range n.rrs {
+		if rr.Header().Rrtype == qtype {
+			return true
+		}
+	}
+	return false
+}
+
+// records returns the RR records of qtype at name, following a CNAME a
+// few levels deep. d.mu is held.
+func (d *DNS) records(name string, qtype uint16, depth int) []dns.RR {
+	n := d.names[name]
+	if n == nil || depth > 8 {
+		return nil
+	}
+	var out []dns.RR
+	for _, rr := range n.rrs {
+		switch {
+		case rr.Header().Rrtype == qtype:
+			out = append(out, rr)
+		case rr.Header().Rrtype == dns.TypeCNAME:
+			out = append(out, rr)
+			out = append(out, d.records(strings.ToLower(dns.Fqdn(rr.(*dns.CNAME).Target)), qtype, depth+1)...)
+		}
+	}
+	return out
 }
 
 // splitTXT cuts a record into the 255-byte strings DNS carries.

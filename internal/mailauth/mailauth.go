@@ -106,7 +106,13 @@ func New(cfg Config) (*Checker, error) {
 // Check authenticates one raw message with its envelope, which may be nil
 // (then SPF is none and DMARC relies on DKIM alone). It reads r to EOF. The
 // only error is a failure to read r; DNS failures are temperror results.
-func (c *Checker) Check(ctx context.Context, env *message.Envelope, r io.Reader) (*message.Auth, error) {
+//
+// from gives the message's From identity for DMARC. Check does not read
+// the From field itself: it calls from once, after reading r to EOF, so a
+// caller that parses the same stream (package parser) has read the header
+// by then and hands over its own reading. A nil from leaves DMARC
+// unchecked (Auth.DMARC nil).
+func (c *Checker) Check(ctx context.Context, env *message.Envelope, r io.Reader, from func() From) (*message.Auth, error) {
 	auth := &message.Auth{DKIM: []message.DKIMResult{}}
 
 	// SPF needs only the envelope: run it while the message streams in.
@@ -149,9 +155,12 @@ func (c *Checker) Check(ctx context.Context, env *message.Envelope, r io.Reader)
 
 	spfWG.Wait()
 	auth.SPF = &spfRes
-	fromDomain, fromErr := fromDomain(fields)
-	auth.DMARC = c.dmarc(ctx, fromDomain, fromErr, env, spfRes, dkims)
-	auth.AuthenticationResults = c.authResults(env, auth, fromDomain)
+	var f From
+	if from != nil {
+		f = from()
+		auth.DMARC = c.dmarc(ctx, f, env, spfRes, dkims)
+	}
+	auth.AuthenticationResults = c.authResults(env, auth, f.Domain)
 	return auth, nil
 }
 

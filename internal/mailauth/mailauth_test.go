@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/mail"
 	"strings"
 	"testing"
 	"time"
@@ -46,9 +47,29 @@ func newChecker(t testing.TB, addr string, timeout time.Duration) *Checker {
 	return c
 }
 
+// fromOf reads the From identity of the well-formed messages these tests
+// build, standing in for package parser (which gives it to Check in
+// production, and whose tests cover hostile From fields).
+func fromOf(msg []byte) func() From {
+	return func() From {
+		m, err := mail.ReadMessage(bytes.NewReader(msg))
+		if err != nil {
+			return From{Problem: err.Error()}
+		}
+		if len(m.Header["From"]) != 1 {
+			return From{Problem: "no From field"}
+		}
+		a, err := mail.ParseAddress(m.Header.Get("From"))
+		if err != nil {
+			return From{Problem: err.Error()}
+		}
+		return From{Domain: strings.ToLower(a.Address[strings.LastIndexByte(a.Address, '@')+1:])}
+	}
+}
+
 func check(t testing.TB, c *Checker, e *env, msg []byte) *message.Auth {
 	t.Helper()
-	a, err := c.Check(context.Background(), e.envelope(), bytes.NewReader(msg))
+	a, err := c.Check(context.Background(), e.envelope(), bytes.NewReader(msg), fromOf(msg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +275,10 @@ func TestCheckReadError(t *testing.T) {
 		{"in the body", io.MultiReader(strings.NewReader(baseMsg), &failingReader{after: 0})},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := c.Check(context.Background(), nil, tt.r)
+			_, err := c.Check(context.Background(), nil, tt.r, func() From {
+				t.Error("from called after a read error")
+				return From{}
+			})
 			if err == nil || err.Error() != "mailauth: read message: disk on fire" {
 				t.Fatalf("Check error = %v, want mailauth: read message: disk on fire", err)
 			}
@@ -294,7 +318,7 @@ func TestCleanReason(t *testing.T) {
 func TestHugeHeaderLine(t *testing.T) {
 	c := newChecker(t, testenv.StartDNS(t).Addr, time.Second)
 	msg := "From: a@example.org\r\nX-Huge: " + strings.Repeat("x", 3<<20) + "\r\n\r\nbody\r\n"
-	a, err := c.Check(context.Background(), nil, strings.NewReader(msg))
+	a, err := c.Check(context.Background(), nil, strings.NewReader(msg), fromOf([]byte(msg)))
 	if err != nil || a.DMARC.Domain != "example.org" {
 		t.Fatalf("Check = %+v, %v", a, err)
 	}

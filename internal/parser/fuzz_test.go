@@ -98,7 +98,7 @@ func FuzzParseAddressList(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		as, _ := parseAddressList(s)
+		as, _, _ := parseAddressList(s)
 		for _, a := range as {
 			if a.Address == "" {
 				t.Fatalf("parseAddressList(%q) returned an empty address", s)

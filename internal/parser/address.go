@@ -388,7 +388,9 @@ func (p *parser) fromField(h header, charset string) (*message.Address, mailauth
 		id.Problem = "From is not one well-formed mailbox"
 	}
 	if len(from) == 0 {
-		if id.Problem != "no From field" {
+		// A missing From shows as a null from; only a present one that
+		// names no mailbox is worth a warning.
+		if len(vals) > 0 {
 			p.warn("header", id.Problem+"; DMARC is permerror")
 		}
 		return nil, id

@@ -7,7 +7,10 @@
 //     github.com/emersion/go-msgauth/dkim;
 //   - DMARC (RFC 7489): the policy record found with go-msgauth/dmarc, at the
 //     From domain or its organizational domain, and identifier alignment
-//     (relaxed or strict) computed here from the SPF and DKIM results;
+//     (relaxed or strict) computed here from the SPF and DKIM results. The
+//     From domain is not read here: the caller passes its own reading of
+//     the From field (From), so that DMARC and what the caller shows of
+//     the message cannot disagree;
 //   - ARC (RFC 8617) chain validation, implemented here: go-msgauth keeps its
 //     canonicalization and key-record code unexported, so this package
 //     canonicalizes with internal/dkimcanon (RFC 6376 §3.4) and reads key

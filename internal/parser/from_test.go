@@ -132,6 +132,10 @@ func TestFromComposition(t *testing.T) {
 		{"empty group", "From: undisclosed-recipients:;\r\n", nil, "", permerror},
 		{"no From field", "", nil, "", permerror}, // a null from, and no warning
 
+		// Bytes that readers treat differently.
+		{"NUL inside the address", "From: x@bank.example\x00@evil.example\r\n", nil, "", permerror},
+		{"bare CR before a second From", "From: x@bank.example\rFrom: y@evil.example\r\n", nil, "x@bank.example", permerror},
+
 		// Sender differing from From (A8): DMARC is about From only.
 		{"Sender is the signer", "Sender: y@evil.example\r\nFrom: x@bank.example\r\n", nil, "x@bank.example", fail},
 

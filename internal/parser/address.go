@@ -105,7 +105,7 @@ func splitAddressList(s string) []addrItem {
 			// obs-route, "<@a,@b:x@c>") lists its domains with commas.
 			if j := strings.IndexAny(s[i:], ">,"); j >= 0 && s[i+j] == '>' {
 				angle = true
-			} else if route, _, ok := cutRoute(s[i+1:]); ok && !strings.ContainsAny(route, "<\"") {
+			} else if route, rest, ok := cutRoute(s[i+1:]); ok && !strings.ContainsAny(route, "<\"") && strings.Contains(rest, ">") {
 				angle = true
 			}
 		case c == '>':

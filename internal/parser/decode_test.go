@@ -127,6 +127,7 @@ func TestParseAddressList(t *testing.T) {
 		// Every address is a well-formed addr-spec (RFC 5322 §3.4.1).
 		{`<@route.example:x@bank.example>`, `"" <x@bank.example>`, 1},
 		{`Bank <@evil.example,@relay.example:x@bank.example>, y@other.example`, `"Bank" <x@bank.example>; "" <y@other.example>`, 1},
+		{`<@a.example,@b.example:x@c.example, d@e.example`, `"" <d@e.example>`, 2},
 		{`x@bank.example\, y@evil.example`, `"" <y@evil.example>`, 1},
 		{`"x@bank.example"@evil.example`, `"" <"x@bank.example"@evil.example>`, 0},
 		{`"a b"@example.com, "q\"\\"@example.com`, `"" <"a b"@example.com>; "" <"q\"\\"@example.com>`, 0},

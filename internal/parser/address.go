@@ -391,7 +391,7 @@ func (p *parser) fromField(h header, charset string) (*message.Address, mailauth
 		// A missing From shows as a null from; only a present one that
 		// names no mailbox is worth a warning.
 		if len(vals) > 0 {
-			p.warn("header", id.Problem+"; DMARC is permerror")
+			p.warn("header", id.Problem+p.dmarcNote())
 		}
 		return nil, id
 	}
@@ -404,9 +404,17 @@ func (p *parser) fromField(h header, charset string) (*message.Address, mailauth
 		p.warn("header", "From display name "+quote(from[0].Name)+" holds an \"@\"; the address is "+from[0].Address)
 	}
 	if id.Problem != "" {
-		p.warn("header", id.Problem+"; from is the first mailbox, "+from[0].Address+", and DMARC is permerror")
+		p.warn("header", id.Problem+"; from is the first mailbox, "+from[0].Address+p.dmarcNote())
 	}
 	return &from[0], id
+}
+
+// dmarcNote ends a warning about the From identity when DMARC is checked.
+func (p *parser) dmarcNote() string {
+	if p.opts.Auth == nil {
+		return ""
+	}
+	return "; DMARC is permerror"
 }
 
 // authorDomain returns the domain DMARC evaluates for a From mailbox: its

@@ -13,6 +13,10 @@
 //
 // go-msgauth has the same code but does not export it. mailauth verifies
 // ARC chains with this package and forward seals them with it.
+//
+// It reads fields as bytes to hash, never for what they mean: the From
+// field that DMARC evaluates is read once, by package parser, and handed
+// to mailauth.
 package dkimcanon
 
 import "strings"

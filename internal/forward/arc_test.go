@@ -76,7 +76,7 @@ func arcVerdict(t *testing.T, dnsAddr string, data []byte) *message.ARCResult {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := c.Check(context.Background(), nil, bytes.NewReader(data))
+	a, err := c.Check(context.Background(), nil, bytes.NewReader(data), nil) // ARC only: no DMARC
 	if err != nil {
 		t.Fatal(err)
 	}

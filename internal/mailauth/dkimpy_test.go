@@ -150,7 +150,7 @@ func TestDKIMAgainstDkimpyData(t *testing.T) {
 				z.TXT(name, strings.Join(strings.Fields(txt), " "))
 			}
 			c := newChecker(t, z.Addr, 2*time.Second)
-			a, err := c.Check(context.Background(), nil, bytes.NewReader(msgs[i]))
+			a, err := c.Check(context.Background(), nil, bytes.NewReader(msgs[i]), fromOf(msgs[i]))
 			if err != nil {
 				t.Fatal(err)
 			}

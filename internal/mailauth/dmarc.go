@@ -2,50 +2,27 @@ package mailauth
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/mail"
 	"net/url"
 	"strings"
 
-	"github.com/letterboxmail/letterbox/internal/dkimcanon"
 	"github.com/letterboxmail/letterbox/message"
 )
 
-// fromDomain returns the domain of the RFC5322.From mailbox. DMARC needs
-// exactly one (RFC 7489 §6.6.1).
-func fromDomain(fields []dkimcanon.Field) (string, error) {
-	var from []dkimcanon.Field
-	for _, f := range fields {
-		if strings.EqualFold(f.Name, "From") {
-			from = append(from, f)
-		}
-	}
-	if len(from) != 1 {
-		return "", errors.New("not exactly one From field")
-	}
-	v := strings.TrimSpace(strings.NewReplacer("\r\n", "", "\n", "").Replace(from[0].Value()))
-	addrs, err := mail.ParseAddressList(v)
-	if err != nil || len(addrs) != 1 {
-		// Lenient: take the last "@domain" before an optional ">".
-		at := strings.LastIndexByte(v, '@')
-		if at < 0 {
-			return "", errors.New("no domain in From")
-		}
-		d := v[at+1:]
-		if i := strings.IndexAny(d, "> \t;,"); i >= 0 {
-			d = d[:i]
-		}
-		if d == "" {
-			return "", errors.New("no domain in From")
-		}
-		return strings.ToLower(d), nil
-	}
-	at := strings.LastIndexByte(addrs[0].Address, '@')
-	if at < 0 {
-		return "", errors.New("no domain in From")
-	}
-	return strings.ToLower(addrs[0].Address[at+1:]), nil
+// From is the message's RFC5322.From identity, which DMARC evaluates (RFC
+// 7489 §3.1, §6.6.1). The caller reads it from the header it parses
+// (package parser, which reports the same mailbox as the parsed message's
+// from), so that the verdict and what a receiver shows come from one
+// reading of the field.
+type From struct {
+	// Domain is the domain of the From mailbox, lower case, with A-labels
+	// (§6.6.1); empty when the header names no mailbox.
+	Domain string
+	// Problem, when set, says why the header does not name exactly one
+	// mailbox: no From field or several, no mailbox or several, or one
+	// that could only be read leniently. DMARC is then permerror with
+	// Problem as the reason: it never passes for an ambiguous From.
+	Problem string
 }
 
 // DMARC follows RFC 9989 (DMARCbis, draft-ietf-dmarc-dmarcbis-41, whose
@@ -311,12 +288,18 @@ func (w *dmarcWalker) lookupDMARC(from string) (dmarcPolicy, error) {
 	return pol, nil
 }
 
-func (c *Checker) dmarc(ctx context.Context, from string, fromErr error, env *message.Envelope, spfRes message.SPFResult, dkims []message.DKIMResult) *message.DMARCResult {
-	if fromErr != nil {
-		return &message.DMARCResult{Result: PermError, Reason: fromErr.Error()}
+func (c *Checker) dmarc(ctx context.Context, f From, env *message.Envelope, spfRes message.SPFResult, dkims []message.DKIMResult) *message.DMARCResult {
+	out := &message.DMARCResult{Domain: f.Domain}
+	switch {
+	case f.Problem != "":
+		out.Result, out.Reason = PermError, f.Problem
+		return out
+	case f.Domain == "":
+		out.Result, out.Reason = PermError, "no From domain"
+		return out
 	}
+	from := f.Domain
 	w := c.newDMARCWalker(ctx)
-	out := &message.DMARCResult{Domain: from}
 	pol, err := w.lookupDMARC(from)
 	switch {
 	case err != nil:

@@ -86,7 +86,7 @@ func TestDMARCbis(t *testing.T) {
 				spfRes = message.SPFResult{Result: Pass, Domain: tt.spf}
 				env = &message.Envelope{ClientIP: "192.0.2.1", MailFrom: "b@" + tt.spf}
 			}
-			got := c.dmarc(context.Background(), tt.from, nil, env, spfRes, dkims)
+			got := c.dmarc(context.Background(), From{Domain: tt.from}, env, spfRes, dkims)
 			if got.Result != tt.result || got.Policy != tt.policy || got.Reason != tt.reason || got.SPFAligned != tt.spfAlign {
 				t.Fatalf("dmarc = %+v, want result %s policy %q reason %q spf_aligned %v", got, tt.result, tt.policy, tt.reason, tt.spfAlign)
 			}
@@ -100,7 +100,7 @@ func TestDMARCTreeWalkQueries(t *testing.T) {
 	z := testenv.StartDNS(t)
 	c := newChecker(t, z.Addr, 2*time.Second)
 	from := "a.b.c.d.e.f.g.h.i.j.mail.example.com"
-	got := c.dmarc(context.Background(), from, nil, nil, message.SPFResult{Result: None}, nil)
+	got := c.dmarc(context.Background(), From{Domain: from}, nil, message.SPFResult{Result: None}, nil)
 	if got.Result != None {
 		t.Fatalf("dmarc = %+v, want none", got)
 	}
@@ -124,7 +124,7 @@ func TestDMARCNoWalkWhenAligned(t *testing.T) {
 	z := testenv.StartDNS(t)
 	z.TXT("_dmarc.mail.example.org", "v=DMARC1; p=reject")
 	c := newChecker(t, z.Addr, 2*time.Second)
-	got := c.dmarc(context.Background(), "mail.example.org", nil, nil, message.SPFResult{Result: None},
+	got := c.dmarc(context.Background(), From{Domain: "mail.example.org"}, nil, message.SPFResult{Result: None},
 		[]message.DKIMResult{{Result: Pass, Domain: "mail.example.org"}})
 	if got.Result != Pass || got.Policy != "reject" {
 		t.Fatalf("dmarc = %+v, want pass, reject", got)

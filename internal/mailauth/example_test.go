@@ -19,7 +19,10 @@ func ExampleChecker_Check() {
 	}
 	raw := "From: alice@example.org\r\nSubject: hi\r\n\r\nhello\r\n"
 	env := &message.Envelope{ClientIP: "192.0.2.1", MailFrom: "alice@example.org", HELO: "mail.example.org"}
-	a, err := c.Check(context.Background(), env, strings.NewReader(raw))
+	// The From identity comes from the caller's reading of the header
+	// (package parser in letterbox).
+	from := func() mailauth.From { return mailauth.From{Domain: "example.org"} }
+	a, err := c.Check(context.Background(), env, strings.NewReader(raw), from)
 	if err != nil {
 		panic(err)
 	}

@@ -8,7 +8,9 @@
 //   - DMARC (RFC 9989, DMARCbis, which obsoletes RFC 7489): the policy record
 //     and the organizational domain found by the DNS Tree Walk (§4.10), and
 //     identifier alignment (relaxed or strict) computed here from the SPF
-//     and DKIM results;
+//     and DKIM results. The From domain is not read here: the caller
+//     passes its own reading of the From field (From), so that DMARC and
+//     what the caller shows of the message cannot disagree;
 //   - ARC (RFC 8617) chain validation, implemented here: go-msgauth keeps its
 //     canonicalization and key-record code unexported, so this package
 //     canonicalizes with internal/dkimcanon (RFC 6376 §3.4) and reads key
@@ -107,7 +109,13 @@ func New(cfg Config) (*Checker, error) {
 // Check authenticates one raw message with its envelope, which may be nil
 // (then SPF is none and DMARC relies on DKIM alone). It reads r to EOF. The
 // only error is a failure to read r; DNS failures are temperror results.
-func (c *Checker) Check(ctx context.Context, env *message.Envelope, r io.Reader) (*message.Auth, error) {
+//
+// from gives the message's From identity for DMARC. Check does not read
+// the From field itself: it calls from once, after reading r to EOF, so a
+// caller that parses the same stream (package parser) has read the header
+// by then and hands over its own reading. A nil from leaves DMARC
+// unchecked (Auth.DMARC nil).
+func (c *Checker) Check(ctx context.Context, env *message.Envelope, r io.Reader, from func() From) (*message.Auth, error) {
 	auth := &message.Auth{DKIM: []message.DKIMResult{}}
 
 	// SPF needs only the envelope: run it while the message streams in.
@@ -153,9 +161,12 @@ func (c *Checker) Check(ctx context.Context, env *message.Envelope, r io.Reader)
 	if env != nil && env.ClientIP != "" && env.HELO != "" {
 		auth.SPFHelo = &spfHelo
 	}
-	fromDomain, fromErr := fromDomain(fields)
-	auth.DMARC = c.dmarc(ctx, fromDomain, fromErr, env, spfRes, dkims)
-	auth.AuthenticationResults = c.authResults(env, auth, fromDomain)
+	var f From
+	if from != nil {
+		f = from()
+		auth.DMARC = c.dmarc(ctx, f, env, spfRes, dkims)
+	}
+	auth.AuthenticationResults = c.authResults(env, auth, f.Domain)
 	return auth, nil
 }
 

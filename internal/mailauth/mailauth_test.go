@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/mail"
 	"strings"
 	"testing"
 	"time"
@@ -46,9 +47,29 @@ func newChecker(t testing.TB, addr string, timeout time.Duration) *Checker {
 	return c
 }
 
+// fromOf reads the From identity of the well-formed messages these tests
+// build, standing in for package parser (which gives it to Check in
+// production, and whose tests cover hostile From fields).
+func fromOf(msg []byte) func() From {
+	return func() From {
+		m, err := mail.ReadMessage(bytes.NewReader(msg))
+		if err != nil {
+			return From{Problem: err.Error()}
+		}
+		if len(m.Header["From"]) != 1 {
+			return From{Problem: "no From field"}
+		}
+		a, err := mail.ParseAddress(m.Header.Get("From"))
+		if err != nil {
+			return From{Problem: err.Error()}
+		}
+		return From{Domain: strings.ToLower(a.Address[strings.LastIndexByte(a.Address, '@')+1:])}
+	}
+}
+
 func check(t testing.TB, c *Checker, e *env, msg []byte) *message.Auth {
 	t.Helper()
-	a, err := c.Check(context.Background(), e.envelope(), bytes.NewReader(msg))
+	a, err := c.Check(context.Background(), e.envelope(), bytes.NewReader(msg), fromOf(msg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +275,10 @@ func TestCheckReadError(t *testing.T) {
 		{"in the body", io.MultiReader(strings.NewReader(baseMsg), &failingReader{after: 0})},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := c.Check(context.Background(), nil, tt.r)
+			_, err := c.Check(context.Background(), nil, tt.r, func() From {
+				t.Error("from called after a read error")
+				return From{}
+			})
 			if err == nil || err.Error() != "mailauth: read message: disk on fire" {
 				t.Fatalf("Check error = %v, want mailauth: read message: disk on fire", err)
 			}
@@ -294,8 +318,82 @@ func TestCleanReason(t *testing.T) {
 func TestHugeHeaderLine(t *testing.T) {
 	c := newChecker(t, testenv.StartDNS(t).Addr, time.Second)
 	msg := "From: a@example.org\r\nX-Huge: " + strings.Repeat("x", 3<<20) + "\r\n\r\nbody\r\n"
-	a, err := c.Check(context.Background(), nil, strings.NewReader(msg))
+	a, err := c.Check(context.Background(), nil, strings.NewReader(msg), fromOf([]byte(msg)))
 	if err != nil || a.DMARC.Domain != "example.org" {
 		t.Fatalf("Check = %+v, %v", a, err)
+	}
+}
+
+// eofReader records that it was read to EOF.
+type eofReader struct {
+	r   io.Reader
+	eof bool
+}
+
+func (e *eofReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err == io.EOF {
+		e.eof = true
+	}
+	return n, err
+}
+
+// TestDMARCFromIdentity: DMARC evaluates the From identity the caller
+// read, asked for once the message is read; a Problem is permerror even
+// when a signature aligned with its domain passes.
+func TestDMARCFromIdentity(t *testing.T) {
+	k := newRSAKey(t)
+	z := testenv.StartDNS(t)
+	z.TXT("sel._domainkey.example.org", k.record)
+	z.TXT("_dmarc.example.org", "v=DMARC1; p=reject")
+	c := newChecker(t, z.Addr, time.Second)
+	signed := dkimSign(t, []byte(baseMsg), k, "example.org", "sel")
+	tests := []struct {
+		name   string
+		from   *From
+		result string // "" for no DMARC verdict
+		domain string
+		reason string
+		ar     string // the dmarc part of Authentication-Results
+	}{
+		{"one mailbox", &From{Domain: "example.org"}, Pass, "example.org", "",
+			"; dmarc=pass header.from=example.org policy.dmarc=reject"},
+		{"a problem wins over an aligned pass", &From{Domain: "example.org", Problem: "From lists 2 mailboxes"}, PermError, "example.org", "From lists 2 mailboxes",
+			`; dmarc=permerror reason="From lists 2 mailboxes" header.from=example.org`},
+		{"no domain", &From{}, PermError, "", "no From domain", `; dmarc=permerror reason="no From domain"`},
+		{"not asked", nil, "", "", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &eofReader{r: bytes.NewReader(signed)}
+			var from func() From
+			if tt.from != nil {
+				from = func() From {
+					if !r.eof {
+						t.Error("from asked for before the message was read")
+					}
+					return *tt.from
+				}
+			}
+			a, err := c.Check(context.Background(), nil, r, from)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(a.DKIM) != 1 || a.DKIM[0].Result != Pass {
+				t.Fatalf("dkim = %+v", a.DKIM)
+			}
+			if tt.result == "" {
+				if a.DMARC != nil || strings.Contains(a.AuthenticationResults, "dmarc=") {
+					t.Fatalf("dmarc = %+v, Authentication-Results %q; want none", a.DMARC, a.AuthenticationResults)
+				}
+				return
+			}
+			if d := a.DMARC; d.Result != tt.result || d.Domain != tt.domain || d.Reason != tt.reason {
+				t.Fatalf("dmarc = %+v, want %s %q %q", d, tt.result, tt.domain, tt.reason)
+			}
+			if !strings.Contains(a.AuthenticationResults, tt.ar+"; arc=") {
+				t.Fatalf("Authentication-Results = %q, want %q", a.AuthenticationResults, tt.ar)
+			}
+		})
 	}
 }

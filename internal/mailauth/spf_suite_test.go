@@ -204,7 +204,7 @@ func TestSPFSuite(t *testing.T) {
 			tc := sc.Tests[name]
 			total++
 			env := &message.Envelope{ClientIP: tc.Host, MailFrom: tc.MailFrom, HELO: tc.Helo}
-			a, err := c.Check(context.Background(), env, strings.NewReader("From: a@nowhere.invalid\r\n\r\nx\r\n"))
+			a, err := c.Check(context.Background(), env, strings.NewReader("From: a@nowhere.invalid\r\n\r\nx\r\n"), nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -121,12 +121,22 @@ func TestParseAddressList(t *testing.T) {
 		{`info@xn--mller-kva.example`, `"" <info@xn--mller-kva.example> U:info@müller.example`, 0},
 		{`"Jürgen" <jürgen@bücher.example>`, `"Jürgen" <jürgen@bücher.example> A:jürgen@xn--bcher-kva.example`, 0},
 		{`用户@例子.广告`, `"" <用户@例子.广告> A:用户@xn--fsqu00a.xn--4rr70v`, 0},
-		{`Broken <broken@example.com, Next <next@example.com>`, `"Broken" <broken@example.com>; "Next" <next@example.com>`, 0},
+		{`Broken <broken@example.com, Next <next@example.com>`, `"Broken" <broken@example.com>; "Next" <next@example.com>`, 1},
 		{`no address here`, ``, 1},
-		{`John Doe john@example.com`, `"John Doe" <john@example.com>`, 0},
+		{`John Doe john@example.com`, `"John Doe" <john@example.com>`, 1},
+		// Every address is a well-formed addr-spec (RFC 5322 §3.4.1).
+		{`<@route.example:x@bank.example>`, `"" <x@bank.example>`, 1},
+		{`Bank <@evil.example,@relay.example:x@bank.example>, y@other.example`, `"Bank" <x@bank.example>; "" <y@other.example>`, 1},
+		{`<@a.example,@b.example:x@c.example, d@e.example`, `"" <d@e.example>`, 2},
+		{`x@bank.example\, y@evil.example`, `"" <y@evil.example>`, 1},
+		{`"x@bank.example"@evil.example`, `"" <"x@bank.example"@evil.example>`, 0},
+		{`"a b"@example.com, "q\"\\"@example.com`, `"" <"a b"@example.com>; "" <"q\"\\"@example.com>`, 0},
+		{`"a+tag"@example.com`, `"" <a+tag@example.com> #tag`, 0},
+		{`x@bank.example.`, ``, 1},
+		{`Broken <broken@`, ``, 1},
 	}
 	for _, tt := range tests {
-		as, warns := parseAddressList(tt.in)
+		as, warns, _ := parseAddressList(tt.in)
 		var parts []string
 		for _, a := range as {
 			s := `"` + a.Name + `" <` + a.Address + `>`

@@ -13,6 +13,12 @@
 //   - RFC 3676 format=flowed text, RFC 5233 sub-addressing (mailbox_hash),
 //     RFC 5891 IDNA address forms.
 //
+// The From field is read once, here, for both the JSON's from and DMARC's
+// From identity (RFC 7489 §6.6.1), which mailauth takes from this reading:
+// unless the header has exactly one From field naming exactly one mailbox,
+// DMARC is permerror. Every address is a well-formed addr-spec (RFC 5322
+// §3.4.1); source routes (§4.4) are dropped.
+//
 // Parse never fails because a message is malformed: what it cannot read is
 // listed in Message.Warnings. Nesting depth, part count and header size are
 // bounded. Memory stays bounded too: attachments stream to the store, and

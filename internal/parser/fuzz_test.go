@@ -94,17 +94,22 @@ func FuzzParseAddressList(f *testing.F) {
 		`"Doe, John" <john@example.com>, Jane <jane+tag@example.org>`, "undisclosed-recipients:;",
 		"Team: a@x, b@y;, c@z", "=?utf-8?q?J=C3=B6rg?= <j@b\u00fccher.de>", "bob@xn--bcher-kva.de (Bob)",
 		`Broken <broken@, "unterminated`, "<@route:a@b>", "a@b@c", ":;,<>",
+		`x@bank.example\, y@evil.example`, `"x@bank.example"@evil.example`, `Bank <@a.example,@b.example:x@c.example>`,
 	} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		as, _ := parseAddressList(s)
+		as, _, _ := parseAddressList(s)
 		for _, a := range as {
 			if a.Address == "" {
 				t.Fatalf("parseAddressList(%q) returned an empty address", s)
 			}
 			if utf8.ValidString(s) && (!utf8.ValidString(a.Name) || !utf8.ValidString(a.Address)) {
 				t.Fatalf("parseAddressList(%q) = %+v, not valid UTF-8", s, a)
+			}
+			// Every address is one addr-spec, in canonical form.
+			if spec, ok := addrSpec(a.Address); !ok || spec != a.Address {
+				t.Fatalf("parseAddressList(%q) address %q is not a canonical addr-spec (%q, %v)", s, a.Address, spec, ok)
 			}
 		}
 	})

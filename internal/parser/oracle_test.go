@@ -28,7 +28,7 @@ var oracleKnown = map[string]string{
 	"malformed_8bit_headers.eml:subject":      "raw 8-bit header bytes: as for from",
 	"malformed_bad_base64.eml:attachments":    "base64 whose length is not a multiple of 4: we decode every complete quantum and warn; Python gives up and returns the undecoded text",
 	"malformed_deep_nesting.eml:attachments":  "nesting limit: below depth 20 we keep the rest as one opaque attachment and warn; Python recurses without limit",
-	"malformed_garbage_header.eml:to":         "unterminated address list: we recover \"Broken <broken@\" as an address and report the unterminated quote; Python returns the words as addresses",
+	"malformed_garbage_header.eml:to":         "unterminated address list: we keep only well-formed addr-specs (\"Broken <broken@\" has none) and report the rest; Python returns the words as addresses",
 	"malformed_no_boundary.eml:attachments":   "multipart whose boundary never occurs: we read the body as text/plain (warning); Python keeps a non-multipart multipart/mixed, which it neither shows as body nor names",
 	"malformed_nul_bytes.eml:subject":         "NUL bytes: we remove them from text and headers (warning), since JSON consumers and databases reject them; Python keeps them",
 	"malformed_nul_bytes.eml:text":            "NUL bytes: as for subject",

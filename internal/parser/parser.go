@@ -108,21 +108,24 @@ func Parse(ctx context.Context, r io.Reader, opts Options) (*message.Message, er
 		pw       *io.PipeWriter
 		authDone chan *message.Auth
 	)
+	p := newParser(ctx, opts, msg)
 	if opts.Auth != nil {
 		// Authentication reads the same bytes in the same pass, through a
 		// pipe: nothing is spooled and the message is never held whole.
+		// DMARC takes its From identity from this parse (p.from), never
+		// from a reading of its own: Check asks for it after reading to
+		// EOF, which comes after p.run has returned and closed the pipe.
 		pr, w := io.Pipe()
 		pw = w
 		authDone = make(chan *message.Auth, 1)
 		src = io.TeeReader(in, &softWriter{w: pw})
 		go func() {
-			a, _ := opts.Auth.Check(ctx, opts.Envelope, pr)
+			a, _ := opts.Auth.Check(ctx, opts.Envelope, pr, func() mailauth.From { return p.from })
 			io.Copy(io.Discard, pr)
 			authDone <- a
 		}()
 	}
 
-	p := newParser(ctx, opts, msg)
 	br := topPool.Get().(*bufio.Reader)
 	br.Reset(src)
 	p.run(br)
@@ -187,6 +190,9 @@ type parser struct {
 	seen        map[string]bool
 	moreWarning int
 	err         error
+
+	// from is the top-level From identity that topHeader read, for DMARC.
+	from mailauth.From
 }
 
 func newParser(ctx context.Context, opts Options, msg *message.Message) *parser {
@@ -791,7 +797,7 @@ func (p *parser) addresses(where string, h header, name, charset string) []messa
 			p.warn(where, name+": "+w)
 		}
 		t = strings.ReplaceAll(t, "\x00", "")
-		as, warns := parseAddressList(t)
+		as, warns, _ := parseAddressList(t)
 		for _, w := range warns {
 			p.warn(where, name+": "+w)
 		}
@@ -877,12 +883,7 @@ func (p *parser) topHeader(h header, charset string) {
 		t, _ := headerText(v, charset)
 		m.References = append(m.References, msgIDs(t)...)
 	}
-	if from := p.addresses("header", h, "From", charset); len(from) > 0 {
-		m.From = &from[0]
-		if len(from) > 1 {
-			p.warn("header", fmt.Sprintf("From lists %d mailboxes; the first is used", len(from)))
-		}
-	}
+	m.From, p.from = p.fromField(h, charset)
 	if s := p.addresses("header", h, "Sender", charset); len(s) > 0 {
 		m.Sender = &s[0]
 	}

@@ -9,8 +9,14 @@
 //
 // It is a stand-in, not an emulator: it models what letterbox depends on and
 // enforces SQS's documented limits on it with the real error codes
-// (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/ and
-// the Developer Guide's "Amazon SQS message quotas"):
+// (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/,
+// its CommonErrors page, and the Developer Guide's "Amazon SQS message
+// quotas"). Sizes are the current ones: SQS raised the message size to 1 MiB
+// in 2025 (AWS Compute Blog, "More room to build: serverless services now
+// support payloads up to 1 MB"; the CreateQueue reference gives
+// MaximumMessageSize 1,024 to 1,048,576 bytes, default 1,048,576).
+//
+// Limits enforced:
 //
 //   - at most 10 entries per batch (TooManyEntriesInBatchRequest), at least
 //     one (EmptyBatchRequest), distinct entry ids (BatchEntryIdsNotDistinct)
@@ -24,14 +30,20 @@
 //     attributes;
 //   - visibility timeout 0-43200 s, and at most 12 hours of invisibility from
 //     the receive: ChangeMessageVisibility past that fails
-//     (InvalidParameterValue); MessageNotInflight for a message that is not
-//     invisible;
+//     (InvalidParameterValue);
 //   - a new receipt handle on every receive; DeleteMessage with an older one
 //     succeeds without deleting (as the DeleteMessage reference says), and
-//     ChangeMessageVisibility with it fails (InvalidParameterValue); a handle
-//     this server never issued is ReceiptHandleIsInvalid;
-//   - MessageRetentionPeriod: a message older than it (counted from its
-//     SentTimestamp, also in a dead-letter queue) is deleted silently;
+//     ChangeMessageVisibility with it, or with the handle of a deleted
+//     message, fails (InvalidParameterValue, "Message does not exist or is
+//     not available for visibility timeout change"); ChangeMessageVisibility
+//     with the latest handle after its timeout ran out succeeds and changes
+//     nothing, as AWS does (localstack/localstack#9632); a handle this server
+//     never issued is ReceiptHandleIsInvalid;
+//   - MessageRetentionPeriod: a message older than it is deleted silently,
+//     counted from its SentTimestamp also in a dead-letter queue ("For
+//     standard queues, the expiration of a message is always based on its
+//     original enqueue timestamp", Developer Guide, "Setting-up dead-letter
+//     queue retention");
 //   - RedrivePolicy: a receive that would make a message's receive count
 //     exceed maxReceiveCount moves it to the dead-letter queue instead,
 //     keeping its SentTimestamp;
@@ -42,7 +54,18 @@
 //     attributes by name, prefix.* or All;
 //   - MD5OfMessageBody and MD5OfMessageAttributes as SQS computes them.
 //
-// It does not model: FIFO queues, DeleteQueue, SetQueueAttributes, tags,
+// In a SendMessageBatch, a message with bad contents or over the queue's
+// MaximumMessageSize fails its entry only (Failed, SenderFault true); the
+// limits on the batch as a whole fail the request.
+//
+// A queue is configured with the CreateQueue attributes, by the SDK or from
+// Go (CreateQueue): the template's AWS::SQS::Queue properties of the same
+// names, numbers as decimal strings, RedrivePolicy as the JSON of the
+// template's object with deadLetterTargetArn resolved to QueueARN(name) of
+// a queue created before.
+//
+// It does not model: FIFO queues, DeleteQueue, SetQueueAttributes, ListQueues,
+// tags, message system attributes (AWSTraceHeader is ignored),
 // permissions and IAM, encryption (the attributes are accepted and ignored),
 // the 60-second PurgeQueue limit, the in-flight message limit, throttling,
 // short polling's sampling of a subset of servers (every receivable message is
@@ -51,7 +74,10 @@
 //
 // Time follows a Clock (Options.Clock): RealClock, a ScaledClock that runs
 // faster than the wall clock, or a FakeClock that a test advances, so that a
-// retry window of more than a day can be checked without waiting a day.
+// retry window of more than a day can be checked without waiting a day. Long
+// polls wait on the same clock: under a FakeClock a poll with nothing to
+// receive returns once the clock is advanced past its wait time (or the
+// client gives up).
 //
 // The server counts requests for cost: Usage reports, per action and queue,
 // the requests and the 64 KiB chunks SQS bills them as (each 64 KiB of a
@@ -1035,7 +1061,10 @@ func (s *Server) changeVisibilityLocked(q *queue, h string, vt *int64) *apiError
 	}
 	now := s.clock.Now()
 	if !m.visibleAt.After(now) {
-		return errMessageNotInflight()
+		// The handle's visibility timeout has run out and the message has not
+		// been received since: SQS answers OK and leaves the message visible
+		// (checked against AWS in localstack/localstack#9632).
+		return nil
 	}
 	d := time.Duration(*vt) * time.Second
 	if now.Sub(m.lastReceive)+d > MaxVisibilityTimeout*time.Second {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/md5"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -244,6 +246,7 @@ func TestLimits(t *testing.T) {
 		{"attributes within size", send(small, strings.Repeat("x", 1000), map[string]types.MessageAttributeValue{"name": *str(strings.Repeat("v", 14))}), ""},
 		{"body at 1 MiB default", send(url, strings.Repeat("x", 1<<20), nil), ""},
 		{"body over 1 MiB default", send(url, strings.Repeat("x", 1<<20+1), nil), "InvalidParameterValue"},
+		{"empty body", send(url, "", nil), "InvalidParameterValue"},
 		{"NUL in body", send(url, "a\x00b", nil), "InvalidMessageContents"},
 		{"U+FFFE in body", send(url, "a\uFFFEb", nil), "InvalidMessageContents"},
 		{"U+10FFFF in body", send(url, "a\U0010FFFFb", nil), ""},
@@ -453,13 +456,16 @@ func TestReceiptHandles(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.clock.Advance(10 * time.Second)
-	// Visible again, not yet received: not in flight.
-	_, err := e.c.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: &url, ReceiptHandle: &old, VisibilityTimeout: 10})
-	var nif *types.MessageNotInflight
-	if !errors.As(err, &nif) {
-		t.Fatalf("change of a visible message: %v, want MessageNotInflight", err)
+	// Visible again, not yet received: the change succeeds and leaves the
+	// message visible.
+	if _, err := e.c.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: &url, ReceiptHandle: &old, VisibilityTimeout: 600}); err != nil {
+		t.Fatalf("change after the timeout ran out: %v, want success", err)
 	}
-	cur := *e.receive(t, url, 1)[0].ReceiptHandle
+	again := e.receive(t, url, 1)
+	if len(again) != 1 {
+		t.Fatal("a change after the timeout ran out hid the message")
+	}
+	cur := *again[0].ReceiptHandle
 
 	// The old handle: DeleteMessage succeeds without deleting, a visibility
 	// change is refused.
@@ -469,7 +475,7 @@ func TestReceiptHandles(t *testing.T) {
 	if n := e.attr(t, url, types.QueueAttributeNameApproximateNumberOfMessagesNotVisible); n != "1" {
 		t.Fatalf("an old handle deleted the message (not visible = %s)", n)
 	}
-	_, err = e.c.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: &url, ReceiptHandle: &old, VisibilityTimeout: 0})
+	_, err := e.c.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: &url, ReceiptHandle: &old, VisibilityTimeout: 0})
 	wantCode(t, err, "InvalidParameterValue")
 
 	_, err = e.c.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: &url, ReceiptHandle: aws.String("garbage")})
@@ -693,12 +699,19 @@ func TestConcurrentReceiversNeverShareAMessage(t *testing.T) {
 	}
 	var mu sync.Mutex
 	seen := map[string]int{}
+	total := 0 // receipts, duplicates included: bounds the test if visibility is broken
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for {
+				mu.Lock()
+				done := total >= n
+				mu.Unlock()
+				if done {
+					return
+				}
 				out, err := e.c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &url, MaxNumberOfMessages: 10})
 				if err != nil {
 					t.Error(err)
@@ -710,6 +723,7 @@ func TestConcurrentReceiversNeverShareAMessage(t *testing.T) {
 				mu.Lock()
 				for _, m := range out.Messages {
 					seen[*m.MessageId]++
+					total++
 				}
 				mu.Unlock()
 			}
@@ -820,5 +834,94 @@ func TestScaledClock(t *testing.T) {
 	<-tc
 	if d := c.Now().Sub(start); d < time.Hour {
 		t.Fatalf("an hour timer fired after %v of scaled time", d)
+	}
+}
+
+func TestMessageAttributeSelection(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	url := e.queue(t, "q", nil)
+	str := types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String("v")}
+	_, err := e.c.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &url, MessageBody: aws.String("m"),
+		MessageAttributes: map[string]types.MessageAttributeValue{"a.x": str, "a.y": str, "b": str}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &url, MessageAttributeNames: []string{"a.*"}, VisibilityTimeout: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := out.Messages[0]
+	if len(m.MessageAttributes) != 2 || m.Attributes != nil {
+		t.Fatalf("a.* selected %v (system attributes %v)", m.MessageAttributes, m.Attributes)
+	}
+	// The checksum covers the attributes returned.
+	enc := "\x00\x00\x00\x03a.x\x00\x00\x00\x06String\x01\x00\x00\x00\x01v" +
+		"\x00\x00\x00\x03a.y\x00\x00\x00\x06String\x01\x00\x00\x00\x01v"
+	sum := md5.Sum([]byte(enc))
+	if aws.ToString(m.MD5OfMessageAttributes) != hex.EncodeToString(sum[:]) {
+		t.Fatalf("MD5OfMessageAttributes = %s, want %x", aws.ToString(m.MD5OfMessageAttributes), sum)
+	}
+	e.clock.Advance(time.Second)
+	out, err = e.c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &url,
+		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameSentTimestamp}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m = out.Messages[0]
+	if m.MessageAttributes != nil || m.MD5OfMessageAttributes != nil || len(m.Attributes) != 1 || m.Attributes["SentTimestamp"] == "" {
+		t.Fatalf("no attribute names: %v %v", m.MessageAttributes, m.Attributes)
+	}
+}
+
+// TestWireFormat checks the JSON protocol as bytes, including the requests
+// the SDK never sends (it validates required members itself).
+func TestWireFormat(t *testing.T) {
+	e := newEnv(t)
+	e.queue(t, "q", nil)
+	post := func(target, body string) (int, http.Header, map[string]string) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, e.srv.URL()+"/", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-amz-json-1.0")
+		if target != "" {
+			req.Header.Set("X-Amz-Target", target)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]string
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, resp.Header, out
+	}
+	for _, tc := range []struct {
+		target, body string
+		status       int
+		typ, query   string
+	}{
+		{"AmazonSQS.GetQueueUrl", `{"QueueName":"none"}`, 400, "com.amazonaws.sqs#QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue;Sender"},
+		{"AmazonSQS.SendMessage", `{"MessageBody":"x"}`, 400, "com.amazonaws.sqs#MissingParameter", "MissingParameter;Sender"},
+		{"AmazonSQS.SendMessage", `{"QueueUrl":"http://h/123456789012/q"}`, 400, "com.amazonaws.sqs#MissingParameter", "MissingParameter;Sender"},
+		{"AmazonSQS.DeleteMessage", `{"QueueUrl":"http://h/123456789012/q","ReceiptHandle":"bad"}`, 404, "com.amazonaws.sqs#ReceiptHandleIsInvalid", "ReceiptHandleIsInvalid;Sender"},
+		{"AmazonSQS.ChangeMessageVisibility", `{"QueueUrl":"http://h/123456789012/q","ReceiptHandle":"bad"}`, 400, "com.amazonaws.sqs#MissingParameter", "MissingParameter;Sender"},
+		{"AmazonSQS.SendMessage", `{"QueueUrl":`, 400, "com.amazonaws.sqs#SerializationException", "MalformedInput;Sender"},
+		{"AmazonSQS.DeleteQueue", `{}`, 400, "com.amazonaws.sqs#UnknownOperationException", "InvalidAction;Sender"},
+		{"", `{}`, 400, "com.amazonaws.sqs#UnknownOperationException", "InvalidAction;Sender"},
+	} {
+		status, h, out := post(tc.target, tc.body)
+		if status != tc.status || out["__type"] != tc.typ || h.Get("x-amzn-query-error") != tc.query || out["message"] == "" ||
+			h.Get("Content-Type") != "application/x-amz-json-1.0" {
+			t.Errorf("%s %s: %d %v %q, want %d %s %s", tc.target, tc.body, status, out, h.Get("x-amzn-query-error"), tc.status, tc.typ, tc.query)
+		}
+	}
+	// A queue URL is found by its last path segment, whatever host the
+	// client used.
+	status, _, out := post("AmazonSQS.SendMessage", `{"QueueUrl":"http://localhost:1/123456789012/q","MessageBody":"x"}`)
+	if status != 200 || out["MessageId"] == "" || out["MD5OfMessageBody"] != "9dd4e461268c8034f5c8564e155c67a6" {
+		t.Fatalf("send: %d %v", status, out)
 	}
 }

@@ -92,6 +92,7 @@ func errMalformed(err error) *apiError {
 func writeError(w http.ResponseWriter, e *apiError) {
 	w.Header().Set("Content-Type", contentType)
 	w.Header().Set("x-amzn-query-error", e.code+";Sender")
+	w.Header().Set("x-amzn-RequestId", newID())
 	w.WriteHeader(e.status)
 	json.NewEncoder(w).Encode(map[string]string{
 		"__type":  "com.amazonaws.sqs#" + e.shape,

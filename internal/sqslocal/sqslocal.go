@@ -91,6 +91,7 @@
 //	arn, err := s.CreateQueue(name, attrs) // the CreateQueue attributes, e.g. from template.yaml
 //	s.QueueURL(name); s.QueueARN(name)
 //	s.Usage()                          // map[UsageKey]Usage
+//	sqs.Options{HTTPClient: sqslocal.HTTPClient()} // for pollers that must not lose a receive
 //	s.Close()
 //
 // Server is also an http.Handler, for use under httptest.
@@ -387,9 +388,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		panic(err) // the replies are plain structs and maps of strings
+	}
 	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.Header().Set("x-amzn-RequestId", newID())
-	json.NewEncoder(w).Encode(out)
+	w.Write(b)
 }
 
 func decode(body []byte, v any) *apiError {

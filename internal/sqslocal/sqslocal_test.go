@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -1017,4 +1018,47 @@ func TestHTTPClientKeepsLargeReceives(t *testing.T) {
 	if f := receives(HTTPClient(), 300); f != 0 {
 		t.Fatalf("%d of 300 receives failed with HTTPClient", f)
 	}
+}
+
+// FuzzServeHTTP feeds arbitrary request bodies to every action: the server
+// answers each with a JSON reply, 200 or a 4xx error, and never panics.
+func FuzzServeHTTP(f *testing.F) {
+	actions := []string{"CreateQueue", "GetQueueUrl", "GetQueueAttributes", "SendMessage", "SendMessageBatch",
+		"ReceiveMessage", "DeleteMessage", "DeleteMessageBatch", "ChangeMessageVisibility", "ChangeMessageVisibilityBatch", "PurgeQueue"}
+	for i, body := range []string{
+		`{"QueueName":"q","Attributes":{"RedrivePolicy":"{\"deadLetterTargetArn\":\"arn:aws:sqs:us-east-1:000000000000:dlq\",\"maxReceiveCount\":\"1\"}"}}`,
+		`{"QueueName":"q"}`,
+		`{"QueueUrl":"/q","AttributeNames":["All"]}`,
+		`{"QueueUrl":"/q","MessageBody":"x","MessageAttributes":{"a":{"DataType":"Binary.x","BinaryValue":"AQI="}}}`,
+		`{"QueueUrl":"/q","Entries":[{"Id":"a","MessageBody":"x","DelaySeconds":1}]}`,
+		`{"QueueUrl":"/q","MaxNumberOfMessages":10,"MessageAttributeNames":["a.*"],"AttributeNames":["All"]}`,
+		`{"QueueUrl":"/q","ReceiptHandle":"x"}`,
+		`{"QueueUrl":"/q","Entries":[{"Id":"a","ReceiptHandle":"x"}]}`,
+		`{"QueueUrl":"/q","ReceiptHandle":"x","VisibilityTimeout":5}`,
+		`{"QueueUrl":"/q","Entries":[{"Id":"a","ReceiptHandle":"x","VisibilityTimeout":5}]}`,
+		`{"QueueUrl":"/q"}`,
+	} {
+		f.Add(uint8(i), body)
+	}
+	clk := NewFakeClock(t0)
+	s := New(Options{Clock: clk})
+	if _, err := s.CreateQueue("dlq", nil); err != nil {
+		f.Fatal(err)
+	}
+	if _, err := s.CreateQueue("q", nil); err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, action uint8, body string) {
+		req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
+		req.Header.Set("X-Amz-Target", "AmazonSQS."+actions[int(action)%len(actions)])
+		w := httptest.NewRecorder()
+		s.ServeHTTP(w, req)
+		if w.Code != 200 && (w.Code < 400 || w.Code > 499) {
+			t.Fatalf("status %d", w.Code)
+		}
+		if !json.Valid(w.Body.Bytes()) {
+			t.Fatalf("reply is not JSON: %q", w.Body.String())
+		}
+		clk.Advance(time.Second)
+	})
 }

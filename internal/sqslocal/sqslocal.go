@@ -91,6 +91,7 @@
 //	arn, err := s.CreateQueue(name, attrs) // the CreateQueue attributes, e.g. from template.yaml
 //	s.QueueURL(name); s.QueueARN(name)
 //	s.Usage()                          // map[UsageKey]Usage
+//	s.Stats(name)                      // QueueStats: expired, dead-lettered, deleted...
 //	sqs.Options{HTTPClient: sqslocal.HTTPClient()} // for pollers that must not lose a receive
 //	s.Close()
 //
@@ -177,6 +178,23 @@ type queue struct {
 	// receivable, waking long polls.
 	notify  chan struct{}
 	waiters int
+	stats   QueueStats // the counters; the gauges are computed
+}
+
+// QueueStats is what happened to a queue's messages, for the harness to
+// account for every message (SQS deletes expired messages silently; the
+// stand-in counts them).
+type QueueStats struct {
+	// Visible, InFlight and Delayed are the messages now receivable,
+	// received and invisible, and not yet receivable after their delay.
+	Visible, InFlight, Delayed int
+	// Sent counts messages sent to the queue; MovedIn those moved in as its
+	// dead-letter queue.
+	Sent, MovedIn int64
+	// Deleted (by DeleteMessage), Expired (past the retention period),
+	// MovedOut (to the dead-letter queue) and Purged count the messages that
+	// left it.
+	Deleted, Expired, MovedOut, Purged int64
 }
 
 // New returns a server with no queues.
@@ -527,20 +545,10 @@ func (s *Server) getQueueAttributes(body []byte) (any, *apiError) {
 	now := s.clock.Now()
 	s.expireLocked(q, now)
 	all := q.cfg.attributes()
-	var visible, inflight, delayed int
-	for _, m := range q.msgs {
-		switch {
-		case !m.visibleAt.After(now):
-			visible++
-		case m.receipt != "":
-			inflight++
-		default:
-			delayed++
-		}
-	}
-	all["ApproximateNumberOfMessages"] = strconv.Itoa(visible)
-	all["ApproximateNumberOfMessagesNotVisible"] = strconv.Itoa(inflight)
-	all["ApproximateNumberOfMessagesDelayed"] = strconv.Itoa(delayed)
+	st := q.statsLocked(now)
+	all["ApproximateNumberOfMessages"] = strconv.Itoa(st.Visible)
+	all["ApproximateNumberOfMessagesNotVisible"] = strconv.Itoa(st.InFlight)
+	all["ApproximateNumberOfMessagesDelayed"] = strconv.Itoa(st.Delayed)
 	all["QueueArn"] = q.arn
 	all["CreatedTimestamp"] = strconv.FormatInt(q.created.Unix(), 10)
 	all["LastModifiedTimestamp"] = strconv.FormatInt(q.modified.Unix(), 10)
@@ -558,6 +566,37 @@ func (s *Server) getQueueAttributes(body []byte) (any, *apiError) {
 		}
 	}
 	return map[string]any{"Attributes": out}, nil
+}
+
+// statsLocked is the counters and the gauges at now, after expiry.
+func (q *queue) statsLocked(now time.Time) QueueStats {
+	st := q.stats
+	for _, m := range q.msgs {
+		switch {
+		case !m.visibleAt.After(now):
+			st.Visible++
+		case m.receipt != "":
+			st.InFlight++
+		default:
+			st.Delayed++
+		}
+	}
+	return st
+}
+
+// Stats reports on the named queue at the clock's current time, expiring
+// what is past the retention period first; ok is false if there is no such
+// queue.
+func (s *Server) Stats(name string) (st QueueStats, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := s.queues[name]
+	if q == nil {
+		return QueueStats{}, false
+	}
+	now := s.clock.Now()
+	s.expireLocked(q, now)
+	return q.statsLocked(now), true
 }
 
 func contains(list []string, s string) bool {
@@ -580,6 +619,7 @@ func (s *Server) purgeQueue(body []byte) (any, *apiError) {
 	if e != nil {
 		return nil, e
 	}
+	q.stats.Purged += int64(len(q.msgs))
 	q.msgs = nil
 	q.byID = map[string]*message{}
 	return struct{}{}, nil
@@ -593,6 +633,7 @@ func (s *Server) expireLocked(q *queue, now time.Time) {
 	for _, m := range q.msgs {
 		if now.Sub(m.sent) >= limit {
 			delete(q.byID, m.id)
+			q.stats.Expired++
 			s.log.Info("sqslocal: message expired", "queue", q.name, "message_id", m.id, "age", now.Sub(m.sent))
 			continue
 		}
@@ -696,6 +737,7 @@ func (s *Server) sendMessage(body []byte) (any, *apiError) {
 		return nil, e
 	}
 	q.add(m)
+	q.stats.Sent++
 	q.wake()
 	return sendResult{MessageId: m.id, MD5OfMessageBody: m.md5Body, MD5OfMessageAttributes: m.md5Attrs}, nil
 }
@@ -770,6 +812,7 @@ func (s *Server) sendMessageBatch(body []byte) (any, *apiError) {
 			continue
 		}
 		q.add(m)
+		q.stats.Sent++
 		ok = append(ok, sendResult{Id: en.Id, MessageId: m.id, MD5OfMessageBody: m.md5Body, MD5OfMessageAttributes: m.md5Attrs})
 	}
 	if len(ok) > 0 {
@@ -918,6 +961,8 @@ func (s *Server) takeLocked(q *queue, now time.Time, max int, vis time.Duration)
 		dlq := s.queueByARNLocked(q.cfg.Redrive.DeadLetterTargetArn)
 		for _, m := range moved {
 			q.remove(m)
+			q.stats.MovedOut++
+			dlq.stats.MovedIn++
 			// The message keeps its id, SentTimestamp (so retention still
 			// counts from the original send) and receive count.
 			m.receipt = ""
@@ -993,6 +1038,7 @@ func (s *Server) deleteLocked(q *queue, h string) *apiError {
 	// An older handle succeeds without deleting (DeleteMessage reference).
 	if current {
 		q.remove(m)
+		q.stats.Deleted++
 	}
 	return nil
 }

@@ -565,6 +565,15 @@ func TestRedriveKeepsSentTimestamp(t *testing.T) {
 	if ts := got[0].Attributes["SentTimestamp"]; ts != strconv.FormatInt(t0.UnixMilli(), 10) {
 		t.Fatalf("SentTimestamp in the dead-letter queue = %s, want the original %d", ts, t0.UnixMilli())
 	}
+	if st, _ := e.srv.Stats("src"); st != (QueueStats{Sent: 1, MovedOut: 1}) {
+		t.Fatalf("source stats = %+v", st)
+	}
+	if st, _ := e.srv.Stats("dlq"); st != (QueueStats{InFlight: 1, MovedIn: 1}) {
+		t.Fatalf("dead-letter queue stats = %+v", st)
+	}
+	if _, ok := e.srv.Stats("none"); ok {
+		t.Fatal("Stats of a missing queue: ok")
+	}
 }
 
 func TestRetentionDeletesSilently(t *testing.T) {
@@ -587,6 +596,9 @@ func TestRetentionDeletesSilently(t *testing.T) {
 	}
 	if got := e.receive(t, url, 10); len(got) != 0 {
 		t.Fatalf("received expired messages %+v", got)
+	}
+	if st, _ := e.srv.Stats("q"); st != (QueueStats{Sent: 2, Expired: 2}) {
+		t.Fatalf("stats = %+v, want 2 sent, 2 expired", st)
 	}
 }
 
@@ -809,6 +821,9 @@ func TestPurgeAndDeleteBatch(t *testing.T) {
 	}
 	if n := e.attr(t, url, types.QueueAttributeNameApproximateNumberOfMessagesNotVisible); n != "0" {
 		t.Fatalf("after purge: %s", n)
+	}
+	if st, _ := e.srv.Stats("q"); st != (QueueStats{Sent: 2, Deleted: 1, Purged: 1}) {
+		t.Fatalf("stats = %+v", st)
 	}
 }
 

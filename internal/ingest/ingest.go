@@ -262,13 +262,18 @@ func (h *Handler) Route(ctx context.Context, m *message.Message, opt RouteOption
 }
 
 // fitJobs moves the parsed message out of the jobs into parsed/<id>.json
-// when a job would not fit in a queue message.
+// when a job would not fit in a queue message, or when carrying it in every
+// job costs more than storing it once (delivery.CarryInline).
 func (h *Handler) fitJobs(ctx context.Context, m *message.Message, jobs []delivery.Job) error {
-	b, err := json.Marshal(jobs[0])
-	if err != nil {
-		return fault.Permanent(err)
+	size := 0
+	for i := range jobs {
+		b, err := json.Marshal(jobs[i])
+		if err != nil {
+			return fault.Permanent(err)
+		}
+		size = max(size, len(b))
 	}
-	if len(b) <= delivery.MaxQueueBody {
+	if delivery.CarryInline(size, len(jobs), h.KeepParsed) {
 		return nil
 	}
 	key := store.ParsedKey(m.ID)

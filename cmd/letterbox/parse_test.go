@@ -134,3 +134,17 @@ func TestParseMaxBodyBytes(t *testing.T) {
 type iotestErrReader struct{}
 
 func (iotestErrReader) Read([]byte) (int, error) { return 0, errors.New("stdin closed") }
+
+// dev and replay take the same body limit, refused the same way.
+func TestMaxBodyBytesRefusedByDevAndReplay(t *testing.T) {
+	const want = `--max-body-bytes: "12" is not a body limit in bytes (at least 1024, e.g. 1048576)`
+	for _, args := range [][]string{
+		{"dev", "--max-body-bytes", "12", "--store", "file://" + t.TempDir()},
+		{"replay", "--max-body-bytes", "12", "--store", "file://" + t.TempDir(), "--dry-run", "01JK"},
+	} {
+		_, stderr, code := run(t, args...)
+		if code != 2 || !strings.Contains(stderr, want) {
+			t.Errorf("%s: exit %d, stderr %q", args[0], code, stderr)
+		}
+	}
+}

@@ -46,6 +46,10 @@ type Message struct {
 	StrippedText string `json:"stripped_text,omitempty"`
 	// Parts lists every text/plain and text/html part in order.
 	Parts []Part `json:"parts,omitempty"`
+	// Truncated is set when a text part was too large to keep whole (see
+	// Part.Truncated): Text, HTML and StrippedText are then built from the
+	// parts' prefixes.
+	Truncated bool `json:"truncated,omitempty"`
 
 	Attachments []Attachment `json:"attachments"`
 	Auth        *Auth        `json:"auth,omitempty"`
@@ -121,6 +125,21 @@ type Part struct {
 	Content     string `json:"content"`
 	// Path is the MIME part number, as IMAP numbers parts (RFC 3501 §6.4.5).
 	Path string `json:"path,omitempty"`
+	// Truncated is set when the part's decoded size is over the parser's
+	// body limit (1 MiB unless configured): Content then holds only a
+	// prefix, cut at a line end where there is one, and the whole part is
+	// stored like an attachment under Key.
+	Truncated bool `json:"truncated,omitempty"`
+	// Size and SHA256 describe the whole decoded part (in its declared
+	// charset, as stored under Key); set only on truncated parts.
+	Size   int64  `json:"size,omitempty"`
+	SHA256 string `json:"sha256,omitempty"`
+	// Key is the store key of the whole decoded part, on truncated parts.
+	Key string `json:"key,omitempty"`
+	// URL is a time-limited link to the whole part, in webhook bodies
+	// unless attachments: metadata; URLExpiresAt is when it stops working.
+	URL          string     `json:"url,omitempty"`
+	URLExpiresAt *time.Time `json:"url_expires_at,omitempty"`
 }
 
 // Attachment is a non-body part: an attachment or an inline resource.

@@ -29,6 +29,7 @@ func runDev(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.RoutesPath, "routes", envOr("LETTERBOX_ROUTES", "routes.yaml"), "routes `file` (env LETTERBOX_ROUTES)")
 	fs.StringVar(&cfg.QueueDir, "queue", envOr("LETTERBOX_QUEUE_DIR", ""), "delivery queue `directory` (default: .queue in a file store)")
 	fs.BoolVar(&cfg.NoAuth, "no-auth", false, "skip SPF/DKIM/DMARC/ARC checks while parsing")
+	maxBody := maxBodyFlag(fs)
 	fs.BoolVar(&cfg.ExternalEvents, "external-events", false, "process raw messages only on S3 notifications posted to /dev/s3-events (e.g. versitygw --event-webhook-url)")
 	fs.BoolVar(&cfg.AWSActions, "aws-actions", false, "enable the lambda, sqs, sns and eventbridge actions with the AWS SDK's default credentials")
 	fs.BoolVar(&cfg.AllowPrivate, "allow-private-webhooks", false, "let webhooks reach private networks (loopback is always allowed in dev)")
@@ -42,6 +43,9 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	logger, err := newLogger(*logLevel, *logFormat)
 	if err != nil {
+		return &exitError{2, err}
+	}
+	if cfg.MaxBodyBytes, err = maxBody(); err != nil {
 		return &exitError{2, err}
 	}
 	cfg.Gateway, cfg.Logger = gw, logger

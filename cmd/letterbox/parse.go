@@ -21,14 +21,14 @@ import (
 
 func init() {
 	commands["parse"] = command{
-		summary: "print the parsed JSON of a raw message (parse [--client-ip IP --mail-from ADDR --helo NAME] [--resolver ADDR] [--no-auth] FILE|-)",
+		summary: "print the parsed JSON of a raw message (parse [--client-ip IP --mail-from ADDR --helo NAME] [--resolver ADDR] [--no-auth] [--max-body-bytes N] FILE|-)",
 		run: func(ctx context.Context, args []string) error {
 			return runParse(ctx, args, os.Stdin, os.Stdout)
 		},
 	}
 }
 
-const parseUsage = "usage: letterbox parse [--client-ip IP --mail-from ADDR --helo NAME] [--rcpt ADDR,...] [--resolver HOST:PORT] [--no-auth] FILE|-\n       letterbox parse --store URL [--no-auth] ID"
+const parseUsage = "usage: letterbox parse [--client-ip IP --mail-from ADDR --helo NAME] [--rcpt ADDR,...] [--resolver HOST:PORT] [--no-auth] [--max-body-bytes N] FILE|-\n       letterbox parse --store URL [--no-auth] [--max-body-bytes N] ID"
 
 // runParse parses one raw message and prints its JSON, indented. Without
 // envelope flags SPF is none and DMARC relies on DKIM alone.
@@ -43,14 +43,19 @@ func runParse(ctx context.Context, args []string, stdin io.Reader, stdout io.Wri
 	noAuth := fs.Bool("no-auth", false, "skip SPF, DKIM, DMARC and ARC checks")
 	id := fs.String("id", "", "message `id` to report (default: the file name without .eml)")
 	storeURL := fs.String("store", "", "read message `ID` and its envelope from this store (file://DIR or s3://BUCKET/PREFIX) instead of a file")
+	maxBody := maxBodyFlag(fs)
 	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return &exitError{2, err}
+	}
+	maxBodyBytes, err := maxBody()
 	if err != nil {
 		return &exitError{2, err}
 	}
 	if len(pos) != 1 {
 		return &exitError{2, errors.New(parseUsage)}
 	}
-	opts := parser.Options{ID: *id}
+	opts := parser.Options{ID: *id, MaxBodyBytes: maxBodyBytes}
 	var in io.Reader = stdin
 	if *storeURL != "" {
 		st, closer, err := storeurl.Open(ctx, *storeURL)
@@ -111,6 +116,26 @@ func runParse(ctx context.Context, args []string, stdin io.Reader, stdout io.Wri
 	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
 	return enc.Encode(m)
+}
+
+// maxBodyFlag registers --max-body-bytes (env LETTERBOX_MAX_BODY_BYTES) and
+// returns a function that validates it after parsing.
+func maxBodyFlag(fs *flag.FlagSet) func() (int, error) {
+	env := os.Getenv("LETTERBOX_MAX_BODY_BYTES")
+	v := fs.String("max-body-bytes", env, "text and HTML parts larger than this many `bytes` are stored like attachments and cut in the JSON (env LETTERBOX_MAX_BODY_BYTES; default 1048576)")
+	return func() (int, error) {
+		n, err := parser.ParseMaxBodyBytes(*v)
+		if err == nil {
+			return n, nil
+		}
+		name := "LETTERBOX_MAX_BODY_BYTES"
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name == "max-body-bytes" {
+				name = "--max-body-bytes"
+			}
+		})
+		return 0, fmt.Errorf("%s: %w", name, err)
+	}
 }
 
 // readOnly is a store whose writes are dropped: `parse --store` names

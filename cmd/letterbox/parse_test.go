@@ -77,6 +77,8 @@ func TestParseCommandErrors(t *testing.T) {
 		{"unknown flag", []string{"--frobnicate", "a.eml"}, "flag provided but not defined: -frobnicate", 2},
 		{"bad resolver", []string{"--resolver", "nowhere", "-"}, `mailauth: resolver "nowhere": want host:port`, 2},
 		{"missing file", []string{"--no-auth", missing}, "open " + missing + ": no such file or directory", 1},
+		{"body limit not a number", []string{"--no-auth", "--max-body-bytes", "1MiB", "-"}, `--max-body-bytes: "1MiB" is not a body limit in bytes (at least 1024, e.g. 1048576)`, 2},
+		{"body limit too small", []string{"--no-auth", "--max-body-bytes", "100", "-"}, `--max-body-bytes: "100" is not a body limit in bytes (at least 1024, e.g. 1048576)`, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -98,6 +100,51 @@ func TestParseCommandErrors(t *testing.T) {
 	}
 }
 
+func TestParseMaxBodyBytes(t *testing.T) {
+	raw := "Content-Type: text/plain\r\n\r\n" + strings.Repeat("0123456789abcde\n", 1000) // 16,000 bytes
+	parseWith := func(args ...string) *message.Message {
+		t.Helper()
+		var out bytes.Buffer
+		if err := runParse(context.Background(), append([]string{"--no-auth"}, append(args, "-")...), strings.NewReader(raw), &out); err != nil {
+			t.Fatal(err)
+		}
+		var m message.Message
+		if err := json.Unmarshal(out.Bytes(), &m); err != nil {
+			t.Fatal(err)
+		}
+		return &m
+	}
+	if m := parseWith(); m.Truncated || len(m.Text) != 16000 {
+		t.Fatalf("default limit: truncated %v, text %d bytes", m.Truncated, len(m.Text))
+	}
+	t.Setenv("LETTERBOX_MAX_BODY_BYTES", "4096")
+	if m := parseWith(); !m.Truncated || len(m.Parts[0].Content) != 4096 || m.Parts[0].Size != 16000 {
+		t.Fatalf("env limit: truncated %v, content %d bytes", m.Truncated, len(m.Parts[0].Content))
+	}
+	if m := parseWith("--max-body-bytes", "8192"); len(m.Parts[0].Content) != 8192 {
+		t.Fatalf("flag over env: content %d bytes", len(m.Parts[0].Content))
+	}
+	t.Setenv("LETTERBOX_MAX_BODY_BYTES", "lots")
+	err := runParse(context.Background(), []string{"--no-auth", "-"}, strings.NewReader(raw), &bytes.Buffer{})
+	if err == nil || err.Error() != `LETTERBOX_MAX_BODY_BYTES: "lots" is not a body limit in bytes (at least 1024, e.g. 1048576)` || exitCode(err) != 2 {
+		t.Fatalf("bad env: %v", err)
+	}
+}
+
 type iotestErrReader struct{}
 
 func (iotestErrReader) Read([]byte) (int, error) { return 0, errors.New("stdin closed") }
+
+// dev and replay take the same body limit, refused the same way.
+func TestMaxBodyBytesRefusedByDevAndReplay(t *testing.T) {
+	const want = `--max-body-bytes: "12" is not a body limit in bytes (at least 1024, e.g. 1048576)`
+	for _, args := range [][]string{
+		{"dev", "--max-body-bytes", "12", "--store", "file://" + t.TempDir()},
+		{"replay", "--max-body-bytes", "12", "--store", "file://" + t.TempDir(), "--dry-run", "01JK"},
+	} {
+		_, stderr, code := run(t, args...)
+		if code != 2 || !strings.Contains(stderr, want) {
+			t.Errorf("%s: exit %d, stderr %q", args[0], code, stderr)
+		}
+	}
+}

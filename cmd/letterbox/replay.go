@@ -44,7 +44,12 @@ func runReplay(ctx context.Context, args []string) error {
 	queue := fs.String("queue", envOr("LETTERBOX_DELIVERY_QUEUE_URL", ""), "delivery queue: an SQS queue URL, or a local queue `directory` (default: the dev queue of a file store)")
 	noAuth := fs.Bool("no-auth", false, "when re-parsing, skip SPF/DKIM/DMARC/ARC checks")
 	resolver := fs.String("resolver", envOr("LETTERBOX_RESOLVER", ""), "DNS `server` for authentication checks when re-parsing")
+	maxBody := maxBodyFlag(fs)
 	ids, err := parseInterleaved(fs, args)
+	if err != nil {
+		return &exitError{2, err}
+	}
+	maxBodyBytes, err := maxBody()
 	if err != nil {
 		return &exitError{2, err}
 	}
@@ -90,7 +95,7 @@ func runReplay(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	h := &ingest.Handler{Store: st, Routes: routes, Queue: q, Journal: delivery.Journal{Store: st}, Auth: auth,
+	h := &ingest.Handler{Store: st, Routes: routes, Queue: q, Journal: delivery.Journal{Store: st}, Auth: auth, MaxBodyBytes: maxBodyBytes,
 		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 
 	if len(ids) == 0 {

@@ -14,6 +14,7 @@ import (
 	"github.com/letterboxmail/letterbox/internal/ingest"
 	"github.com/letterboxmail/letterbox/internal/lambdaenv"
 	"github.com/letterboxmail/letterbox/internal/mailauth"
+	"github.com/letterboxmail/letterbox/internal/parser"
 )
 
 func main() {
@@ -22,7 +23,10 @@ func main() {
 	env := lambdaenv.MustLoad(ctx, log)
 	auth, err := mailauth.New(mailauth.Config{Resolver: os.Getenv("LETTERBOX_RESOLVER"), Timeout: 5 * time.Second})
 	lambdaenv.Check(log, err, "mail authentication")
+	maxBody, err := parser.ParseMaxBodyBytes(os.Getenv("LETTERBOX_MAX_BODY_BYTES"))
+	lambdaenv.Check(log, err, "LETTERBOX_MAX_BODY_BYTES")
 	h := &ingest.Handler{Store: env.Store, Routes: env.Routes, Queue: env.Queue, Journal: env.Journal,
-		Auth: auth, Log: log, KeepParsed: os.Getenv("LETTERBOX_KEEP_PARSED") == "true", KeyPrefix: env.KeyPrefix}
+		Auth: auth, Log: log, KeepParsed: os.Getenv("LETTERBOX_KEEP_PARSED") == "true", KeyPrefix: env.KeyPrefix,
+		MaxBodyBytes: maxBody}
 	lambda.Start(h.Handle)
 }

@@ -76,13 +76,15 @@ func (w *Webhooks) copyObject(ctx context.Context, dst io.Writer, key string) er
 }
 
 // withAttachments returns a copy of m whose attachments carry links or
-// inline content, as the action asks.
+// inline content, as the action asks, and whose truncated text parts carry
+// a link to the whole part (never inline: they are over the parser's body
+// limit by definition).
 func (w *Webhooks) withAttachments(ctx context.Context, m *message.Message, a *routing.WebhookAction) (*message.Message, error) {
 	mode := a.Attachments
 	if mode == "" {
 		mode = "links"
 	}
-	if mode == "metadata" || len(m.Attachments) == 0 || w.Store == nil {
+	if mode == "metadata" || w.Store == nil || (len(m.Attachments) == 0 && !m.Truncated) {
 		return m, nil
 	}
 	ttl := time.Duration(a.LinkTTL)
@@ -92,6 +94,14 @@ func (w *Webhooks) withAttachments(ctx context.Context, m *message.Message, a *r
 	maxInline := int64(a.InlineMaxBytes)
 	if maxInline <= 0 {
 		maxInline = DefaultInlineMaxBytes
+	}
+	link := func(key string) (string, *time.Time, error) {
+		u, err := w.Links.PresignGet(ctx, key, ttl)
+		if err != nil {
+			return "", nil, fault.Temporary(fmt.Errorf("link to %s: %w", key, err))
+		}
+		exp := time.Now().Add(ttl).UTC().Truncate(time.Second)
+		return u, &exp, nil
 	}
 	cp := *m
 	cp.Attachments = append([]message.Attachment(nil), m.Attachments...)
@@ -111,12 +121,23 @@ func (w *Webhooks) withAttachments(ctx context.Context, m *message.Message, a *r
 		if w.Links == nil {
 			continue // no way to link: metadata only
 		}
-		u, err := w.Links.PresignGet(ctx, att.Key, ttl)
-		if err != nil {
-			return nil, fault.Temporary(fmt.Errorf("link to %s: %w", att.Key, err))
+		var err error
+		if att.URL, att.URLExpiresAt, err = link(att.Key); err != nil {
+			return nil, err
 		}
-		exp := time.Now().Add(ttl).UTC().Truncate(time.Second)
-		att.URL, att.URLExpiresAt = u, &exp
+	}
+	if m.Truncated && w.Links != nil {
+		cp.Parts = append([]message.Part(nil), m.Parts...)
+		for i := range cp.Parts {
+			p := &cp.Parts[i]
+			if p.Key == "" {
+				continue
+			}
+			var err error
+			if p.URL, p.URLExpiresAt, err = link(p.Key); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return &cp, nil
 }

@@ -46,9 +46,50 @@ func JobID(messageID, route string, action int) string {
 	return fmt.Sprintf("%s.%s.%d", messageID, route, action)
 }
 
-// MaxQueueBody is the largest job body carried inline: SQS allows 256 KiB
-// per message; keep a margin for attributes.
-const MaxQueueBody = 240 << 10
+// MaxQueueMessage is SQS's limit on one message body and on the bodies of
+// one SendMessageBatch together: 1 MiB, 1,048,576 bytes (SQS API Reference,
+// SendMessage and SendMessageBatch; raised from 256 KiB in 2025). The
+// delivery queue's MaximumMessageSize in template.yaml is the same.
+const MaxQueueMessage = 1 << 20
+
+// MaxQueueBody is the largest job body carried inline: SQS's limit less a
+// margin for message attributes.
+const MaxQueueBody = MaxQueueMessage - 16<<10
+
+// Prices that decide whether a parsed message travels inside its jobs or
+// in parsed/<id>.json, in US dollars per million requests (us-east-1,
+// docs/deploy.md's cost table): SQS bills each 64 KiB chunk of a payload
+// as one request, S3 bills a PUT and a GET.
+const (
+	queueChunk       = 64 << 10
+	priceSQSRequest  = 0.40
+	priceS3PUT       = 5.00
+	priceS3GET       = 0.40
+	spilledJobChunks = 1 // a job without its message: about 1 KiB
+)
+
+// CarryInline reports whether n jobs of size bytes each should carry the
+// parsed message themselves (cheaper) rather than name parsed/<id>.json
+// (stored says whether that object is written anyway, KeepParsed). Inline,
+// each job's chunks are billed twice (sent, received); moved out, the
+// message costs one PUT (unless stored anyway), each job one GET, and each
+// small job a chunk sent and received. The arithmetic is in docs/deploy.md
+// ("Large parsed messages"); size must also be at most MaxQueueBody.
+func CarryInline(size, n int, stored bool) bool {
+	if size > MaxQueueBody {
+		return false
+	}
+	if n < 1 {
+		n = 1
+	}
+	chunks := (size + queueChunk - 1) / queueChunk
+	inline := float64(n*2*chunks) * priceSQSRequest
+	out := float64(n) * (priceS3GET + 2*spilledJobChunks*priceSQSRequest)
+	if !stored {
+		out += priceS3PUT
+	}
+	return inline <= out
+}
 
 // Load returns the job's parsed message, from the job or the store.
 func (j *Job) Load(ctx context.Context, st store.Store) (*message.Message, error) {

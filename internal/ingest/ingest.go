@@ -46,7 +46,10 @@ type Handler struct {
 	// KeyPrefix is the store's prefix in the bucket ("PREFIX/" for
 	// s3://BUCKET/PREFIX): S3 events name full keys, the store does not.
 	KeyPrefix string
-	Now       func() time.Time
+	// MaxBodyBytes is the parser's body limit (parser.Options.MaxBodyBytes):
+	// larger text parts are stored like attachments; zero is the default.
+	MaxBodyBytes int
+	Now          func() time.Time
 }
 
 // Handle accepts an S3 event, an SQS event wrapping S3 events, or an S3
@@ -180,7 +183,7 @@ func (h *Handler) Parse(ctx context.Context, key string) (*message.Message, erro
 	if err != nil {
 		return nil, err
 	}
-	m, err := parser.Parse(ctx, rc, parser.Options{ID: id, RawKey: key, Envelope: env, Store: h.Store, Auth: h.Auth, Now: h.Now})
+	m, err := parser.Parse(ctx, rc, parser.Options{ID: id, RawKey: key, Envelope: env, Store: h.Store, Auth: h.Auth, Now: h.Now, MaxBodyBytes: h.MaxBodyBytes})
 	if err != nil {
 		return nil, err
 	}
@@ -262,13 +265,18 @@ func (h *Handler) Route(ctx context.Context, m *message.Message, opt RouteOption
 }
 
 // fitJobs moves the parsed message out of the jobs into parsed/<id>.json
-// when a job would not fit in a queue message.
+// when a job would not fit in a queue message, or when carrying it in every
+// job costs more than storing it once (delivery.CarryInline).
 func (h *Handler) fitJobs(ctx context.Context, m *message.Message, jobs []delivery.Job) error {
-	b, err := json.Marshal(jobs[0])
-	if err != nil {
-		return fault.Permanent(err)
+	size := 0
+	for i := range jobs {
+		b, err := json.Marshal(jobs[i])
+		if err != nil {
+			return fault.Permanent(err)
+		}
+		size = max(size, len(b))
 	}
-	if len(b) <= delivery.MaxQueueBody {
+	if delivery.CarryInline(size, len(jobs), h.KeepParsed) {
 		return nil
 	}
 	key := store.ParsedKey(m.ID)

@@ -60,6 +60,8 @@ type Config struct {
 	Gateway smtpgw.Config
 	// NoAuth disables SPF/DKIM/DMARC/ARC checks while parsing.
 	NoAuth bool
+	// MaxBodyBytes is the parser's body limit; zero is the default.
+	MaxBodyBytes int
 	// AllowPrivate lets webhooks reach private networks; loopback is
 	// always allowed in dev.
 	AllowPrivate bool
@@ -168,7 +170,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	journal := delivery.Journal{Store: base}
 	s.ingest = &ingest.Handler{Store: base, Routes: s.routes, Queue: localqueue.Deliveries{Queue: s.jobQ}, Journal: journal,
-		Auth: auth, Log: s.log, KeepParsed: true, KeyPrefix: s.prefix}
+		Auth: auth, Log: s.log, KeepParsed: true, KeyPrefix: s.prefix,
+		MaxBodyBytes: cfg.MaxBodyBytes}
 	policy := egress.Policy{AllowLoopback: true, AllowPrivate: cfg.AllowPrivate}
 	s.deliver = &delivery.Handler{Store: base, Routes: s.routes, Queue: localqueue.Deliveries{Queue: s.jobQ}, Journal: journal,
 		Webhooks: delivery.NewWebhooks(policy, os.Getenv), Log: s.log}

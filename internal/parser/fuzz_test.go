@@ -49,7 +49,7 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		st := newMemStore()
 		m, err := Parse(context.Background(), bytes.NewReader(data), Options{
-			ID: "F", Store: st, MaxDepth: 6, MaxParts: 50, MaxHeaderBytes: 4096,
+			ID: "F", Store: st, MaxDepth: 6, MaxParts: 50, MaxHeaderBytes: 4096, MaxBodyBytes: 64,
 		})
 		if err != nil {
 			t.Fatalf("Parse: %v", err)
@@ -66,6 +66,21 @@ func FuzzParse(f *testing.F) {
 			if b, ok := st.objs[a.Key]; !ok || int64(len(b)) != a.Size {
 				t.Fatalf("attachment %q: stored %d bytes (present %v), JSON says %d", a.Key, len(b), ok, a.Size)
 			}
+		}
+		kept := 0
+		for _, p := range m.Parts {
+			kept += len(p.Content)
+			if !p.Truncated {
+				continue
+			}
+			if b, ok := st.objs[p.Key]; !ok || int64(len(b)) != p.Size || p.Size <= 64 {
+				t.Fatalf("truncated part %s: stored %d bytes (present %v), JSON says %d", p.Path, len(b), ok, p.Size)
+			}
+		}
+		// Line endings may shrink (CRLF to LF) and charsets grow text: a
+		// loose bound on the 4 × 64 bytes the parts may keep.
+		if kept > 4*64*4 {
+			t.Fatalf("parts keep %d bytes of text", kept)
 		}
 		checkStrings(t, reflect.ValueOf(m), "Message")
 	})

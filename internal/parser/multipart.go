@@ -113,21 +113,26 @@ func (r *multipartReader) Next() bool {
 	return true
 }
 
-// Read reads the current part's body.
+// Read reads the current part's body. It returns as many lines as fit in
+// p and are already buffered, not one line per call: a part nested in n
+// multiparts passes through n readers, each paying per call.
 func (r *multipartReader) Read(p []byte) (int, error) {
-	for {
+	n := 0
+	for n < len(p) {
 		if len(r.eolOut) > 0 {
-			n := copy(p, r.eolOut)
-			r.eolOut = r.eolOut[n:]
-			return n, nil
+			c := copy(p[n:], r.eolOut)
+			r.eolOut = r.eolOut[c:]
+			n += c
+			continue
 		}
 		if len(r.cur) > 0 {
-			n := copy(p, r.cur)
-			r.cur = r.cur[n:]
-			return n, nil
+			c := copy(p[n:], r.cur)
+			r.cur = r.cur[c:]
+			n += c
+			continue
 		}
-		if r.state != statePart {
-			return 0, io.EOF
+		if r.state != statePart || (n > 0 && r.br.Buffered() == 0) {
+			break
 		}
 		line, err := r.br.ReadSlice('\n')
 		atStart := r.lineStart
@@ -137,12 +142,12 @@ func (r *multipartReader) Read(p []byte) (int, error) {
 				r.closed = closing
 				r.state = stateBetween
 				r.nheld = 0
-				return 0, io.EOF
+				break
 			}
 		}
 		if len(line) == 0 && err != nil && err != bufio.ErrBufferFull {
 			r.state = stateDone
-			return 0, io.EOF
+			break
 		}
 		r.out = r.held
 		r.eolOut = r.out[:r.nheld]
@@ -161,6 +166,10 @@ func (r *multipartReader) Read(p []byte) (int, error) {
 			r.cur = line
 		}
 	}
+	if n == 0 && len(p) > 0 {
+		return 0, io.EOF
+	}
+	return n, nil
 }
 
 // missingClose reports whether the body ended without a closing delimiter.

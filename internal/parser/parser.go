@@ -13,9 +13,11 @@ import (
 	"log/slog"
 	"regexp"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/letterboxmail/letterbox/internal/fault"
 	"github.com/letterboxmail/letterbox/internal/mailauth"
@@ -28,9 +30,28 @@ const (
 	DefaultMaxDepth       = 20
 	DefaultMaxParts       = 1000
 	DefaultMaxHeaderBytes = 1 << 20
+	DefaultMaxBodyBytes   = 1 << 20
+	// bodyBudgetParts: the text parts of a message keep at most this many
+	// times MaxBodyBytes in the JSON together, so that many parts just
+	// under the limit cannot add up to an unbounded message.
+	bodyBudgetParts = 4
 	// maxWarnings bounds Message.Warnings; the last entry counts the rest.
 	maxWarnings = 100
 )
+
+// ParseMaxBodyBytes reads a MaxBodyBytes setting (LETTERBOX_MAX_BODY_BYTES,
+// --max-body-bytes): a whole number of bytes, at least 1024; empty means
+// the default.
+func ParseMaxBodyBytes(s string) (int, error) {
+	if s == "" {
+		return DefaultMaxBodyBytes, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1024 {
+		return 0, fmt.Errorf("%q is not a body limit in bytes (at least 1024, e.g. 1048576)", s)
+	}
+	return n, nil
+}
 
 // ErrNoID is returned when Options.Store is set without Options.ID, which
 // attachment keys are made of.
@@ -63,6 +84,14 @@ type Options struct {
 	// MaxHeaderBytes bounds each header block; further fields are skipped.
 	// Zero means DefaultMaxHeaderBytes.
 	MaxHeaderBytes int
+	// MaxBodyBytes bounds the decoded bytes of a text/plain or text/html
+	// part kept in the JSON. A larger part is stored whole like an
+	// attachment (attachments/<ID>/part-<path>/body.txt or .html, when
+	// Store is set) and its message.Part keeps a prefix, with Truncated,
+	// Size, SHA256 and Key set. All text parts together keep at most four
+	// times MaxBodyBytes; later parts keep a shorter prefix. Zero means
+	// DefaultMaxBodyBytes.
+	MaxBodyBytes int
 	// Logger receives internal errors; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -179,6 +208,8 @@ type parser struct {
 	log  *slog.Logger
 
 	maxDepth, maxParts, maxHeader int
+	maxBody                       int
+	bodyBudget                    int // text bytes the JSON may still keep
 
 	store   store.Store
 	atts    *[]message.Attachment // where attachments go: the message or a summary
@@ -203,6 +234,8 @@ func newParser(ctx context.Context, opts Options, msg *message.Message) *parser 
 	p.maxDepth = orDefault(opts.MaxDepth, DefaultMaxDepth)
 	p.maxParts = orDefault(opts.MaxParts, DefaultMaxParts)
 	p.maxHeader = orDefault(opts.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	p.maxBody = orDefault(opts.MaxBodyBytes, DefaultMaxBodyBytes)
+	p.bodyBudget = bodyBudgetParts * p.maxBody
 	return p
 }
 
@@ -443,7 +476,7 @@ func (p *parser) multipart(e *entity, body io.Reader, depth int) content {
 			p.warn(where, fmt.Sprintf("body without parts cut at %d bytes", maxPreamble))
 		}
 		t := &entity{path: e.path, h: e.h, ctype: "text/plain", params: map[string]string{"charset": e.params["charset"]}, cte: e.cte}
-		return p.textPart(t, bytes.NewReader(mr.preamble))
+		return p.textPart(t, bytes.NewReader(mr.preamble[:min(len(mr.preamble), maxPreamble)]))
 	}
 	if mr.missingClose() && p.nparts <= p.maxParts {
 		p.warn(where, e.ctype+": closing boundary missing")
@@ -559,13 +592,29 @@ func (p *parser) textPart(e *entity, body io.Reader) content {
 		done()
 		return content{}
 	}
-	data, _ := io.ReadAll(r)
-	done()
 	path := e.path
 	if path == "" {
 		path = "1"
 	}
 	where := partName(path)
+	// Read no more than the JSON may keep, and one byte to know whether
+	// there is more: a larger part streams on to the store.
+	keep := min(p.maxBody, p.bodyBudget)
+	data, _ := io.ReadAll(io.LimitReader(r, int64(keep)+1))
+	part := message.Part{ContentType: e.ctype, Charset: e.params["charset"], Disposition: e.disp, Path: path}
+	whole := len(data) <= keep
+	if !whole {
+		data = p.storeBody(e, &part, data, r)
+	}
+	done()
+	if p.err != nil {
+		return content{}
+	}
+	if whole {
+		p.bodyBudget -= len(data)
+	} else {
+		p.bodyBudget -= keep
+	}
 	label := e.params["charset"]
 	if label == "" && e.ctype == "text/html" {
 		head := data[:min(len(data), 4096)]
@@ -578,19 +627,14 @@ func (p *parser) textPart(e *entity, body io.Reader) content {
 		p.warn(where, w)
 	}
 	s = p.cleanText(where, s)
-	if f := e.filename(); f != "" {
+	if whole && e.filename() != "" {
 		p.storeBytes(e, data, false)
+		if p.err != nil {
+			return content{}
+		}
 	}
-	if p.err != nil {
-		return content{}
-	}
-	p.msg.Parts = append(p.msg.Parts, message.Part{
-		ContentType: e.ctype,
-		Charset:     e.params["charset"],
-		Disposition: e.disp,
-		Content:     s,
-		Path:        path,
-	})
+	part.Content = s
+	p.msg.Parts = append(p.msg.Parts, part)
 	if e.ctype == "text/html" {
 		return content{html: s, rich: true}
 	}
@@ -598,6 +642,53 @@ func (p *parser) textPart(e *entity, body io.Reader) content {
 		s = unflow(s, strings.EqualFold(e.params["delsp"], "yes"))
 	}
 	return content{text: s, plain: true}
+}
+
+// storeBody handles a text part larger than the JSON keeps: head is its
+// first bytes (one more than kept) and r the rest. The whole decoded part
+// streams, hashed, to the store under its own key; the returned prefix of
+// head, cut after the last line end in its second half (else at a UTF-8
+// character boundary), is what the JSON keeps. A text part with a file
+// name is listed as an attachment with the same key.
+func (p *parser) storeBody(e *entity, part *message.Part, head []byte, r io.Reader) []byte {
+	keep := len(head) - 1
+	prefix := head[:keep]
+	if i := bytes.LastIndexByte(prefix, '\n'); i >= keep/2 {
+		prefix = prefix[:i+1]
+	} else {
+		for n := len(prefix); n > 0 && len(prefix)-n < utf8.UTFMax; n-- {
+			if utf8.RuneStart(prefix[n-1]) {
+				if !utf8.FullRune(prefix[n-1:]) {
+					prefix = prefix[:n-1]
+				}
+				break
+			}
+		}
+	}
+	hw := &hashWriter{h: sha256.New()}
+	src := io.TeeReader(io.MultiReader(bytes.NewReader(head), r), hw)
+	ctype := e.ctype
+	if cs := e.params["charset"]; cs != "" {
+		ctype += "; charset=" + cs
+	}
+	if p.store != nil {
+		key := store.AttachmentsPrefix + p.opts.ID + "/part-" + part.Path + "/body" + extension(e.ctype)
+		if _, err := p.store.Put(p.ctx, key, src, map[string]string{"content-type": asciiMeta(ctype)}); err != nil {
+			p.err = fmt.Errorf("parser: store %s: %w", key, err)
+			return nil
+		}
+		part.Key = key
+	}
+	io.Copy(io.Discard, src)
+	part.Truncated, part.Size, part.SHA256 = true, hw.n, hex.EncodeToString(hw.h.Sum(nil))
+	p.msg.Truncated = true
+	p.warn(partName(part.Path), fmt.Sprintf("%s part of %d bytes: the JSON keeps its first %d", e.ctype, hw.n, len(prefix)))
+	if e.filename() != "" {
+		a := p.newAttachment(e, false)
+		a.Key, a.Size, a.SHA256 = part.Key, part.Size, part.SHA256
+		*p.atts = append(*p.atts, a)
+	}
+	return prefix
 }
 
 // cleanText normalises line endings to "\n" and removes NUL bytes.

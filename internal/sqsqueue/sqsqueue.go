@@ -38,29 +38,54 @@ type Queue struct {
 
 var _ delivery.Queue = (*Queue)(nil)
 
-// Send enqueues jobs, ten per SendMessageBatch call (SQS's limit).
+// Send enqueues jobs with SendMessageBatch, in batches that keep SQS's two
+// limits: at most ten entries, and at most delivery.MaxQueueMessage bytes
+// of message bodies in all ("the sum of the individual lengths of all of
+// the batched messages", SQS API Reference, SendMessageBatch). A job alone
+// over the limit is refused as permanent: ingest moves the parsed message
+// out of jobs that would not fit, so it is a bug.
 func (q *Queue) Send(ctx context.Context, jobs []delivery.Job) error {
-	for start := 0; start < len(jobs); start += 10 {
-		batch := jobs[start:min(start+10, len(jobs))]
-		entries := make([]types.SendMessageBatchRequestEntry, len(batch))
-		for i, j := range batch {
-			b, err := json.Marshal(j)
-			if err != nil {
-				return fault.Permanent(err)
-			}
-			entries[i] = types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(string(b))}
+	var (
+		entries []types.SendMessageBatchRequestEntry
+		size    int
+	)
+	flush := func() error {
+		if len(entries) == 0 {
+			return nil
 		}
 		out, err := q.API.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(q.URL), Entries: entries})
+		n := len(entries)
+		entries, size = nil, 0
 		if err != nil {
 			return fault.Temporary(fmt.Errorf("sqs: send jobs: %w", err))
 		}
 		if len(out.Failed) > 0 {
 			f := out.Failed[0]
-			return fault.Temporary(fmt.Errorf("sqs: %d of %d jobs not sent: %s %s", len(out.Failed), len(batch), aws.ToString(f.Code), aws.ToString(f.Message)))
+			return fault.Temporary(fmt.Errorf("sqs: %d of %d jobs not sent: %s %s", len(out.Failed), n, aws.ToString(f.Code), aws.ToString(f.Message)))
 		}
+		return nil
 	}
-	return nil
+	for _, j := range jobs {
+		b, err := json.Marshal(j)
+		if err != nil {
+			return fault.Permanent(err)
+		}
+		if len(b) > delivery.MaxQueueMessage {
+			return fault.Permanentf("sqs: job %s is %d bytes, over the queue's %d", j.ID, len(b), delivery.MaxQueueMessage)
+		}
+		if len(entries) == maxBatchEntries || size+len(b) > delivery.MaxQueueMessage {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		entries = append(entries, types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(len(entries))), MessageBody: aws.String(string(b))})
+		size += len(b)
+	}
+	return flush()
 }
+
+// maxBatchEntries is SQS's limit on the entries of one batch request.
+const maxBatchEntries = 10
 
 // Retry hides a received job for delay (at most 12 hours, SQS's limit).
 func (q *Queue) Retry(ctx context.Context, receipt string, delay time.Duration) error {

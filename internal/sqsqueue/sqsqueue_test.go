@@ -5,6 +5,7 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -20,6 +21,7 @@ import (
 	"github.com/letterboxmail/letterbox/internal/delivery"
 	"github.com/letterboxmail/letterbox/internal/fault"
 	"github.com/letterboxmail/letterbox/internal/sqsqueue"
+	"github.com/letterboxmail/letterbox/message"
 )
 
 // call is one SQS API request as the real SDK serialised it (JSON protocol).
@@ -45,6 +47,25 @@ func sqsServer(t *testing.T, failBatch bool) (*sqs.Client, func() []call) {
 		switch target {
 		case "SendMessageBatch":
 			entries := body["Entries"].([]any)
+			// SQS's limits (API Reference, SendMessageBatch): ten entries,
+			// 1 MiB per message and for all of them together.
+			total := 0
+			for _, e := range entries {
+				n := len(e.(map[string]any)["MessageBody"].(string))
+				if n > 1<<20 {
+					sqsError(w, "InvalidParameterValue", "One or more parameters are invalid. Reason: Message must be shorter than 1048576 bytes.")
+					return
+				}
+				total += n
+			}
+			if len(entries) > 10 {
+				sqsError(w, "TooManyEntriesInBatchRequest", "Maximum number of entries per request are 10.")
+				return
+			}
+			if total > 1<<20 {
+				sqsError(w, "BatchRequestTooLong", "Batch requests cannot be longer than 1048576 bytes.")
+				return
+			}
 			var ok, failed []map[string]any
 			for _, e := range entries {
 				id := e.(map[string]any)["Id"]
@@ -73,6 +94,88 @@ func sqsServer(t *testing.T, failBatch bool) (*sqs.Client, func() []call) {
 		Credentials:  credentials.NewStaticCredentialsProvider("AKID", "SECRET", ""),
 	}, func(o *sqs.Options) { o.RetryMaxAttempts = 1 })
 	return client, func() []call { mu.Lock(); defer mu.Unlock(); return append([]call(nil), calls...) }
+}
+
+func sqsError(w http.ResponseWriter, code, msg string) {
+	w.WriteHeader(400)
+	json.NewEncoder(w).Encode(map[string]string{"__type": "com.amazonaws.sqs#" + code, "message": msg})
+}
+
+// bigJob is a job whose body is about n bytes.
+func bigJob(id string, n int) delivery.Job {
+	return delivery.Job{ID: id, MessageID: "m", Message: &message.Message{Text: strings.Repeat("x", n)}}
+}
+
+func TestSendSplitsBatchesBySize(t *testing.T) {
+	client, calls := sqsServer(t, false)
+	q := &sqsqueue.Queue{API: client, URL: "https://sqs.example/1/q"}
+	// Seven jobs of 300 KiB: three fit in 1 MiB, so batches of 3, 3, 1.
+	var jobs []delivery.Job
+	for i := 0; i < 7; i++ {
+		jobs = append(jobs, bigJob(fmt.Sprintf("j%d", i), 300<<10))
+	}
+	if err := q.Send(context.Background(), jobs); err != nil {
+		t.Fatalf("Send = %v", err)
+	}
+	var sizes []int
+	seen := 0
+	for _, c := range calls() {
+		entries := c.Body["Entries"].([]any)
+		sizes = append(sizes, len(entries))
+		for _, e := range entries {
+			var j delivery.Job
+			json.Unmarshal([]byte(e.(map[string]any)["MessageBody"].(string)), &j)
+			if want := fmt.Sprintf("j%d", seen); j.ID != want {
+				t.Fatalf("job %d is %q, want %q", seen, j.ID, want)
+			}
+			seen++
+		}
+	}
+	if fmt.Sprint(sizes) != "[3 3 1]" || seen != 7 {
+		t.Fatalf("batch sizes = %v (%d jobs)", sizes, seen)
+	}
+}
+
+func TestSendExactlyAtTheLimit(t *testing.T) {
+	client, calls := sqsServer(t, false)
+	q := &sqsqueue.Queue{API: client, URL: "https://sqs.example/1/q"}
+	// Two jobs whose bodies add up to exactly 1 MiB share a batch; one
+	// byte more splits them.
+	overhead := len(mustJSON(t, bigJob("a", 0)))
+	half := delivery.MaxQueueMessage/2 - overhead
+	if err := q.Send(context.Background(), []delivery.Job{bigJob("a", half), bigJob("b", half)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Send(context.Background(), []delivery.Job{bigJob("a", half), bigJob("b", half+1)}); err != nil {
+		t.Fatal(err)
+	}
+	cs := calls()
+	if len(cs) != 3 || len(cs[0].Body["Entries"].([]any)) != 2 {
+		t.Fatalf("%d calls, first with %d entries", len(cs), len(cs[0].Body["Entries"].([]any)))
+	}
+}
+
+func TestSendRefusesAJobOverTheLimit(t *testing.T) {
+	client, calls := sqsServer(t, false)
+	q := &sqsqueue.Queue{API: client, URL: "https://sqs.example/1/q"}
+	huge := bigJob("huge", delivery.MaxQueueMessage)
+	want := fmt.Sprintf("sqs: job huge is %d bytes, over the queue's 1048576", len(mustJSON(t, huge)))
+	err := q.Send(context.Background(), []delivery.Job{huge})
+	if err == nil || fault.IsTemporary(err) || err.Error() != want {
+		t.Fatalf("Send = %v", err)
+	}
+	if len(calls()) != 0 {
+		t.Fatalf("calls = %d", len(calls()))
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func TestSendBatchesOfTen(t *testing.T) {

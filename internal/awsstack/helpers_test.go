@@ -3,9 +3,6 @@
 package awsstack
 
 import (
-	"bytes"
-	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -187,6 +184,18 @@ func newTestLog(t *testing.T, name string) *testLog {
 	return l
 }
 
-var _ = bytes.NewReader
-var _ = context.Background
-var _ = fmt.Sprintf
+var getenv = os.Getenv
+
+// newDNS starts a DNS server with no records for the functions' and the
+// gateway's lookups (the template's DnsResolver): answers come at once.
+func newDNS(t *testing.T) string {
+	return testenv.StartDNS(t).Addr
+}
+
+// writeArtifact keeps a result under make test-aws's artifacts directory.
+func writeArtifact(name, text string) {
+	if dir := os.Getenv("LETTERBOX_AWS_ARTIFACTS"); dir != "" {
+		_ = os.MkdirAll(dir, 0o755)
+		_ = os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644)
+	}
+}

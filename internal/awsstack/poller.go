@@ -55,6 +55,8 @@ type Invocation struct {
 	Err     error
 	Failed  int // items reported failed (all, on an error)
 	Deleted int
+	// Bodies are the records' bodies, for tests that follow a message.
+	Bodies []string
 }
 
 // maxPayload is Lambda's limit on a synchronous invocation's payload.
@@ -72,13 +74,25 @@ func (p *Poller) Start(ctx context.Context) {
 	go func() {
 		defer p.wg.Done()
 		for ctx.Err() == nil {
-			batch := p.gather(ctx)
-			if len(batch) == 0 {
-				continue
+			if batch := p.gather(ctx); len(batch) > 0 {
+				p.invoke(ctx, batch)
 			}
-			p.invoke(ctx, batch)
 		}
 	}()
+}
+
+// Once polls as Start does until it has a batch, invokes the function
+// once and returns the outcome: for tests that drive the mapping a batch
+// at a time instead of running it.
+func (p *Poller) Once(ctx context.Context) (Invocation, error) {
+	for {
+		if batch := p.gather(ctx); len(batch) > 0 {
+			return p.invoke(ctx, batch), nil
+		}
+		if err := ctx.Err(); err != nil {
+			return Invocation{}, err
+		}
+	}
 }
 
 // Stop ends the poller; a batch in flight is abandoned to its visibility
@@ -187,7 +201,7 @@ func (p *Poller) Event(msgs []sqstypes.Message) events.SQSEvent {
 	return ev
 }
 
-func (p *Poller) invoke(ctx context.Context, batch []sqstypes.Message) {
+func (p *Poller) invoke(ctx context.Context, batch []sqstypes.Message) Invocation {
 	payload, err := json.Marshal(p.Event(batch))
 	if err != nil {
 		panic(err) // the event is built from strings and maps
@@ -197,6 +211,9 @@ func (p *Poller) invoke(ctx context.Context, batch []sqstypes.Message) {
 	}
 	res, err := p.Function.Invoke(ctx, payload)
 	inv := Invocation{Mapping: p.Spec.Name, Records: len(batch), Payload: len(payload), Result: res, Err: err}
+	for _, m := range batch {
+		inv.Bodies = append(inv.Bodies, aws.ToString(m.Body))
+	}
 	keep := map[string]bool{}
 	if err == nil && p.Spec.ReportFailures {
 		var resp events.SQSEventResponse
@@ -247,4 +264,5 @@ func (p *Poller) invoke(ctx context.Context, batch []sqstypes.Message) {
 	if p.Invoked != nil {
 		p.Invoked(inv)
 	}
+	return inv
 }

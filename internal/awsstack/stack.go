@@ -30,6 +30,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -289,10 +290,15 @@ type Gateway struct {
 	SMTPAddr, HTTPAddr string
 	out                io.Writer
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	done     chan struct{}
+	logBytes atomic.Int64
 }
+
+// LogBytes is how much the gateway has logged: what its awslogs driver
+// would send to CloudWatch Logs.
+func (g *Gateway) LogBytes() int64 { return g.logBytes.Load() }
 
 // NewGateway prepares the gateway on two free loopback ports.
 func NewGateway(bin string, taskEnv map[string]string, extra []string, out io.Writer) (*Gateway, error) {
@@ -320,7 +326,8 @@ func (g *Gateway) Start(ctx context.Context, timeout time.Duration) error {
 	g.mu.Lock()
 	cmd := exec.Command(g.Bin)
 	cmd.Env = g.Env
-	cmd.Stdout, cmd.Stderr = prefixWriter(g.out, "smtpgw: "), prefixWriter(g.out, "smtpgw: ")
+	w := &linePrefixer{w: g.out, prefix: "smtpgw: ", count: &g.logBytes}
+	cmd.Stdout, cmd.Stderr = w, w
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		g.mu.Unlock()
@@ -348,20 +355,18 @@ func (g *Gateway) Kill() {
 	g.cmd = nil
 }
 
-func prefixWriter(w io.Writer, prefix string) io.Writer {
-	return &linePrefixer{w: w, prefix: prefix}
-}
-
 type linePrefixer struct {
 	mu     sync.Mutex
 	w      io.Writer
 	prefix string
 	buf    []byte
+	count  *atomic.Int64
 }
 
 func (l *linePrefixer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.count.Add(int64(len(p)))
 	l.buf = append(l.buf, p...)
 	for {
 		i := bytes.IndexByte(l.buf, '\n')

@@ -135,9 +135,19 @@ func (f *Function) stopLocked() {
 	if f.cmd == nil {
 		return
 	}
-	_ = syscall.Kill(-f.cmd.Process.Pid, syscall.SIGKILL)
+	killTree(f.cmd.Process.Pid)
 	<-f.done
 	f.cmd = nil
+}
+
+// killTree kills the emulator and the bootstrap it runs, which the
+// emulator starts in a process group of its own.
+func killTree(riePid int) {
+	if pid := childOf(riePid); pid > 0 {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	_ = syscall.Kill(-riePid, syscall.SIGKILL)
 }
 
 // start runs the emulator on free loopback ports; the bootstrap starts at
@@ -174,7 +184,9 @@ func (f *Function) start() error {
 			"LAMBDA_TASK_ROOT=" + dirOf(f.cfg.Bootstrap),
 			"_HANDLER=bootstrap",
 		}, f.cfg.Env...)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		// The emulator must not outlive the test; the bootstrap then ends
+		// at its next Runtime API call.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 		pr, pw := io.Pipe()
 		cmd.Stdout, cmd.Stderr = pw, pw
 		if err := cmd.Start(); err != nil {
@@ -189,7 +201,7 @@ func (f *Function) start() error {
 			close(done)
 		}()
 		if err := waitListening(rie, done, 10*time.Second); err != nil {
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			killTree(cmd.Process.Pid)
 			<-done
 			lastErr = err
 			continue
@@ -394,7 +406,7 @@ func (m *monitor) sample() {
 	}
 	if m.peak > m.limit && !m.over {
 		m.over = true
-		_ = syscall.Kill(-m.riePid, syscall.SIGKILL)
+		killTree(m.riePid)
 	}
 }
 

@@ -77,7 +77,7 @@ func writeMessage(w io.Writer, s shape, token string) error {
 		per := budget / int64(s.Parts)
 		for i := range s.Parts {
 			fmt.Fprintf(bw, "--%s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Disposition: attachment; filename=\"part%d.txt\"\r\n\r\n", boundary, i)
-			fill(per-120, false)
+			fill(per-250, false)
 		}
 		fmt.Fprintf(bw, "--%s--\r\n", boundary)
 	default:

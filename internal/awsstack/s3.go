@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -171,7 +172,7 @@ const (
 )
 
 // StartS3Counter proxies to target on a free loopback port.
-func StartS3Counter(target string) (*S3Counter, error) {
+func StartS3Counter(target string, errlog io.Writer) (*S3Counter, error) {
 	u, err := url.Parse(target)
 	if err != nil {
 		return nil, err
@@ -182,7 +183,9 @@ func StartS3Counter(target string) (*S3Counter, error) {
 	}
 	c := &S3Counter{counts: map[string]int64{}, addr: ln.Addr().String()}
 	proxy := httputil.NewSingleHostReverseProxy(u)
-	proxy.ErrorLog = nil
+	// During an S3 outage the proxy answers 502, which the SDK retries as
+	// it would a connection error.
+	proxy.ErrorLog = log.New(errlog, "s3 proxy: ", 0)
 	c.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c.count(r)
 		proxy.ServeHTTP(w, r)

@@ -153,7 +153,7 @@ func Start(tb testing.TB, o Options) *Stack {
 	}
 	tb.Cleanup(st.Notifier.Close)
 	st.Versity = testenv.StartVersity(tb, testenv.VersityOptions{Bucket: bucket, Region: Region, EventWebhookURL: st.Notifier.URL()})
-	if st.S3, err = StartS3Counter(st.Versity.Endpoint); err != nil {
+	if st.S3, err = StartS3Counter(st.Versity.Endpoint, out); err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(st.S3.Close)

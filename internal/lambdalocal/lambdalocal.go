@@ -55,8 +55,9 @@ type Config struct {
 type Result struct {
 	// Payload is the function's response, or its error document.
 	Payload []byte
-	// Duration is the emulator's REPORT Duration; Init the Init Duration
-	// of a cold start (0 on a warm one).
+	// Duration is the emulator's REPORT Duration (without a REPORT, when
+	// the environment was killed, the time until the invocation ended);
+	// Init the init phase's duration on a cold start (0 on a warm one).
 	Duration, Init time.Duration
 	// PeakRSS is the bootstrap's peak resident set during the invocation
 	// (for a cold start, since it started), in bytes.
@@ -317,6 +318,7 @@ func (f *Function) Invoke(ctx context.Context, payload []byte) (Result, error) {
 		return Result{}, err
 	}
 	req.Header.Set("X-Amzn-RequestId", id)
+	began := time.Now()
 	resp, err := http.DefaultClient.Do(req)
 	var body []byte
 	status := 0
@@ -334,6 +336,10 @@ func (f *Function) Invoke(ctx context.Context, payload []byte) (Result, error) {
 		case <-time.After(5 * time.Second):
 		case <-done:
 		}
+	}
+	if res.Duration == 0 {
+		// No REPORT (the environment was killed): the time until then.
+		res.Duration = time.Since(began)
 	}
 	// Let the output of the invocation reach the counter: the emulator
 	// writes END and REPORT after the function's lines.

@@ -130,13 +130,24 @@ func TestTimeoutReplacesTheEnvironment(t *testing.T) {
 }
 
 func TestMemorySizeIsEnforced(t *testing.T) {
-	f := function(t, 64, 30*time.Second)
-	res, err := invoke(t, f, `{"alloc_mb":100,"sleep_ms":200}`)
+	f := function(t, 64, 120*time.Second)
+	// The function would go on for a minute: the kill must end it, not
+	// wait for it (a parse of a large message goes on growing).
+	began := time.Now()
+	res, err := invoke(t, f, `{"alloc_mb":100,"sleep_ms":60000}`)
+	if took := time.Since(began); took > 30*time.Second {
+		t.Errorf("the invocation over its memory size took %v to end, want it killed at once", took)
+	}
 	if !errors.Is(err, lambdalocal.ErrMemory) {
 		t.Fatalf("err = %v (peak %d MiB), want ErrMemory", err, res.PeakRSS>>20)
 	}
 	if res.PeakRSS <= 64<<20 {
 		t.Errorf("peak %d, want above 64 MiB", res.PeakRSS)
+	}
+	// Killed, not left growing: the emulator runs the bootstrap in a
+	// process group of its own.
+	if n := running(filepath.Join(buildDir, "bootstrap")); n != 0 {
+		t.Errorf("%d bootstrap processes still running after the environment was killed", n)
 	}
 	res, err = invoke(t, f, `{"alloc_mb":8}`)
 	if err != nil || res.Init <= 0 {
@@ -173,4 +184,22 @@ func TestKillMidInvocation(t *testing.T) {
 	if err != nil || res.Init <= 0 {
 		t.Fatalf("after a kill: init %v, err %v; want a cold start", res.Init, err)
 	}
+}
+
+// running counts the processes whose executable path is bin.
+func running(bin string) int {
+	ents, _ := os.ReadDir("/proc")
+	n := 0
+	for _, e := range ents {
+		cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		arg0, _, _ := strings.Cut(string(cmdline), "\x00")
+		stat, _ := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if arg0 == bin && !strings.Contains(string(stat), ") Z ") {
+			n++
+		}
+	}
+	return n
 }

@@ -27,13 +27,12 @@ func (RealClock) Timer(d time.Duration) (<-chan time.Time, func()) {
 	return t.C, func() { t.Stop() }
 }
 
-// ScaledClock runs Factor times faster than the wall clock from the moment
-// NewScaledClock was called: with Factor 3600 an hour of SQS time (a
+// ScaledClock runs factor times faster than the wall clock from the moment
+// NewScaledClock was called: with factor 3600 an hour of SQS time (a
 // visibility timeout, a retention period) passes in a real second.
 type ScaledClock struct {
-	Factor    float64
+	factor    float64
 	realStart time.Time
-	start     time.Time
 }
 
 // NewScaledClock returns a clock that starts at the current wall time and runs
@@ -42,18 +41,17 @@ func NewScaledClock(factor float64) *ScaledClock {
 	if factor <= 0 {
 		panic("sqslocal: NewScaledClock factor must be positive")
 	}
-	now := time.Now()
-	return &ScaledClock{Factor: factor, realStart: now, start: now}
+	return &ScaledClock{factor: factor, realStart: time.Now()}
 }
 
 // Now returns the scaled time.
 func (c *ScaledClock) Now() time.Time {
-	return c.start.Add(time.Duration(float64(time.Since(c.realStart)) * c.Factor))
+	return c.realStart.Add(time.Duration(float64(time.Since(c.realStart)) * c.factor))
 }
 
-// Timer fires after d of scaled time (d/Factor of real time).
+// Timer fires after d of scaled time (d/factor of real time).
 func (c *ScaledClock) Timer(d time.Duration) (<-chan time.Time, func()) {
-	t := time.NewTimer(time.Duration(float64(d) / c.Factor))
+	t := time.NewTimer(time.Duration(float64(d) / c.factor))
 	return t.C, func() { t.Stop() }
 }
 

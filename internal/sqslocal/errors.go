@@ -58,10 +58,6 @@ func errReceiptHandleIsInvalid(h string) *apiError {
 	return &apiError{404, "ReceiptHandleIsInvalid", "ReceiptHandleIsInvalid", fmt.Sprintf("The input receipt handle %q is not a valid receipt handle.", h)}
 }
 
-func errMessageNotInflight() *apiError {
-	return &apiError{400, "MessageNotInflight", "AWS.SimpleQueueService.MessageNotInflight", "The message referred to is not in flight."}
-}
-
 func errInvalidMessageContents() *apiError {
 	return &apiError{400, "InvalidMessageContents", "InvalidMessageContents", "Invalid characters found. Valid unicode characters are #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF"}
 }
@@ -96,6 +92,7 @@ func errMalformed(err error) *apiError {
 func writeError(w http.ResponseWriter, e *apiError) {
 	w.Header().Set("Content-Type", contentType)
 	w.Header().Set("x-amzn-query-error", e.code+";Sender")
+	w.Header().Set("x-amzn-RequestId", newID())
 	w.WriteHeader(e.status)
 	json.NewEncoder(w).Encode(map[string]string{
 		"__type":  "com.amazonaws.sqs#" + e.shape,

@@ -9,8 +9,14 @@
 //
 // It is a stand-in, not an emulator: it models what letterbox depends on and
 // enforces SQS's documented limits on it with the real error codes
-// (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/ and
-// the Developer Guide's "Amazon SQS message quotas"):
+// (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/,
+// its CommonErrors page, and the Developer Guide's "Amazon SQS message
+// quotas"). Sizes are the current ones: SQS raised the message size to 1 MiB
+// in 2025 (AWS Compute Blog, "More room to build: serverless services now
+// support payloads up to 1 MB"; the CreateQueue reference gives
+// MaximumMessageSize 1,024 to 1,048,576 bytes, default 1,048,576).
+//
+// Limits enforced:
 //
 //   - at most 10 entries per batch (TooManyEntriesInBatchRequest), at least
 //     one (EmptyBatchRequest), distinct entry ids (BatchEntryIdsNotDistinct)
@@ -24,14 +30,20 @@
 //     attributes;
 //   - visibility timeout 0-43200 s, and at most 12 hours of invisibility from
 //     the receive: ChangeMessageVisibility past that fails
-//     (InvalidParameterValue); MessageNotInflight for a message that is not
-//     invisible;
+//     (InvalidParameterValue);
 //   - a new receipt handle on every receive; DeleteMessage with an older one
 //     succeeds without deleting (as the DeleteMessage reference says), and
-//     ChangeMessageVisibility with it fails (InvalidParameterValue); a handle
-//     this server never issued is ReceiptHandleIsInvalid;
-//   - MessageRetentionPeriod: a message older than it (counted from its
-//     SentTimestamp, also in a dead-letter queue) is deleted silently;
+//     ChangeMessageVisibility with it, or with the handle of a deleted
+//     message, fails (InvalidParameterValue, "Message does not exist or is
+//     not available for visibility timeout change"); ChangeMessageVisibility
+//     with the latest handle after its timeout ran out succeeds and changes
+//     nothing, as AWS does (localstack/localstack#9632); a handle this server
+//     never issued is ReceiptHandleIsInvalid;
+//   - MessageRetentionPeriod: a message older than it is deleted silently,
+//     counted from its SentTimestamp also in a dead-letter queue ("For
+//     standard queues, the expiration of a message is always based on its
+//     original enqueue timestamp", Developer Guide, "Setting-up dead-letter
+//     queue retention");
 //   - RedrivePolicy: a receive that would make a message's receive count
 //     exceed maxReceiveCount moves it to the dead-letter queue instead,
 //     keeping its SentTimestamp;
@@ -42,7 +54,18 @@
 //     attributes by name, prefix.* or All;
 //   - MD5OfMessageBody and MD5OfMessageAttributes as SQS computes them.
 //
-// It does not model: FIFO queues, DeleteQueue, SetQueueAttributes, tags,
+// In a SendMessageBatch, a message with bad contents or over the queue's
+// MaximumMessageSize fails its entry only (Failed, SenderFault true); the
+// limits on the batch as a whole fail the request.
+//
+// A queue is configured with the CreateQueue attributes, by the SDK or from
+// Go (CreateQueue): the template's AWS::SQS::Queue properties of the same
+// names, numbers as decimal strings, RedrivePolicy as the JSON of the
+// template's object with deadLetterTargetArn resolved to QueueARN(name) of
+// a queue created before.
+//
+// It does not model: FIFO queues, DeleteQueue, SetQueueAttributes, ListQueues,
+// tags, message system attributes (AWSTraceHeader is ignored),
 // permissions and IAM, encryption (the attributes are accepted and ignored),
 // the 60-second PurgeQueue limit, the in-flight message limit, throttling,
 // short polling's sampling of a subset of servers (every receivable message is
@@ -51,7 +74,10 @@
 //
 // Time follows a Clock (Options.Clock): RealClock, a ScaledClock that runs
 // faster than the wall clock, or a FakeClock that a test advances, so that a
-// retry window of more than a day can be checked without waiting a day.
+// retry window of more than a day can be checked without waiting a day. Long
+// polls wait on the same clock: under a FakeClock a poll with nothing to
+// receive returns once the clock is advanced past its wait time (or the
+// client gives up).
 //
 // The server counts requests for cost: Usage reports, per action and queue,
 // the requests and the 64 KiB chunks SQS bills them as (each 64 KiB of a
@@ -65,6 +91,8 @@
 //	arn, err := s.CreateQueue(name, attrs) // the CreateQueue attributes, e.g. from template.yaml
 //	s.QueueURL(name); s.QueueARN(name)
 //	s.Usage()                          // map[UsageKey]Usage
+//	s.Stats(name)                      // QueueStats: expired, dead-lettered, deleted...
+//	sqs.Options{HTTPClient: sqslocal.HTTPClient()} // for pollers that must not lose a receive
 //	s.Close()
 //
 // Server is also an http.Handler, for use under httptest.
@@ -150,6 +178,23 @@ type queue struct {
 	// receivable, waking long polls.
 	notify  chan struct{}
 	waiters int
+	stats   QueueStats // the counters; the gauges are computed
+}
+
+// QueueStats is what happened to a queue's messages, for the harness to
+// account for every message (SQS deletes expired messages silently; the
+// stand-in counts them).
+type QueueStats struct {
+	// Visible, InFlight and Delayed are the messages now receivable,
+	// received and invisible, and not yet receivable after their delay.
+	Visible, InFlight, Delayed int
+	// Sent counts messages sent to the queue; MovedIn those moved in as its
+	// dead-letter queue.
+	Sent, MovedIn int64
+	// Deleted (by DeleteMessage), Expired (past the retention period),
+	// MovedOut (to the dead-letter queue) and Purged count the messages that
+	// left it.
+	Deleted, Expired, MovedOut, Purged int64
 }
 
 // New returns a server with no queues.
@@ -361,9 +406,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		panic(err) // the replies are plain structs and maps of strings
+	}
 	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.Header().Set("x-amzn-RequestId", newID())
-	json.NewEncoder(w).Encode(out)
+	w.Write(b)
 }
 
 func decode(body []byte, v any) *apiError {
@@ -495,20 +545,10 @@ func (s *Server) getQueueAttributes(body []byte) (any, *apiError) {
 	now := s.clock.Now()
 	s.expireLocked(q, now)
 	all := q.cfg.attributes()
-	var visible, inflight, delayed int
-	for _, m := range q.msgs {
-		switch {
-		case !m.visibleAt.After(now):
-			visible++
-		case m.receipt != "":
-			inflight++
-		default:
-			delayed++
-		}
-	}
-	all["ApproximateNumberOfMessages"] = strconv.Itoa(visible)
-	all["ApproximateNumberOfMessagesNotVisible"] = strconv.Itoa(inflight)
-	all["ApproximateNumberOfMessagesDelayed"] = strconv.Itoa(delayed)
+	st := q.statsLocked(now)
+	all["ApproximateNumberOfMessages"] = strconv.Itoa(st.Visible)
+	all["ApproximateNumberOfMessagesNotVisible"] = strconv.Itoa(st.InFlight)
+	all["ApproximateNumberOfMessagesDelayed"] = strconv.Itoa(st.Delayed)
 	all["QueueArn"] = q.arn
 	all["CreatedTimestamp"] = strconv.FormatInt(q.created.Unix(), 10)
 	all["LastModifiedTimestamp"] = strconv.FormatInt(q.modified.Unix(), 10)
@@ -526,6 +566,37 @@ func (s *Server) getQueueAttributes(body []byte) (any, *apiError) {
 		}
 	}
 	return map[string]any{"Attributes": out}, nil
+}
+
+// statsLocked is the counters and the gauges at now, after expiry.
+func (q *queue) statsLocked(now time.Time) QueueStats {
+	st := q.stats
+	for _, m := range q.msgs {
+		switch {
+		case !m.visibleAt.After(now):
+			st.Visible++
+		case m.receipt != "":
+			st.InFlight++
+		default:
+			st.Delayed++
+		}
+	}
+	return st
+}
+
+// Stats reports on the named queue at the clock's current time, expiring
+// what is past the retention period first; ok is false if there is no such
+// queue.
+func (s *Server) Stats(name string) (st QueueStats, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := s.queues[name]
+	if q == nil {
+		return QueueStats{}, false
+	}
+	now := s.clock.Now()
+	s.expireLocked(q, now)
+	return q.statsLocked(now), true
 }
 
 func contains(list []string, s string) bool {
@@ -548,6 +619,7 @@ func (s *Server) purgeQueue(body []byte) (any, *apiError) {
 	if e != nil {
 		return nil, e
 	}
+	q.stats.Purged += int64(len(q.msgs))
 	q.msgs = nil
 	q.byID = map[string]*message{}
 	return struct{}{}, nil
@@ -561,6 +633,7 @@ func (s *Server) expireLocked(q *queue, now time.Time) {
 	for _, m := range q.msgs {
 		if now.Sub(m.sent) >= limit {
 			delete(q.byID, m.id)
+			q.stats.Expired++
 			s.log.Info("sqslocal: message expired", "queue", q.name, "message_id", m.id, "age", now.Sub(m.sent))
 			continue
 		}
@@ -664,6 +737,7 @@ func (s *Server) sendMessage(body []byte) (any, *apiError) {
 		return nil, e
 	}
 	q.add(m)
+	q.stats.Sent++
 	q.wake()
 	return sendResult{MessageId: m.id, MD5OfMessageBody: m.md5Body, MD5OfMessageAttributes: m.md5Attrs}, nil
 }
@@ -738,6 +812,7 @@ func (s *Server) sendMessageBatch(body []byte) (any, *apiError) {
 			continue
 		}
 		q.add(m)
+		q.stats.Sent++
 		ok = append(ok, sendResult{Id: en.Id, MessageId: m.id, MD5OfMessageBody: m.md5Body, MD5OfMessageAttributes: m.md5Attrs})
 	}
 	if len(ok) > 0 {
@@ -886,6 +961,8 @@ func (s *Server) takeLocked(q *queue, now time.Time, max int, vis time.Duration)
 		dlq := s.queueByARNLocked(q.cfg.Redrive.DeadLetterTargetArn)
 		for _, m := range moved {
 			q.remove(m)
+			q.stats.MovedOut++
+			dlq.stats.MovedIn++
 			// The message keeps its id, SentTimestamp (so retention still
 			// counts from the original send) and receive count.
 			m.receipt = ""
@@ -961,6 +1038,7 @@ func (s *Server) deleteLocked(q *queue, h string) *apiError {
 	// An older handle succeeds without deleting (DeleteMessage reference).
 	if current {
 		q.remove(m)
+		q.stats.Deleted++
 	}
 	return nil
 }
@@ -1035,7 +1113,10 @@ func (s *Server) changeVisibilityLocked(q *queue, h string, vt *int64) *apiError
 	}
 	now := s.clock.Now()
 	if !m.visibleAt.After(now) {
-		return errMessageNotInflight()
+		// The handle's visibility timeout has run out and the message has not
+		// been received since: SQS answers OK and leaves the message visible
+		// (checked against AWS in localstack/localstack#9632).
+		return nil
 	}
 	d := time.Duration(*vt) * time.Second
 	if now.Sub(m.lastReceive)+d > MaxVisibilityTimeout*time.Second {

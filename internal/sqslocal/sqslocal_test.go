@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/md5"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -244,6 +247,7 @@ func TestLimits(t *testing.T) {
 		{"attributes within size", send(small, strings.Repeat("x", 1000), map[string]types.MessageAttributeValue{"name": *str(strings.Repeat("v", 14))}), ""},
 		{"body at 1 MiB default", send(url, strings.Repeat("x", 1<<20), nil), ""},
 		{"body over 1 MiB default", send(url, strings.Repeat("x", 1<<20+1), nil), "InvalidParameterValue"},
+		{"empty body", send(url, "", nil), "InvalidParameterValue"},
 		{"NUL in body", send(url, "a\x00b", nil), "InvalidMessageContents"},
 		{"U+FFFE in body", send(url, "a\uFFFEb", nil), "InvalidMessageContents"},
 		{"U+10FFFF in body", send(url, "a\U0010FFFFb", nil), ""},
@@ -453,13 +457,16 @@ func TestReceiptHandles(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.clock.Advance(10 * time.Second)
-	// Visible again, not yet received: not in flight.
-	_, err := e.c.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: &url, ReceiptHandle: &old, VisibilityTimeout: 10})
-	var nif *types.MessageNotInflight
-	if !errors.As(err, &nif) {
-		t.Fatalf("change of a visible message: %v, want MessageNotInflight", err)
+	// Visible again, not yet received: the change succeeds and leaves the
+	// message visible.
+	if _, err := e.c.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: &url, ReceiptHandle: &old, VisibilityTimeout: 600}); err != nil {
+		t.Fatalf("change after the timeout ran out: %v, want success", err)
 	}
-	cur := *e.receive(t, url, 1)[0].ReceiptHandle
+	again := e.receive(t, url, 1)
+	if len(again) != 1 {
+		t.Fatal("a change after the timeout ran out hid the message")
+	}
+	cur := *again[0].ReceiptHandle
 
 	// The old handle: DeleteMessage succeeds without deleting, a visibility
 	// change is refused.
@@ -469,7 +476,7 @@ func TestReceiptHandles(t *testing.T) {
 	if n := e.attr(t, url, types.QueueAttributeNameApproximateNumberOfMessagesNotVisible); n != "1" {
 		t.Fatalf("an old handle deleted the message (not visible = %s)", n)
 	}
-	_, err = e.c.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: &url, ReceiptHandle: &old, VisibilityTimeout: 0})
+	_, err := e.c.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: &url, ReceiptHandle: &old, VisibilityTimeout: 0})
 	wantCode(t, err, "InvalidParameterValue")
 
 	_, err = e.c.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: &url, ReceiptHandle: aws.String("garbage")})
@@ -558,6 +565,15 @@ func TestRedriveKeepsSentTimestamp(t *testing.T) {
 	if ts := got[0].Attributes["SentTimestamp"]; ts != strconv.FormatInt(t0.UnixMilli(), 10) {
 		t.Fatalf("SentTimestamp in the dead-letter queue = %s, want the original %d", ts, t0.UnixMilli())
 	}
+	if st, _ := e.srv.Stats("src"); st != (QueueStats{Sent: 1, MovedOut: 1}) {
+		t.Fatalf("source stats = %+v", st)
+	}
+	if st, _ := e.srv.Stats("dlq"); st != (QueueStats{InFlight: 1, MovedIn: 1}) {
+		t.Fatalf("dead-letter queue stats = %+v", st)
+	}
+	if _, ok := e.srv.Stats("none"); ok {
+		t.Fatal("Stats of a missing queue: ok")
+	}
 }
 
 func TestRetentionDeletesSilently(t *testing.T) {
@@ -580,6 +596,9 @@ func TestRetentionDeletesSilently(t *testing.T) {
 	}
 	if got := e.receive(t, url, 10); len(got) != 0 {
 		t.Fatalf("received expired messages %+v", got)
+	}
+	if st, _ := e.srv.Stats("q"); st != (QueueStats{Sent: 2, Expired: 2}) {
+		t.Fatalf("stats = %+v, want 2 sent, 2 expired", st)
 	}
 }
 
@@ -693,12 +712,19 @@ func TestConcurrentReceiversNeverShareAMessage(t *testing.T) {
 	}
 	var mu sync.Mutex
 	seen := map[string]int{}
+	total := 0 // receipts, duplicates included: bounds the test if visibility is broken
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for {
+				mu.Lock()
+				done := total >= n
+				mu.Unlock()
+				if done {
+					return
+				}
 				out, err := e.c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &url, MaxNumberOfMessages: 10})
 				if err != nil {
 					t.Error(err)
@@ -710,6 +736,7 @@ func TestConcurrentReceiversNeverShareAMessage(t *testing.T) {
 				mu.Lock()
 				for _, m := range out.Messages {
 					seen[*m.MessageId]++
+					total++
 				}
 				mu.Unlock()
 			}
@@ -728,6 +755,10 @@ func TestConcurrentReceiversNeverShareAMessage(t *testing.T) {
 
 func TestUsageCountsBillingChunks(t *testing.T) {
 	e := newEnv(t)
+	// Exact counts: a receive of 128 KiB lost to aws/aws-sdk-go-v2#2737
+	// would be retried and counted twice.
+	e.c = sqs.New(sqs.Options{Region: "eu-west-1", BaseEndpoint: aws.String(e.srv.URL()), HTTPClient: HTTPClient(), RetryMaxAttempts: 1,
+		Credentials: credentials.NewStaticCredentialsProvider("AKID", "SECRET", "")})
 	ctx := context.Background()
 	url := e.queue(t, "q", nil)
 	e.send(t, url, strings.Repeat("x", 64<<10))   // one chunk
@@ -791,6 +822,9 @@ func TestPurgeAndDeleteBatch(t *testing.T) {
 	if n := e.attr(t, url, types.QueueAttributeNameApproximateNumberOfMessagesNotVisible); n != "0" {
 		t.Fatalf("after purge: %s", n)
 	}
+	if st, _ := e.srv.Stats("q"); st != (QueueStats{Sent: 2, Deleted: 1, Purged: 1}) {
+		t.Fatalf("stats = %+v", st)
+	}
 }
 
 func TestDelaySeconds(t *testing.T) {
@@ -821,4 +855,225 @@ func TestScaledClock(t *testing.T) {
 	if d := c.Now().Sub(start); d < time.Hour {
 		t.Fatalf("an hour timer fired after %v of scaled time", d)
 	}
+}
+
+func TestMessageAttributeSelection(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	url := e.queue(t, "q", nil)
+	str := types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String("v")}
+	_, err := e.c.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &url, MessageBody: aws.String("m"),
+		MessageAttributes: map[string]types.MessageAttributeValue{"a.x": str, "a.y": str, "b": str}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &url, MessageAttributeNames: []string{"a.*"}, VisibilityTimeout: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := out.Messages[0]
+	if len(m.MessageAttributes) != 2 || m.Attributes != nil {
+		t.Fatalf("a.* selected %v (system attributes %v)", m.MessageAttributes, m.Attributes)
+	}
+	// The checksum covers the attributes returned.
+	enc := "\x00\x00\x00\x03a.x\x00\x00\x00\x06String\x01\x00\x00\x00\x01v" +
+		"\x00\x00\x00\x03a.y\x00\x00\x00\x06String\x01\x00\x00\x00\x01v"
+	sum := md5.Sum([]byte(enc))
+	if aws.ToString(m.MD5OfMessageAttributes) != hex.EncodeToString(sum[:]) {
+		t.Fatalf("MD5OfMessageAttributes = %s, want %x", aws.ToString(m.MD5OfMessageAttributes), sum)
+	}
+	e.clock.Advance(time.Second)
+	out, err = e.c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &url,
+		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameSentTimestamp}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m = out.Messages[0]
+	if m.MessageAttributes != nil || m.MD5OfMessageAttributes != nil || len(m.Attributes) != 1 || m.Attributes["SentTimestamp"] == "" {
+		t.Fatalf("no attribute names: %v %v", m.MessageAttributes, m.Attributes)
+	}
+}
+
+// TestWireFormat checks the JSON protocol as bytes, including the requests
+// the SDK never sends (it validates required members itself).
+func TestWireFormat(t *testing.T) {
+	e := newEnv(t)
+	e.queue(t, "q", nil)
+	post := func(target, body string) (int, http.Header, map[string]string) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, e.srv.URL()+"/", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-amz-json-1.0")
+		if target != "" {
+			req.Header.Set("X-Amz-Target", target)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]string
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, resp.Header, out
+	}
+	for _, tc := range []struct {
+		target, body string
+		status       int
+		typ, query   string
+	}{
+		{"AmazonSQS.GetQueueUrl", `{"QueueName":"none"}`, 400, "com.amazonaws.sqs#QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue;Sender"},
+		{"AmazonSQS.SendMessage", `{"MessageBody":"x"}`, 400, "com.amazonaws.sqs#MissingParameter", "MissingParameter;Sender"},
+		{"AmazonSQS.SendMessage", `{"QueueUrl":"http://h/123456789012/q"}`, 400, "com.amazonaws.sqs#MissingParameter", "MissingParameter;Sender"},
+		{"AmazonSQS.DeleteMessage", `{"QueueUrl":"http://h/123456789012/q","ReceiptHandle":"bad"}`, 404, "com.amazonaws.sqs#ReceiptHandleIsInvalid", "ReceiptHandleIsInvalid;Sender"},
+		{"AmazonSQS.ChangeMessageVisibility", `{"QueueUrl":"http://h/123456789012/q","ReceiptHandle":"bad"}`, 400, "com.amazonaws.sqs#MissingParameter", "MissingParameter;Sender"},
+		{"AmazonSQS.SendMessage", `{"QueueUrl":`, 400, "com.amazonaws.sqs#SerializationException", "MalformedInput;Sender"},
+		{"AmazonSQS.DeleteQueue", `{}`, 400, "com.amazonaws.sqs#UnknownOperationException", "InvalidAction;Sender"},
+		{"", `{}`, 400, "com.amazonaws.sqs#UnknownOperationException", "InvalidAction;Sender"},
+	} {
+		status, h, out := post(tc.target, tc.body)
+		if status != tc.status || out["__type"] != tc.typ || h.Get("x-amzn-query-error") != tc.query || out["message"] == "" ||
+			h.Get("Content-Type") != "application/x-amz-json-1.0" {
+			t.Errorf("%s %s: %d %v %q, want %d %s %s", tc.target, tc.body, status, out, h.Get("x-amzn-query-error"), tc.status, tc.typ, tc.query)
+		}
+	}
+	// A queue URL is found by its last path segment, whatever host the
+	// client used.
+	status, _, out := post("AmazonSQS.SendMessage", `{"QueueUrl":"http://localhost:1/123456789012/q","MessageBody":"x"}`)
+	if status != 200 || out["MessageId"] == "" || out["MD5OfMessageBody"] != "9dd4e461268c8034f5c8564e155c67a6" {
+		t.Fatalf("send: %d %v", status, out)
+	}
+}
+
+func TestCloseEndsLongPolls(t *testing.T) {
+	e := newEnvClock(t, RealClock{}, nil)
+	url := e.queue(t, "q", nil)
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.c.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: &url, WaitTimeSeconds: 20}, func(o *sqs.Options) { o.RetryMaxAttempts = 1 })
+		done <- err
+	}()
+	waitFor(t, "the long poll to wait", func() bool { return e.waiters("q") == 1 })
+	start := time.Now()
+	e.srv.Close()
+	if err := <-done; err == nil {
+		t.Fatal("long poll succeeded on a closed server")
+	}
+	waitFor(t, "the long poll to end on the server", func() bool { return e.waiters("q") == 0 })
+	if el := time.Since(start); el > 10*time.Second {
+		t.Fatalf("Close took %v to end a long poll", el)
+	}
+}
+
+// BenchmarkBatchRoundTrip is ten messages sent, received and deleted in
+// batches through the SDK: the stand-in's cost per job on the common path.
+func BenchmarkBatchRoundTrip(b *testing.B) {
+	s := New(Options{})
+	if err := s.Start("127.0.0.1:0"); err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	c := sqs.New(sqs.Options{Region: "us-east-1", BaseEndpoint: aws.String(s.URL()), HTTPClient: HTTPClient(),
+		Credentials: credentials.NewStaticCredentialsProvider("AKID", "SECRET", "")})
+	ctx := context.Background()
+	out, err := c.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("bench")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	url := out.QueueUrl
+	body := strings.Repeat("x", 10<<10)
+	var send []types.SendMessageBatchRequestEntry
+	for i := range 10 {
+		send = append(send, types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), MessageBody: &body})
+	}
+	b.ResetTimer()
+	for range b.N {
+		if _, err := c.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: url, Entries: send}); err != nil {
+			b.Fatal(err)
+		}
+		r, err := c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: url, MaxNumberOfMessages: 10})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(r.Messages) != 10 {
+			b.Fatalf("received %d messages, want 10", len(r.Messages))
+		}
+		var del []types.DeleteMessageBatchRequestEntry
+		for i, m := range r.Messages {
+			del = append(del, types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle})
+		}
+		if _, err := c.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: url, Entries: del}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestHTTPClientKeepsLargeReceives: with the SDK's default client about 7 in
+// 1000 receives of 100 KiB fail with a closed connection here (measured
+// 2026-12-06); with HTTPClient none may.
+func TestHTTPClientKeepsLargeReceives(t *testing.T) {
+	e := newEnvClock(t, RealClock{}, nil)
+	url := e.queue(t, "q", map[string]string{"VisibilityTimeout": "0"})
+	body := strings.Repeat("x", 10<<10)
+	for range 10 {
+		e.send(t, url, body)
+	}
+	receives := func(hc aws.HTTPClient, n int) (failed int) {
+		c := sqs.New(sqs.Options{Region: "eu-west-1", BaseEndpoint: aws.String(e.srv.URL()), HTTPClient: hc, RetryMaxAttempts: 1,
+			Credentials: credentials.NewStaticCredentialsProvider("AKID", "SECRET", "")})
+		for range n {
+			out, err := c.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: &url, MaxNumberOfMessages: 10})
+			if err != nil || len(out.Messages) != 10 {
+				failed++
+			}
+		}
+		return failed
+	}
+	if f := receives(HTTPClient(), 300); f != 0 {
+		t.Fatalf("%d of 300 receives failed with HTTPClient", f)
+	}
+}
+
+// FuzzServeHTTP feeds arbitrary request bodies to every action: the server
+// answers each with a JSON reply, 200 or a 4xx error, and never panics.
+func FuzzServeHTTP(f *testing.F) {
+	actions := []string{"CreateQueue", "GetQueueUrl", "GetQueueAttributes", "SendMessage", "SendMessageBatch",
+		"ReceiveMessage", "DeleteMessage", "DeleteMessageBatch", "ChangeMessageVisibility", "ChangeMessageVisibilityBatch", "PurgeQueue"}
+	for i, body := range []string{
+		`{"QueueName":"q","Attributes":{"RedrivePolicy":"{\"deadLetterTargetArn\":\"arn:aws:sqs:us-east-1:000000000000:dlq\",\"maxReceiveCount\":\"1\"}"}}`,
+		`{"QueueName":"q"}`,
+		`{"QueueUrl":"/q","AttributeNames":["All"]}`,
+		`{"QueueUrl":"/q","MessageBody":"x","MessageAttributes":{"a":{"DataType":"Binary.x","BinaryValue":"AQI="}}}`,
+		`{"QueueUrl":"/q","Entries":[{"Id":"a","MessageBody":"x","DelaySeconds":1}]}`,
+		`{"QueueUrl":"/q","MaxNumberOfMessages":10,"MessageAttributeNames":["a.*"],"AttributeNames":["All"]}`,
+		`{"QueueUrl":"/q","ReceiptHandle":"x"}`,
+		`{"QueueUrl":"/q","Entries":[{"Id":"a","ReceiptHandle":"x"}]}`,
+		`{"QueueUrl":"/q","ReceiptHandle":"x","VisibilityTimeout":5}`,
+		`{"QueueUrl":"/q","Entries":[{"Id":"a","ReceiptHandle":"x","VisibilityTimeout":5}]}`,
+		`{"QueueUrl":"/q"}`,
+	} {
+		f.Add(uint8(i), body)
+	}
+	clk := NewFakeClock(t0)
+	s := New(Options{Clock: clk})
+	if _, err := s.CreateQueue("dlq", nil); err != nil {
+		f.Fatal(err)
+	}
+	if _, err := s.CreateQueue("q", nil); err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, action uint8, body string) {
+		req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
+		req.Header.Set("X-Amz-Target", "AmazonSQS."+actions[int(action)%len(actions)])
+		w := httptest.NewRecorder()
+		s.ServeHTTP(w, req)
+		if w.Code != 200 && (w.Code < 400 || w.Code > 499) {
+			t.Fatalf("status %d", w.Code)
+		}
+		if !json.Valid(w.Body.Bytes()) {
+			t.Fatalf("reply is not JSON: %q", w.Body.String())
+		}
+		clk.Advance(time.Second)
+	})
 }

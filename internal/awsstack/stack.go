@@ -141,7 +141,10 @@ func Start(tb testing.TB, o Options) *Stack {
 	// accept any.
 	const access, secret = "letterbox-test-access", "letterbox-test-secret"
 	creds := credentials.NewStaticCredentialsProvider(access, secret, "")
-	st.SQSClient = sqs.New(sqs.Options{Region: Region, Credentials: creds, BaseEndpoint: aws.String(st.SQS.URL())})
+	// The pollers stand for Lambda's service and must not lose a receive
+	// to the SDK's body handling (sqslocal.HTTPClient says why); the
+	// functions keep the SDK's own client.
+	st.SQSClient = sqs.New(sqs.Options{Region: Region, Credentials: creds, BaseEndpoint: aws.String(st.SQS.URL()), HTTPClient: sqslocal.HTTPClient()})
 
 	rules, err := tp.BucketNotifications("MailBucket")
 	if err != nil {

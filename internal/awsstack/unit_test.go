@@ -158,7 +158,7 @@ func pollerOn(t *testing.T, fn invoker) (*Poller, func() (visible, inflight int)
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := sqs.New(sqs.Options{Region: Region, Credentials: credentials.NewStaticCredentialsProvider("a", "b", ""), BaseEndpoint: aws.String(srv.URL())})
+	client := sqs.New(sqs.Options{Region: Region, Credentials: credentials.NewStaticCredentialsProvider("a", "b", ""), BaseEndpoint: aws.String(srv.URL()), HTTPClient: sqslocal.HTTPClient()})
 	url := srv.QueueURL("q")
 	for i := range 3 {
 		if _, err := client.SendMessage(context.Background(), &sqs.SendMessageInput{QueueUrl: aws.String(url), MessageBody: aws.String("m" + strconv.Itoa(i)),

@@ -2,8 +2,9 @@
 # the real bootstraps under the Lambda Runtime Interface Emulator, sqslocal,
 # versitygw and the smtpgw binary. See internal/awsstack and docs/deploy.md.
 # Included by the root Makefile; .ci/run runs `make test-aws` after `make test`.
-# The tests carry the awsstack build tag, so `make test` (go test ./...)
-# does not run them a second time.
+# The stack's tests carry the awsstack build tag, so `make test`
+# (go test ./...) does not run them; the package's unit tests carry
+# !awsstack and run in `make test` only. CI runs each test once.
 
 AWS_OUT ?= $(or $(TMPDIR),/tmp)/letterbox-aws
 AWS_BIN := $(AWS_OUT)/bin

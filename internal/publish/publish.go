@@ -145,16 +145,18 @@ func New(cfg aws.Config, opts ...Option) *Publisher {
 	for _, o := range opts {
 		o(p)
 	}
-	base := func(u string) *string {
+	// An empty override keeps the endpoint the SDK resolved, e.g. from
+	// AWS_ENDPOINT_URL_SNS: replacing it with nil would drop that.
+	base := func(u string, resolved *string) *string {
 		if u == "" {
-			return nil
+			return resolved
 		}
 		return aws.String(u)
 	}
-	p.lambda = lambda.NewFromConfig(cfg, func(o *lambda.Options) { o.BaseEndpoint = base(p.endpoints.Lambda) })
-	p.sqs = sqs.NewFromConfig(cfg, func(o *sqs.Options) { o.BaseEndpoint = base(p.endpoints.SQS) })
-	p.sns = sns.NewFromConfig(cfg, func(o *sns.Options) { o.BaseEndpoint = base(p.endpoints.SNS) })
-	p.events = eventbridge.NewFromConfig(cfg, func(o *eventbridge.Options) { o.BaseEndpoint = base(p.endpoints.EventBridge) })
+	p.lambda = lambda.NewFromConfig(cfg, func(o *lambda.Options) { o.BaseEndpoint = base(p.endpoints.Lambda, o.BaseEndpoint) })
+	p.sqs = sqs.NewFromConfig(cfg, func(o *sqs.Options) { o.BaseEndpoint = base(p.endpoints.SQS, o.BaseEndpoint) })
+	p.sns = sns.NewFromConfig(cfg, func(o *sns.Options) { o.BaseEndpoint = base(p.endpoints.SNS, o.BaseEndpoint) })
+	p.events = eventbridge.NewFromConfig(cfg, func(o *eventbridge.Options) { o.BaseEndpoint = base(p.endpoints.EventBridge, o.BaseEndpoint) })
 	return p
 }
 

@@ -742,3 +742,24 @@ func TestUnknownKindIsPermanent(t *testing.T) {
 		t.Fatalf("Publish(store) = %+v, want a permanent error", res)
 	}
 }
+
+// The endpoint the SDK resolves from the configuration (AWS_ENDPOINT_URL,
+// AWS_ENDPOINT_URL_<SERVICE>, or aws.Config.BaseEndpoint as here) is kept
+// when no Endpoints override it: the deployed stack's local stand-in
+// (internal/awsstack) points the functions at its services that way.
+func TestResolvedEndpointKept(t *testing.T) {
+	f := newFake(t, snsPublished)
+	cfg := aws.Config{
+		Region:           "eu-west-1",
+		Credentials:      credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "SECRET", ""),
+		RetryMaxAttempts: 1,
+		BaseEndpoint:     aws.String(f.URL),
+	}
+	res := run(t, publish.New(cfg), &routing.Action{SNS: &routing.SNSAction{TopicARN: "arn:aws:sns:eu-west-1:123456789012:t"}}, "hello")
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if n := len(f.requests()); n != 1 {
+		t.Fatalf("%d requests reached the configured endpoint, want 1", n)
+	}
+}

@@ -13,9 +13,9 @@
 //     only after TLS, with rate-limited failures.
 //   - SMTPUTF8 (RFC 6531), 8BITMIME (RFC 6152), PIPELINING (RFC 2920),
 //     CHUNKING/BDAT (RFC 3030) and SIZE (RFC 1870).
-//   - SPF (RFC 7208) at MAIL FROM with a policy of off, tag (Received-SPF
-//     header) or reject (550 5.7.23, RFC 7372), and DNS blocklists
-//     (RFC 5782).
+//   - SPF (RFC 7208) at MAIL FROM, evaluated by internal/mailauth, with a
+//     policy of off, tag (Received-SPF header) or reject (550 5.7.23,
+//     RFC 7372; 451 4.7.24 on a DNS error), and DNS blocklists (RFC 5782).
 //   - SMTP smuggling defence: message content with a bare <LF> or bare <CR>
 //     is refused (CVE-2023-51764 class), as Postfix's
 //     smtpd_forbid_bare_newline does.

@@ -31,6 +31,18 @@ var (
 // after ".<CR><CR><LF>" it misses the start of the next line. The gateway
 // therefore reads DATA from go-smtp's buffered connection reader itself;
 // see takeOverDATA.
+//
+// The go-smtp code at fault (v0.25.1) is (*dataReader).Read in data.go:
+// in stateDot a <CR> is consumed without being emitted, and stateDotCR
+// goes to stateData on any byte but <LF> without emitting the saved <CR>,
+// where net/textproto's (*dotReader).Read, the code it copies, unreads the
+// byte and emits the <CR>. And (*Conn).handleData in conn.go reads the
+// rest of the data up to <CR><LF>.<CR><LF> after Data returns, whatever
+// Data said. takeOverDATA can go once go-smtp emits that <CR> and lets a
+// refused DATA end the connection without reading on — or offers a Server
+// option that refuses bare newlines in DATA itself, as Postfix's
+// smtpd_forbid_bare_newline does. TestTakeOverDATA fails when a go-smtp
+// upgrade breaks the takeover.
 type dotReader struct {
 	br    *bufio.Reader
 	state int

@@ -17,6 +17,7 @@ import (
 	"github.com/pires/go-proxyproto"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/letterboxmail/letterbox/internal/mailauth"
 	"github.com/letterboxmail/letterbox/internal/routing"
 	"github.com/letterboxmail/letterbox/internal/store"
 )
@@ -39,8 +40,9 @@ type Gateway struct {
 	m        *metrics
 	certs    *certLoader // nil without TLS
 	tls      *tls.Config
-	resolver *net.Resolver
-	users    *userFile // nil without a submission listener
+	resolver *net.Resolver     // DNSBL lookups
+	spf      *mailauth.Checker // SPF, nil with --spf off
+	users    *userFile         // nil without a submission listener
 	authLim  *ipLimiter
 	ids      *idSource
 
@@ -107,6 +109,11 @@ func New(c Config, st store.Store, routes *routing.Live, logger *slog.Logger, re
 			var d net.Dialer
 			return d.DialContext(ctx, network, addr)
 		}}
+	}
+	if c.SPFPolicy != SPFOff {
+		if g.spf, err = newSPFChecker(c); err != nil {
+			return nil, err
+		}
 	}
 	if c.TLSCert != "" {
 		if g.certs, err = newCertLoader(c.TLSCert, c.TLSKey, c.TLSCheckInterval, logger, m); err != nil {

@@ -9,25 +9,35 @@ import (
 	"net/netip"
 	"strings"
 
-	"blitiri.com.ar/go/spf"
+	"github.com/letterboxmail/letterbox/internal/mailauth"
 )
 
 // SPF results (RFC 7208 §2.6).
 const (
-	spfFail      = spf.Fail
-	spfTempError = spf.TempError
+	spfFail      = mailauth.Fail
+	spfTempError = mailauth.TempError
 )
 
 type spfResult struct {
-	result spf.Result
+	result string // a mailauth result: pass, fail, softfail, ...
 	domain string // the domain checked: MAIL FROM's, or HELO's for <>
 	sender string
-	err    error
+}
+
+// newSPFChecker returns the SPF evaluator of package mailauth, the one the
+// ingest function uses too, asking c.Resolver (or the system's resolver)
+// with c.DNSTimeout per query.
+func newSPFChecker(c Config) (*mailauth.Checker, error) {
+	chk, err := mailauth.New(mailauth.Config{Resolver: c.Resolver, Timeout: c.DNSTimeout, AuthServID: c.Hostname})
+	if err != nil {
+		return nil, fmt.Errorf("smtpgw: --resolver: %w", err)
+	}
+	return chk, nil
 }
 
 // checkSPF evaluates SPF (RFC 7208 §4) for the client's IP and the MAIL
 // FROM domain; for the null reverse-path it checks postmaster@HELO
-// (§2.4).
+// (§2.4). A DNS error of any kind is temperror (mailauth.CheckSPF).
 func (g *Gateway) checkSPF(ctx context.Context, ip netip.Addr, helo, from string) *spfResult {
 	sender := from
 	if sender == "" {
@@ -36,26 +46,25 @@ func (g *Gateway) checkSPF(ctx context.Context, ip netip.Addr, helo, from string
 	domain := sender[strings.LastIndexByte(sender, '@')+1:]
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.DNSTimeout)
 	defer cancel()
-	res, err := spf.CheckHostWithSender(net.IP(ip.AsSlice()), helo, sender,
-		spf.WithContext(ctx), spf.WithResolver(g.resolver))
-	return &spfResult{result: res, domain: domain, sender: sender, err: err}
+	res := g.spf.CheckSPF(ctx, net.IP(ip.Unmap().AsSlice()), sender, helo)
+	return &spfResult{result: res.Result, domain: domain, sender: sender}
 }
 
 // receivedSPF formats the Received-SPF header field (RFC 7208 §9.1).
 func receivedSPF(host string, r *spfResult, ip netip.Addr, from, helo string) string {
 	var comment string
 	switch r.result {
-	case spf.Pass:
+	case mailauth.Pass:
 		comment = fmt.Sprintf("domain of %s designates %s as permitted sender", r.sender, ip)
-	case spf.Fail:
+	case mailauth.Fail:
 		comment = fmt.Sprintf("domain of %s does not designate %s as permitted sender", r.sender, ip)
-	case spf.SoftFail:
+	case mailauth.SoftFail:
 		comment = fmt.Sprintf("domain of transitioning %s does not designate %s as permitted sender", r.sender, ip)
-	case spf.Neutral:
+	case mailauth.Neutral:
 		comment = fmt.Sprintf("%s is neither permitted nor denied by domain of %s", ip, r.sender)
-	case spf.None:
+	case mailauth.None:
 		comment = fmt.Sprintf("domain of %s does not publish SPF", r.sender)
-	case spf.TempError:
+	case mailauth.TempError:
 		comment = "temporary error in processing during lookup of " + r.sender
 	default:
 		comment = "error in processing during lookup of " + r.sender

@@ -13,6 +13,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/letterboxmail/letterbox/internal/routing"
+	"github.com/letterboxmail/letterbox/internal/testenv"
 )
 
 // TestRecipientPolicy: every RCPT refusal carries the routes' exact code.
@@ -214,6 +215,8 @@ func TestSPF(t *testing.T) {
 		c.cmd("MAIL FROM:<>", 550, "5.7.23")
 		c.cmd("MAIL FROM:<s@soft.test>", 250, "2.0.0")
 		c.cmd("RSET", 250, "2.0.0")
+		c.cmd("MAIL FROM:<s@plain.test>", 250, "2.0.0") // none
+		c.cmd("RSET", 250, "2.0.0")
 		c.envelope("s@pass.test", "a@example.test")
 		c.cmd("DATA", 354, "")
 		c.send(testMessage("spf") + ".\r\n")
@@ -358,4 +361,49 @@ func TestRoutesReload(t *testing.T) {
 	}
 	c.cmd("RCPT TO:<b@new.test>", 250, "2.0.0")
 	c.cmd("RCPT TO:<b@nowhere.test>", 550, "5.7.1")
+}
+
+// TestSPFDNSError: a DNS error answer to the SPF query (SERVFAIL, REFUSED)
+// is temperror (RFC 7208 §2.6.6, §4.4): 451 4.7.24 with --spf reject,
+// never a 5xx, and "Received-SPF: temperror" with --spf tag.
+func TestSPFDNSError(t *testing.T) {
+	ns := testenv.StartDNS(t)
+	ns.ServFail("servfail.test")
+	ns.Rcode("refused.test", dns.RcodeRefused)
+	for _, domain := range []string{"servfail.test", "refused.test"} {
+		t.Run(domain, func(t *testing.T) {
+			h := startGateway(t, Config{SPFPolicy: SPFReject, Resolver: ns.Addr})
+			c := dialRaw(t, h.addr)
+			c.hello("helo.test")
+			text := c.cmd("MAIL FROM:<s@"+domain+">", 451, "4.7.24")
+			if want := "SPF check of " + domain + " failed temporarily"; !strings.Contains(text, want) {
+				t.Errorf("reply %q does not say %q", text, want)
+			}
+			if got := h.metric("letterbox_smtp_policy_rejections_total", "reason", reasonSPFTempError); got != 1 {
+				t.Errorf("spf_temperror rejections = %v", got)
+			}
+
+			h = startGateway(t, Config{SPFPolicy: SPFTag, Resolver: ns.Addr})
+			c = dialRaw(t, h.addr)
+			c.hello("helo.test")
+			c.envelope("s@"+domain, "a@example.test")
+			c.cmd("DATA", 354, "")
+			c.send(testMessage("spf-temperror") + ".\r\n")
+			body, _ := h.stored(queuedID(t, c.expect(250, "2.0.0")))
+			want := "Received-SPF: temperror (mx.test: temporary error in processing during lookup of s@" + domain + ")\r\n"
+			if !strings.HasPrefix(string(body), want) {
+				t.Errorf("stored message starts %q", body[:min(len(body), 300)])
+			}
+		})
+	}
+}
+
+// TestSPFResolverConfig: a resolver address the SPF evaluator cannot use
+// (no host) is refused when the gateway is made, naming the flag.
+func TestSPFResolverConfig(t *testing.T) {
+	c := Config{Addr: ":0", SPFPolicy: SPFTag, Resolver: ":53"}
+	_, err := New(c, tmpStore(t), routing.Static(mustRoutes(t)), nil, nil)
+	if err == nil || !strings.Contains(err.Error(), `smtpgw: --resolver: mailauth: resolver ":53": want host:port`) {
+		t.Errorf("New(%+v) = %v", c, err)
+	}
 }

@@ -7,7 +7,9 @@ import (
 )
 
 // authResults formats the verdicts as an Authentication-Results header
-// field value (RFC 8601 §2.2).
+// field value (RFC 8601 §2.2). It is not go-msgauth's authres.Format,
+// which cannot give this value and quotes some values wrongly
+// (docs/parsing.md, TestAuthresFormatGaps).
 func (c *Checker) authResults(env *message.Envelope, a *message.Auth, from string) string {
 	var b strings.Builder
 	b.WriteString(c.cfg.AuthServID)

@@ -2,7 +2,9 @@
 // message.Auth and as an Authentication-Results header value (RFC 8601):
 //
 //   - SPF (RFC 7208) from the envelope's client IP, for the MAIL FROM and
-//     the HELO identities, evaluated here (spf.go);
+//     the HELO identities, evaluated here (spf.go); CheckSPF checks one
+//     identity on its own, for the SMTP gateway's check at MAIL FROM, so
+//     that the project has one SPF evaluator;
 //   - DKIM (RFC 6376, RFC 8301, RFC 8463) for every signature, with
 //     github.com/emersion/go-msgauth/dkim;
 //   - DMARC (RFC 9989, DMARCbis, which obsoletes RFC 7489): the policy record

@@ -46,19 +46,28 @@ func (c *Checker) checkSPF(ctx context.Context, env *message.Envelope) (mailFrom
 		defer close(done)
 		helo = c.spfIdentity(ctx, ip, heloName, "postmaster@"+heloName, heloName)
 	}()
+	mailFrom = c.CheckSPF(ctx, ip, sender, heloName)
+	<-done
+	return mailFrom, helo
+}
+
+// CheckSPF runs check_host() (RFC 7208 §4) for one identity: the client's
+// ip, the sender (a MAIL FROM address, or postmaster@HELO for the null
+// reverse-path, §2.4) and the HELO name the client gave (%{h}, §7.3). A
+// sender without a local-part is postmaster's (§4.3). The result is one
+// of the Result values; any DNS error (SERVFAIL, REFUSED, a timeout) gives
+// TempError, never PermError (§2.6.6).
+func (c *Checker) CheckSPF(ctx context.Context, ip net.IP, sender, helo string) message.SPFResult {
 	domain := sender
 	if at := strings.LastIndexByte(sender, '@'); at >= 0 {
 		domain = sender[at+1:]
 		if at == 0 {
-			// No local-part: postmaster (RFC 7208 §4.3).
 			sender = "postmaster" + sender
 		}
 	} else {
 		sender = "postmaster@" + sender
 	}
-	mailFrom = c.spfIdentity(ctx, ip, domain, sender, heloName)
-	<-done
-	return mailFrom, helo
+	return c.spfIdentity(ctx, ip, domain, sender, helo)
 }
 
 // spfIdentity runs check_host for one identity.

@@ -58,6 +58,21 @@ type Route struct {
 	Stop     bool      `yaml:"stop"`
 }
 
+// Ends reports whether a match of the route ends its recipient's walk
+// through the routes: it has stop: true, or a drop action (which ends the
+// message's routing for that recipient).
+func (r *Route) Ends() bool {
+	if r.Stop {
+		return true
+	}
+	for _, a := range r.Actions {
+		if a != nil && a.Drop {
+			return true
+		}
+	}
+	return false
+}
+
 // Match holds a route's conditions; all that are set must hold.
 type Match struct {
 	Position

@@ -74,11 +74,11 @@ type rcptDecision struct {
 }
 
 type routeReport struct {
-	Name       string         `json:"name"`
-	Recipients []string       `json:"recipients"`
+	Name       string   `json:"name"`
+	Recipients []string `json:"recipients"`
 	// Stop: a match ends its recipients' routing (stop: true or a drop action).
-	Stop bool `json:"stop"`
-	Actions    []actionReport `json:"actions"`
+	Stop    bool           `json:"stop"`
+	Actions []actionReport `json:"actions"`
 }
 
 type actionReport struct {

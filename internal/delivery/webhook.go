@@ -29,7 +29,9 @@ type Result struct {
 	RetryAfter time.Duration
 }
 
-// DefaultWebhookTimeout bounds one webhook attempt.
+// DefaultWebhookTimeout bounds one webhook attempt whose action sets no
+// timeout. An action's timeout is the whole attempt's deadline (connection,
+// request and response headers), up to routing.Limits.ActionTimeout.
 const DefaultWebhookTimeout = 30 * time.Second
 
 // Webhooks posts signed webhook requests.
@@ -54,12 +56,13 @@ func NewWebhooks(policy egress.Policy, getenv func(string) string) *Webhooks {
 	client := func(p egress.Policy) *http.Client {
 		return &http.Client{
 			Transport: &http.Transport{
-				DialContext:           p.DialContext,
-				ForceAttemptHTTP2:     true,
-				MaxIdleConnsPerHost:   16,
-				IdleConnTimeout:       90 * time.Second,
-				TLSHandshakeTimeout:   10 * time.Second,
-				ResponseHeaderTimeout: DefaultWebhookTimeout,
+				DialContext:         p.DialContext,
+				ForceAttemptHTTP2:   true,
+				MaxIdleConnsPerHost: 16,
+				IdleConnTimeout:     90 * time.Second,
+				TLSHandshakeTimeout: 10 * time.Second,
+				// No ResponseHeaderTimeout: the attempt's context
+				// carries its deadline, the action's timeout.
 			},
 			// Redirects are not followed: a 3xx is a failure to fix, and
 			// following it would bypass the receiver's signature check

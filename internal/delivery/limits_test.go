@@ -42,7 +42,7 @@ func TestJobPastRetentionIsDeadLetteredWithItsRecord(t *testing.T) {
 	}
 	r := h.waitStatus(t, j, delivery.StatusFailed)
 	last := r.Attempts[len(r.Attempts)-1]
-	if last.Outcome != delivery.StatusFailed || !strings.Contains(last.Error, "not retried: the next attempt would end after the delivery queue's retention (336h0m0s after the job was queued") {
+	if last.Outcome != delivery.StatusFailed || !strings.Contains(last.Error, "not retried: the next attempt would end after the delivery queue's retention (240h0m0s after the job was queued") {
 		t.Fatalf("last attempt = %+v", last)
 	}
 	dead := h.waitDead(t, 1)

@@ -22,8 +22,10 @@ const (
 	MaxReceives = MaxAttempts + 5
 	// QueueRetention is the delivery queue's MessageRetentionPeriod: SQS
 	// deletes a job this long after it was sent, whatever its state. It is
-	// SQS's maximum, 14 days.
-	QueueRetention = 14 * 24 * time.Hour
+	// below SQS's 14-day maximum, which the dead-letter queue keeps, so
+	// that a job SQS moves there itself (keeping its enqueue time) still
+	// has 4 days there.
+	QueueRetention = 10 * 24 * time.Hour
 	// MaxRetryWindow is the longest a retry schedule may last, counting
 	// every wait at its longest (full jitter) and every attempt at its
 	// deadline. The rest of QueueRetention is room for Retry-After answers

@@ -1,11 +1,15 @@
 package infra
 
 import (
+	"regexp"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/letterboxmail/letterbox/infra/cfn"
 	"github.com/letterboxmail/letterbox/internal/routing"
+	"github.com/letterboxmail/letterbox/smtpgw"
 )
 
 // The delivery queue keeps every job for as long as the longest retry
@@ -97,5 +101,51 @@ func TestIngestKnowsWhetherForwardingIsConfigured(t *testing.T) {
 	in, out := functionEnv(t, "IngestFunction")["LETTERBOX_SRS_DOMAIN"], functionEnv(t, "DeliverFunction")["LETTERBOX_SRS_DOMAIN"]
 	if in == nil || out == nil || !sameNode(in, out) {
 		t.Errorf("IngestFunction's LETTERBOX_SRS_DOMAIN must be DeliverFunction's (!If [UseForwarding, !Ref ForwardSrsDomain, !Ref AWS::NoValue])")
+	}
+}
+
+// The gateway's SPF and DNS-blocklist policies are stack parameters whose
+// allowed values are the ones the gateway accepts (issue 12 item 9).
+func TestGatewayPolicyParameters(t *testing.T) {
+	tp := template(t)
+	spf := tp.Parameters.Get("GatewaySpf")
+	if spf == nil || !slices.Equal(spf.Get("AllowedValues").Strings(), []string{smtpgw.SPFOff, smtpgw.SPFTag, smtpgw.SPFReject}) || spf.Get("Default").Str() != smtpgw.SPFOff {
+		t.Errorf("GatewaySpf must allow exactly %s, %s and %s (smtpgw's --spf), default %s", smtpgw.SPFOff, smtpgw.SPFTag, smtpgw.SPFReject, smtpgw.SPFOff)
+	}
+	dnsbl := tp.Parameters.Get("GatewayDnsbl")
+	if dnsbl == nil || dnsbl.Get("Default") == nil || dnsbl.Get("Default").Str() != "" {
+		t.Fatal(`GatewayDnsbl must exist with Default "" (no blocklist unless asked for)`)
+	}
+	re, err := regexp.Compile(dnsbl.Get("AllowedPattern").Str())
+	if err != nil {
+		t.Fatalf("GatewayDnsbl AllowedPattern: %v", err)
+	}
+	for v, ok := range map[string]bool{"": true, "zen.spamhaus.org": true, "zen.spamhaus.org,bl.example.test": true,
+		"zen.spamhaus.org, bl.example": false, "a/b": false, "x@y": false, "zen.spamhaus.org,": false} {
+		if re.MatchString(v) != ok {
+			t.Errorf("GatewayDnsbl AllowedPattern on %q: %v, want %v", v, !ok, ok)
+		}
+	}
+	var env map[string]*cfn.Node
+	if cs := props(t, "GatewayTaskDefinition").Get("ContainerDefinitions").Items; len(cs) == 1 {
+		env = map[string]*cfn.Node{}
+		for _, e := range cs[0].Get("Environment").Items {
+			env[e.Get("Name").Str()] = e.Get("Value")
+		}
+	}
+	if refTarget(env["LETTERBOX_SPF"]) != "GatewaySpf" || refTarget(env["LETTERBOX_DNSBL"]) != "GatewayDnsbl" {
+		t.Error("the gateway's LETTERBOX_SPF and LETTERBOX_DNSBL must !Ref GatewaySpf and GatewayDnsbl")
+	}
+	groups := tp.Root.Path("Metadata", "AWS::CloudFormation::Interface", "ParameterGroups")
+	listed := 0
+	for _, g := range groups.Items {
+		for _, p := range g.Get("Parameters").Strings() {
+			if p == "GatewaySpf" || p == "GatewayDnsbl" {
+				listed++
+			}
+		}
+	}
+	if listed != 2 {
+		t.Error("GatewaySpf and GatewayDnsbl must be in a parameter group")
 	}
 }

@@ -44,7 +44,8 @@ type Webhooks struct {
 	Links store.Presigner
 
 	guarded, open *http.Client
-	// Getenv resolves secret_env; nil means os.Getenv.
+	// Getenv resolves secret_env: the caller's environment (the entry
+	// point passes it to NewWebhooks); nil resolves nothing.
 	Getenv func(string) string
 	// UserAgent is sent with every request.
 	UserAgent string
@@ -69,6 +70,9 @@ func NewWebhooks(policy egress.Policy, getenv func(string) string) *Webhooks {
 			// and the egress policy's intent.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
+	}
+	if getenv == nil {
+		getenv = func(string) string { return "" }
 	}
 	return &Webhooks{guarded: client(policy), open: client(egress.Policy{AllowPrivate: true}), Getenv: getenv, UserAgent: "letterbox-webhook/1"}
 }

@@ -113,3 +113,27 @@ func TestWebhookTimeoutIsNotCappedAt30s(t *testing.T) {
 		t.Fatalf("attempts = %+v", r.Attempts)
 	}
 }
+
+// An attempt ends a margin before the deliver function's own deadline,
+// whatever the action's timeout, so that it is recorded and retried
+// rather than killed with the function.
+func TestAttemptEndsBeforeTheFunctionDeadline(t *testing.T) {
+	release := make(chan struct{})
+	rc := newReceiver(t, func(n int, w http.ResponseWriter) { <-release })
+	t.Cleanup(func() { close(release) }) // before the receiver's Close, which waits for the handler
+	h := newHarness(t, strings.Replace(routes(rc.srv.URL, ""), "timeout: 300ms", "timeout: 100s", 1))
+	j := job("01JV")
+	ctx, cancel := context.WithTimeout(context.Background(), routing.AttemptMargin+500*time.Millisecond)
+	defer cancel()
+	resp, err := h.h.Handle(ctx, sqsRecord(t, j, 1, time.Now()))
+	if err != nil || len(resp.BatchItemFailures) != 1 {
+		t.Fatalf("Handle = %+v, %v; want the job back for a retry", resp, err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the handler returned after the function's deadline")
+	}
+	r := h.waitStatus(t, j, delivery.StatusRetrying)
+	if a := r.Attempts[0]; a.Outcome != "retry" || a.LatencyMS > 2000 {
+		t.Fatalf("attempt = %+v", a)
+	}
+}

@@ -42,7 +42,7 @@ func main() {
 	if err := lv.UnmarshalText([]byte(*level)); err != nil {
 		fatal(err)
 	}
-	cfg.Gateway = gw
+	cfg.Gateway, cfg.Getenv = gw, os.Getenv
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
 	if *profile != "" {
 		f, err := os.Create(*profile)

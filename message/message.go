@@ -78,7 +78,8 @@ type Envelope struct {
 	// AuthUser is the authenticated user on the submission listener.
 	AuthUser   string    `json:"auth_user,omitempty"`
 	ReceivedAt time.Time `json:"received_at"`
-	// Source names the ingress: "gateway" or "ses".
+	// Source names the ingress: "gateway", or empty for a message written
+	// by another ingress (SES receiving), which carries no envelope.
 	Source string `json:"source,omitempty"`
 	// Recipients repeats RcptTo with each recipient's sub-address tag; the
 	// parser fills it.

@@ -196,7 +196,9 @@ func (c *Config) validate() error {
 }
 
 // RegisterFlags registers the gateway's flags on fs, each defaulting to its
-// LETTERBOX_* environment variable (flags win over the environment):
+// LETTERBOX_* environment variable as getenv reads it (flags win over the
+// environment; the command passes os.Getenv, so this package reads no
+// configuration itself):
 //
 //	--hostname               LETTERBOX_HOSTNAME
 //	--submission             LETTERBOX_SUBMISSION_ADDR
@@ -218,11 +220,11 @@ func (c *Config) validate() error {
 // The listen address (--smtp) is registered by the command, which shares
 // it with other servers. An invalid environment value is reported by New
 // unless a flag overrides it.
-func RegisterFlags(fs *flag.FlagSet, c *Config) {
+func RegisterFlags(fs *flag.FlagSet, c *Config, getenv func(string) string) {
 	if c.envErrs == nil {
 		c.envErrs = map[string]error{}
 	}
-	r := registrar{fs: fs, c: c}
+	r := registrar{fs: fs, c: c, getenv: getenv}
 	r.str(&c.Hostname, "hostname", "LETTERBOX_HOSTNAME", "host name in the greeting and Received header (default: the system's)")
 	r.str(&c.SubmissionAddr, "submission", "LETTERBOX_SUBMISSION_ADDR", "optional submission listener (e.g. :587) requiring STARTTLS and AUTH")
 	r.str(&c.TLSCert, "tls-cert", "LETTERBOX_TLS_CERT", "PEM certificate chain file for STARTTLS, reloaded on SIGHUP or change (or the PEM text itself)")
@@ -243,8 +245,9 @@ func RegisterFlags(fs *flag.FlagSet, c *Config) {
 }
 
 type registrar struct {
-	fs *flag.FlagSet
-	c  *Config
+	fs     *flag.FlagSet
+	c      *Config
+	getenv func(string) string
 }
 
 // settable is a flag.Value that can take its default.
@@ -259,7 +262,7 @@ func (r registrar) str(p *string, name, env, usage string) {
 
 func (r registrar) value(v settable, def any, name, env, usage string) {
 	v.setDefault(def)
-	if s, ok := os.LookupEnv(env); ok && s != "" {
+	if s := r.getenv(env); s != "" {
 		if err := v.Set(s); err != nil {
 			r.c.envErrs[env] = err
 		}

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"io"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +23,7 @@ func TestRegisterFlags(t *testing.T) {
 	t.Setenv("LETTERBOX_COMMAND_TIMEOUT", "1m")
 	var c Config
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
-	RegisterFlags(fs, &c)
+	RegisterFlags(fs, &c, os.Getenv)
 	if err := fs.Parse([]string{"--max-recipients", "9", "--resolver", "127.0.0.1:5353"}); err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +52,7 @@ func TestInvalidEnvironment(t *testing.T) {
 	routes := routing.Static(mustRoutes(t))
 	var c Config
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
-	RegisterFlags(fs, &c)
+	RegisterFlags(fs, &c, os.Getenv)
 	c.Addr = "127.0.0.1:0"
 	_, err := New(c, tmpStore(t), routes, nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "LETTERBOX_MAX_RECIPIENTS") {
@@ -60,7 +61,7 @@ func TestInvalidEnvironment(t *testing.T) {
 
 	var c2 Config
 	fs2 := flag.NewFlagSet("t", flag.ContinueOnError)
-	RegisterFlags(fs2, &c2)
+	RegisterFlags(fs2, &c2, os.Getenv)
 	if err := fs2.Parse([]string{"--max-recipients=5"}); err != nil {
 		t.Fatal(err)
 	}

@@ -249,3 +249,33 @@ func TestParseStoredMessageMatchesPipeline(t *testing.T) {
 		t.Fatalf("parse --store differs from the pipeline's parsed JSON:\npipeline: %s\nparse:    %s", stored, out)
 	}
 }
+
+// A matching route with drop: true ends routing for its recipients, as
+// docs/routes.md says: a later catch-all does not run for them, while a
+// recipient the drop route does not match still reaches it (issue 12 item 7).
+func TestRoutesTestDropEndsRouting(t *testing.T) {
+	dir := t.TempDir()
+	routes := filepath.Join(dir, "routes.yaml")
+	os.WriteFile(routes, []byte(`
+domains: [example.test]
+routes:
+  - name: spam
+    match: {recipient: "spam@example.test"}
+    actions: [{drop: true}]
+  - name: everything
+    catch_all: true
+    actions: [{store: true}]
+`), 0o644)
+	msg := writeMessage(t, dir)
+	out, stderr, code := run(t, "routes", "test", routes, msg, "--rcpt", "spam@example.test", "--expect", "spam")
+	if code != 0 {
+		t.Fatalf("drop route then catch-all: exit %d %q\n%s", code, stderr, out)
+	}
+	if !strings.Contains(out, "route spam (stop), for spam@example.test") {
+		t.Errorf("the drop route is not shown as ending routing:\n%s", out)
+	}
+	out, stderr, code = run(t, "routes", "test", routes, msg, "--rcpt", "spam@example.test", "--rcpt", "support@example.test", "--expect", "spam,everything")
+	if code != 0 || !strings.Contains(out, "route everything, for support@example.test\n") {
+		t.Fatalf("a recipient the drop route does not match: exit %d %q\n%s", code, stderr, out)
+	}
+}

@@ -22,7 +22,7 @@ func runDev(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	cfg := localserve.Config{}
 	gw := smtpgw.Config{}
-	smtpgw.RegisterFlags(fs, &gw)
+	smtpgw.RegisterFlags(fs, &gw, os.Getenv)
 	fs.StringVar(&gw.Addr, "smtp", envOr("LETTERBOX_SMTP_ADDR", "127.0.0.1:2525"), "SMTP listen `address` (env LETTERBOX_SMTP_ADDR)")
 	fs.StringVar(&cfg.HTTPAddr, "http", envOr("LETTERBOX_HTTP_ADDR", "127.0.0.1:8025"), "HTTP `address` for /healthz, /readyz, /metrics and the dev webhook receiver (env LETTERBOX_HTTP_ADDR)")
 	fs.StringVar(&cfg.StoreURL, "store", envOr("LETTERBOX_STORE", "file://.letterbox"), "store `URL`: file://DIR or s3://BUCKET[/PREFIX] (env LETTERBOX_STORE)")
@@ -48,9 +48,10 @@ func runDev(ctx context.Context, args []string) error {
 	if cfg.MaxBodyBytes, err = maxBody(); err != nil {
 		return &exitError{2, err}
 	}
-	cfg.Gateway, cfg.Logger = gw, logger
+	cfg.Gateway, cfg.Logger, cfg.Getenv = gw, logger, os.Getenv
 	// Forwarding is configured by environment, as in the deliver function;
 	// LETTERBOX_SECRETS_ARN (Secrets Manager) is refused rather than ignored.
+	// Without LETTERBOX_SRS_DOMAIN, localserve forwards with no setup.
 	if _, err := lambdaenv.LoadSecrets(ctx, os.Getenv, nil); err != nil {
 		return &exitError{2, err}
 	}

@@ -74,10 +74,11 @@ type rcptDecision struct {
 }
 
 type routeReport struct {
-	Name       string         `json:"name"`
-	Recipients []string       `json:"recipients"`
-	Stop       bool           `json:"stop"`
-	Actions    []actionReport `json:"actions"`
+	Name       string   `json:"name"`
+	Recipients []string `json:"recipients"`
+	// Stop: a match ends its recipients' routing (stop: true or a drop action).
+	Stop    bool           `json:"stop"`
+	Actions []actionReport `json:"actions"`
 }
 
 type actionReport struct {
@@ -149,7 +150,7 @@ func routesTest(ctx context.Context, args []string, out io.Writer) error {
 		matches = cfg.Evaluate(ctx, m)
 	}
 	for _, mt := range matches {
-		rr := routeReport{Name: mt.Route.Name, Recipients: mt.Recipients, Stop: mt.Route.Stop}
+		rr := routeReport{Name: mt.Route.Name, Recipients: mt.Recipients, Stop: mt.Route.Ends()}
 		for i, a := range mt.Route.Actions {
 			rr.Actions = append(rr.Actions, describeAction(i, a, mt))
 		}

@@ -36,6 +36,10 @@ type Handler struct {
 	Metrics *Metrics
 	// Parallel bounds the jobs of one batch run at once (default 10).
 	Parallel int
+	// Retention is how long the queue keeps a job after it was sent
+	// (default routing.QueueRetention): a job whose next retry would come
+	// later is dead-lettered instead of being deleted by the queue.
+	Retention time.Duration
 }
 
 // Handle processes one batch. Every goroutine it starts ends before it
@@ -77,8 +81,9 @@ func (h *Handler) process(ctx context.Context, rec events.SQSMessage) bool {
 		return false
 	}
 	log := h.Log.With("message_id", job.MessageID, "route", job.Route, "job_id", job.ID, "action", job.Kind)
-	attempt, _ := strconv.Atoi(rec.Attributes["ApproximateReceiveCount"])
-	attempt = max(attempt, 1)
+	receives, _ := strconv.Atoi(rec.Attributes["ApproximateReceiveCount"])
+	receives = max(receives, 1)
+	attempt := receives
 
 	// The record is read when it may exist: always with a full journal,
 	// and from the second attempt or a redrive on with a failures-only one.
@@ -96,15 +101,17 @@ func (h *Handler) process(ctx context.Context, rec events.SQSMessage) bool {
 			log.InfoContext(ctx, "job already finished; duplicate ignored", "status", r.Status)
 			return true
 		}
-		// A dead letter sent back to the queue: try again with a fresh
-		// budget, counting attempts since it was dead-lettered.
+		log.InfoContext(ctx, "redriven dead letter; trying again")
+	}
+	if job.DeadLetteredAt != nil && r != nil {
+		// A dead letter sent back to the queue gets a fresh budget: its
+		// attempts count from when it was dead-lettered, not by receives.
 		attempt = 1
 		for _, a := range r.Attempts {
 			if a.At.After(*job.DeadLetteredAt) {
 				attempt++
 			}
 		}
-		log.InfoContext(ctx, "redriven dead letter; trying again", "attempt", attempt)
 	}
 	if r == nil {
 		r = &Record{Job: job, Status: StatusPending}
@@ -113,6 +120,16 @@ func (h *Handler) process(ctx context.Context, rec events.SQSMessage) bool {
 	cfg := h.Routes.Get(ctx)
 	retry := routing.DefaultRetry
 	start := time.Now()
+	// The attempt's deadline: the routes' limit (the deliver function's
+	// timeout less a margin), and never later than the margin before the
+	// function's own deadline, so that the attempt is always recorded.
+	actx, cancel := context.WithTimeout(ctx, h.Routes.Limits().ActionTimeout())
+	defer cancel()
+	if dl, ok := ctx.Deadline(); ok {
+		var cancel2 context.CancelFunc
+		actx, cancel2 = context.WithDeadline(actx, dl.Add(-routing.AttemptMargin))
+		defer cancel2()
+	}
 	var res Result
 	route := cfg.Route(job.Route)
 	switch {
@@ -125,23 +142,27 @@ func (h *Handler) process(ctx context.Context, rec events.SQSMessage) bool {
 		if act.Retry != nil {
 			retry = *act.Retry
 		}
-		m, err := job.Load(ctx, h.Store)
+		m, err := job.Load(actx, h.Store)
 		if err != nil {
 			res.Err = fmt.Errorf("load message: %w", err)
 		} else {
-			res = h.run(ctx, &job, m, act)
+			res = h.run(actx, &job, m, act)
 		}
 	}
 	latency := time.Since(start)
 
 	a := Attempt{At: start.UTC(), Number: attempt, Status: res.Status, LatencyMS: float64(latency.Microseconds()) / 1000}
 	redeliver := false
+	var delay time.Duration
+	var giveUp string // why a job with attempts left is dead-lettered now
+	if res.Err != nil && fault.IsTemporary(res.Err) && attempt < retry.Attempts {
+		delay = min(max(Backoff(retry, attempt), res.RetryAfter), MaxDelay)
+		giveUp = h.queueEnds(rec, receives, delay)
+	}
 	switch {
 	case res.Err == nil:
 		a.Outcome, r.Status = StatusDelivered, StatusDelivered
-	case fault.IsTemporary(res.Err) && attempt < retry.Attempts:
-		delay := max(Backoff(retry, attempt), res.RetryAfter)
-		delay = min(delay, MaxDelay)
+	case fault.IsTemporary(res.Err) && attempt < retry.Attempts && giveUp == "":
 		at := time.Now().Add(delay).UTC()
 		a.Outcome, a.Error, a.RetryAt, r.Status = "retry", res.Err.Error(), &at, StatusRetrying
 		if err := h.Queue.Retry(ctx, rec.ReceiptHandle, delay); err != nil {
@@ -150,6 +171,9 @@ func (h *Handler) process(ctx context.Context, rec events.SQSMessage) bool {
 		redeliver = true
 	default:
 		a.Outcome, a.Error, r.Status = StatusFailed, res.Err.Error(), StatusFailed
+		if giveUp != "" {
+			a.Error += "; not retried: " + giveUp
+		}
 	}
 	r.Attempts = append(r.Attempts, a)
 	if h.Journal.Full() || len(r.Attempts) > 1 || r.Status != StatusDelivered {
@@ -177,6 +201,33 @@ func (h *Handler) process(ctx context.Context, rec events.SQSMessage) bool {
 		}
 	}
 	return !redeliver
+}
+
+// queueEnds says why the queue would end the job before its next attempt,
+// delay from now, or returns "": SQS moves a job to the dead-letter queue
+// itself after routing.MaxReceives receives, and deletes it
+// routing.QueueRetention after it was sent, both without its record. The
+// handler dead-letters it first, with its record.
+func (h *Handler) queueEnds(rec events.SQSMessage, receives int, delay time.Duration) string {
+	if receives >= routing.MaxReceives {
+		return fmt.Sprintf("the delivery queue's receive limit (%d) is reached", routing.MaxReceives)
+	}
+	ms, err := strconv.ParseInt(rec.Attributes["SentTimestamp"], 10, 64)
+	if err != nil {
+		return ""
+	}
+	retention := h.Retention
+	if retention <= 0 {
+		retention = routing.QueueRetention
+	}
+	expires := time.UnixMilli(ms).Add(retention)
+	// The next attempt must end, and be recorded, before the queue
+	// deletes the job.
+	if next := time.Now().Add(delay + h.Routes.Limits().ActionTimeout() + routing.AttemptMargin); next.After(expires) {
+		return fmt.Sprintf("the next attempt would end after the delivery queue's retention (%s after the job was queued, at %s)",
+			retention, expires.UTC().Format(time.RFC3339))
+	}
+	return ""
 }
 
 // Forwarder re-sends a message over SMTP (the forward action). It reads

@@ -9,19 +9,16 @@ import (
 	"github.com/letterboxmail/letterbox/internal/routing"
 )
 
-// MaxDelay is the longest a job can wait between attempts: SQS's maximum
-// visibility timeout.
-const MaxDelay = 12 * time.Hour
+// MaxDelay is the longest a job can wait between attempts (see
+// routing.MaxRetryDelay: SQS's 12-hour visibility maximum, less the
+// attempt).
+const MaxDelay = routing.MaxRetryDelay
 
 // Backoff returns the wait before attempt n+1 after attempt n failed:
 // exponential from Initial, capped at Max, with "equal jitter" (half fixed,
 // half random) so retries from many jobs spread out.
 func Backoff(r routing.Retry, n int) time.Duration {
-	d := time.Duration(r.Initial)
-	for i := 1; i < n && d < time.Duration(r.Max); i++ {
-		d *= 2
-	}
-	d = min(d, time.Duration(r.Max), MaxDelay)
+	d := r.Delay(n)
 	half := d / 2
 	if half <= 0 {
 		return d

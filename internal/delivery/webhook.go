@@ -29,7 +29,9 @@ type Result struct {
 	RetryAfter time.Duration
 }
 
-// DefaultWebhookTimeout bounds one webhook attempt.
+// DefaultWebhookTimeout bounds one webhook attempt whose action sets no
+// timeout. An action's timeout is the whole attempt's deadline (connection,
+// request and response headers), up to routing.Limits.ActionTimeout.
 const DefaultWebhookTimeout = 30 * time.Second
 
 // Webhooks posts signed webhook requests.
@@ -42,7 +44,8 @@ type Webhooks struct {
 	Links store.Presigner
 
 	guarded, open *http.Client
-	// Getenv resolves secret_env; nil means os.Getenv.
+	// Getenv resolves secret_env: the caller's environment (the entry
+	// point passes it to NewWebhooks); nil resolves nothing.
 	Getenv func(string) string
 	// UserAgent is sent with every request.
 	UserAgent string
@@ -54,18 +57,22 @@ func NewWebhooks(policy egress.Policy, getenv func(string) string) *Webhooks {
 	client := func(p egress.Policy) *http.Client {
 		return &http.Client{
 			Transport: &http.Transport{
-				DialContext:           p.DialContext,
-				ForceAttemptHTTP2:     true,
-				MaxIdleConnsPerHost:   16,
-				IdleConnTimeout:       90 * time.Second,
-				TLSHandshakeTimeout:   10 * time.Second,
-				ResponseHeaderTimeout: DefaultWebhookTimeout,
+				DialContext:         p.DialContext,
+				ForceAttemptHTTP2:   true,
+				MaxIdleConnsPerHost: 16,
+				IdleConnTimeout:     90 * time.Second,
+				TLSHandshakeTimeout: 10 * time.Second,
+				// No ResponseHeaderTimeout: the attempt's context
+				// carries its deadline, the action's timeout.
 			},
 			// Redirects are not followed: a 3xx is a failure to fix, and
 			// following it would bypass the receiver's signature check
 			// and the egress policy's intent.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
+	}
+	if getenv == nil {
+		getenv = func(string) string { return "" }
 	}
 	return &Webhooks{guarded: client(policy), open: client(egress.Policy{AllowPrivate: true}), Getenv: getenv, UserAgent: "letterbox-webhook/1"}
 }

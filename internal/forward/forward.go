@@ -37,7 +37,6 @@ import (
 	"io"
 	"log/slog"
 	"net/mail"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -69,9 +68,9 @@ const (
 // delivered to, so that a retry or a redrive does not send to them again.
 const NotesPrefix = "forward/"
 
-// Config configures a Forwarder. The lead's wiring reads it from the
-// environment; nothing here reads the environment except Getenv for
-// password_env.
+// Config configures a Forwarder. The wiring (the deliver function's main
+// through internal/lambdaenv, `letterbox dev`) reads it from the
+// environment; nothing here reads the environment.
 type Config struct {
 	Store store.Store
 	// SRSDomain and SRSSecret configure SRS (required). SRSOldSecrets
@@ -97,7 +96,8 @@ type Config struct {
 	// TLS is the base client TLS configuration (RootCAs…); nil means the
 	// system's roots.
 	TLS *tls.Config
-	// Getenv resolves password_env; nil means os.Getenv.
+	// Getenv resolves password_env: the caller's environment. nil
+	// resolves nothing (a password_env then fails permanently).
 	Getenv func(string) string
 	// MemoryLimit: see DefaultMemoryLimit.
 	MemoryLimit int64
@@ -142,7 +142,7 @@ func New(cfg Config) (*Forwarder, error) {
 		cfg.MemoryLimit = DefaultMemoryLimit
 	}
 	if cfg.Getenv == nil {
-		cfg.Getenv = os.Getenv
+		cfg.Getenv = func(string) string { return "" }
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

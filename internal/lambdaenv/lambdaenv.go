@@ -7,6 +7,10 @@
 //	LETTERBOX_DEAD_LETTER_QUEUE_URL  its dead-letter queue
 //	LETTERBOX_ROUTES_INTERVAL        how often to check the routes for changes (default 30s)
 //	LETTERBOX_JOURNAL                all (default) or failures: which deliveries get a store record
+//	LETTERBOX_DELIVER_TIMEOUT        the deliver function's timeout in seconds (its Lambda Timeout):
+//	                                 the routes' action timeouts are checked against it
+//	LETTERBOX_SRS_DOMAIN             set where forwarding is configured; without it, a routes file
+//	                                 with a forward action is refused
 //
 // and, for the deliver function, LETTERBOX_SECRETS_ARN, a Secrets Manager
 // secret of further variables (see LoadSecrets), the forward action's
@@ -25,6 +29,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -87,7 +92,11 @@ func Load(ctx context.Context) (*Env, error) {
 			return nil, fmt.Errorf("LETTERBOX_ROUTES_INTERVAL: %w", err)
 		}
 	}
-	routes, err := routing.NewLive(ctx, loader, interval)
+	lim, err := Limits(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	routes, err := lim.NewLive(ctx, loader, interval)
 	if err != nil {
 		return nil, err
 	}
@@ -104,6 +113,24 @@ func Load(ctx context.Context) (*Env, error) {
 	}
 	links, _ := st.(store.Presigner)
 	return &Env{Store: st, Routes: routes, Queue: q, Journal: delivery.Journal{Store: st, Mode: mode}, Links: links, AWS: cfg, KeyPrefix: storeurl.Prefix(storeURL)}, nil
+}
+
+// Limits reads what the functions can honour, for the routes file:
+// LETTERBOX_DELIVER_TIMEOUT (seconds) and whether forwarding is configured
+// (LETTERBOX_SRS_DOMAIN).
+func Limits(getenv func(string) string) (routing.Limits, error) {
+	var lim routing.Limits
+	if v := getenv("LETTERBOX_DELIVER_TIMEOUT"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= int(routing.AttemptMargin/time.Second) {
+			return lim, fmt.Errorf("LETTERBOX_DELIVER_TIMEOUT=%q: want the deliver function's timeout in seconds, more than %d", v, int(routing.AttemptMargin/time.Second))
+		}
+		lim.DeliverTimeout = time.Duration(n) * time.Second
+	}
+	if getenv("LETTERBOX_SRS_DOMAIN") == "" {
+		lim.NoForward = "forwarding is not configured on this stack: deploy it with the ForwardSrsDomain parameter (see docs/forwarding.md)"
+	}
+	return lim, nil
 }
 
 // MustLoad is Load for a function's main: a configuration error ends the

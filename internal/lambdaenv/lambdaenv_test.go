@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -210,5 +211,31 @@ func TestForwardConfigFromEnvironmentOnly(t *testing.T) {
 	env["LETTERBOX_SRS_SECRET"], env["LETTERBOX_SRS_SECRET_ARN"] = "", arn
 	if _, err := lambdaenv.ForwardConfig(func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), "set LETTERBOX_SRS_SECRET instead") {
 		t.Errorf("err = %v, want LETTERBOX_SRS_SECRET_ARN refused without AWS", err)
+	}
+}
+
+// The functions check the routes file against the deliver function's
+// timeout and refuse forward actions where forwarding is not configured
+// (issue 12 items 3 and 8).
+func TestLimits(t *testing.T) {
+	env := func(kv map[string]string) func(string) string { return func(k string) string { return kv[k] } }
+	lim, err := lambdaenv.Limits(env(map[string]string{"LETTERBOX_DELIVER_TIMEOUT": "300", "LETTERBOX_SRS_DOMAIN": "fwd.example.test"}))
+	if err != nil || lim.DeliverTimeout != 300*time.Second || lim.NoForward != "" {
+		t.Fatalf("Limits = %+v, %v", lim, err)
+	}
+	lim, err = lambdaenv.Limits(env(nil))
+	if err != nil || lim.DeliverTimeout != 0 || !strings.Contains(lim.NoForward, "ForwardSrsDomain") {
+		t.Fatalf("Limits without variables = %+v, %v", lim, err)
+	}
+	routes := "domains: [a.test]\nroutes:\n  - name: r\n    catch_all: true\n    actions:\n      - forward: {to: [a@b.test]}\n"
+	if _, err := lim.Parse("s3://bucket/routes.yaml", []byte(routes)); err == nil || !strings.Contains(err.Error(),
+		"s3://bucket/routes.yaml:6: routes[0].actions[0].forward: forwarding is not configured on this stack: deploy it with the ForwardSrsDomain parameter") {
+		t.Fatalf("forward action without forwarding: %v", err)
+	}
+	for _, bad := range []string{"2m", "15", "-1"} {
+		if _, err := lambdaenv.Limits(env(map[string]string{"LETTERBOX_DELIVER_TIMEOUT": bad})); err == nil ||
+			!strings.Contains(err.Error(), `LETTERBOX_DELIVER_TIMEOUT="`+bad+`": want the deliver function's timeout in seconds, more than 15`) {
+			t.Errorf("LETTERBOX_DELIVER_TIMEOUT=%s: %v", bad, err)
+		}
 	}
 }

@@ -12,7 +12,10 @@
 package localserve
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -70,8 +73,13 @@ type Config struct {
 	// notifications to /dev/s3-events (and by the restart scan).
 	ExternalEvents bool
 	// Forward configures the forward action (its Store and Policy are set
-	// here); nil refuses forward actions.
+	// here). nil forwards with no setup: the SRS domain is the first of
+	// the routes file's domains, and the SRS secret is generated into the
+	// store (SRSSecretKey) on first use and kept there.
 	Forward *forward.Config
+	// Getenv resolves the routes' secret_env and password_env (the
+	// environment of `letterbox dev`); nil resolves nothing.
+	Getenv func(string) string
 	// AWSActions enables the lambda, sqs, sns and eventbridge actions with
 	// the AWS SDK's default configuration (environment, shared config);
 	// otherwise they fail permanently with a clear error.
@@ -173,17 +181,26 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Auth: auth, Log: s.log, KeepParsed: true, KeyPrefix: s.prefix,
 		MaxBodyBytes: cfg.MaxBodyBytes}
 	policy := egress.Policy{AllowLoopback: true, AllowPrivate: cfg.AllowPrivate}
+	getenv := cfg.Getenv
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
 	s.deliver = &delivery.Handler{Store: base, Routes: s.routes, Queue: localqueue.Deliveries{Queue: s.jobQ}, Journal: journal,
-		Webhooks: delivery.NewWebhooks(policy, os.Getenv), Log: s.log}
+		Webhooks: delivery.NewWebhooks(policy, getenv), Log: s.log}
 	s.deliver.Webhooks.Store = base
-	if cfg.Forward != nil {
-		fc := *cfg.Forward
-		fc.Store, fc.Policy, fc.Logger = base, policy, s.log
-		fw, err := forward.New(fc)
-		if err != nil {
+	fc := cfg.Forward
+	if fc == nil {
+		if fc, err = s.devForward(ctx, base); err != nil {
 			return nil, fmt.Errorf("forwarding: %w", err)
 		}
-		s.deliver.Forwarder = fw
+	}
+	fcopy := *fc
+	fcopy.Store, fcopy.Policy, fcopy.Logger = base, policy, s.log
+	if fcopy.Getenv == nil {
+		fcopy.Getenv = getenv
+	}
+	if s.deliver.Forwarder, err = forward.New(fcopy); err != nil {
+		return nil, fmt.Errorf("forwarding: %w", err)
 	}
 	if cfg.AWSActions {
 		awsCfg, err := config.LoadDefaultConfig(ctx)
@@ -250,6 +267,34 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	ok = true
 	return s, nil
+}
+
+// SRSSecretKey is where `letterbox dev` keeps the SRS secret it generates
+// when forwarding is not configured otherwise.
+const SRSSecretKey = "dev/srs-secret"
+
+// devForward is the forwarding configuration of a `letterbox dev` started
+// without one: SRS for the first of the routes file's domains, with a
+// secret generated into the store on first use, so that SRS addresses
+// minted before a restart still verify after it.
+func (s *Server) devForward(ctx context.Context, st store.Store) (*forward.Config, error) {
+	cfg := s.routes.Get(ctx)
+	domain := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(cfg.Domains[0]), "."))
+	secret, err := store.ReadAll(ctx, st, SRSSecretKey)
+	switch {
+	case store.IsNotFound(err):
+		b := make([]byte, 32)
+		rand.Read(b)
+		secret = []byte(hex.EncodeToString(b))
+		if _, err := st.Put(ctx, SRSSecretKey, bytes.NewReader(secret), nil); err != nil {
+			return nil, fmt.Errorf("keep the generated SRS secret at %s: %w", SRSSecretKey, err)
+		}
+		s.log.InfoContext(ctx, "forwarding: generated an SRS secret", "key", SRSSecretKey)
+	case err != nil:
+		return nil, fmt.Errorf("read the SRS secret %s: %w", SRSSecretKey, err)
+	}
+	s.log.InfoContext(ctx, "forwarding: SRS domain is the routes file's first domain (set LETTERBOX_SRS_DOMAIN to choose another)", "srs_domain", domain)
+	return &forward.Config{SRSDomain: domain, SRSSecret: strings.TrimSpace(string(secret)), Resolver: s.cfg.Gateway.Resolver}, nil
 }
 
 // onRaw is the store's event destination: it queues the record as S3

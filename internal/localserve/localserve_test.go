@@ -334,6 +334,31 @@ func (x *sinkSession) Reset()        {}
 func (x *sinkSession) Logout() error { return nil }
 
 func TestForwardThroughSmartHost(t *testing.T) {
+	forwardThroughSmartHost(t, &forward.Config{SRSDomain: "fwd.example.test", SRSSecret: "0123456789abcdef-secret"}, "fwd.example.test")
+}
+
+// With no forwarding configuration, `letterbox dev` forwards all the same:
+// SRS for the routes file's first domain, with a secret it generates into
+// the store and keeps across restarts (issue 12 item 8).
+func TestForwardWithNoSetup(t *testing.T) {
+	dir := forwardThroughSmartHost(t, nil, "example.test")
+	st, err := filestore.New(filepath.Join(dir, "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	key, err := store.ReadAll(context.Background(), st, localserve.SRSSecretKey)
+	if err != nil || len(key) != 64 {
+		t.Fatalf("SRS secret in the store: %q, %v", key, err)
+	}
+}
+
+// forwardThroughSmartHost runs a forward action to a real SMTP server with
+// the given forwarding configuration, checks that the message went out
+// byte for byte with an SRS sender in wantDomain, and returns the
+// pipeline's directory.
+func forwardThroughSmartHost(t *testing.T, fc *forward.Config, wantDomain string) string {
+	t.Helper()
 	sk := &sink{got: make(chan [2]string, 1)}
 	srv := smtp.NewServer(sk)
 	srv.Domain = "relay.test"
@@ -359,7 +384,7 @@ routes:
 	ls, err := localserve.Start(context.Background(), localserve.Config{
 		HTTPAddr: "127.0.0.1:0", StoreURL: "file://" + filepath.Join(dir, "store"), RoutesPath: routes,
 		Gateway: smtpgw.Config{Addr: "127.0.0.1:0", Hostname: "mx.test"}, NoAuth: true,
-		Forward: &forward.Config{SRSDomain: "fwd.example.test", SRSSecret: "0123456789abcdef-secret"},
+		Forward: fc,
 		Logger:  slog.New(slog.NewTextHandler(testLog, nil)), Out: io.Discard,
 	})
 	if err != nil {
@@ -375,7 +400,7 @@ routes:
 	case <-time.After(20 * time.Second):
 		t.Fatal("nothing forwarded")
 	}
-	if !strings.HasPrefix(got[0], "SRS0=") || !strings.HasSuffix(got[0], "@fwd.example.test") {
+	if !strings.HasPrefix(got[0], "SRS0=") || !strings.HasSuffix(got[0], "@"+wantDomain) {
 		t.Fatalf("MAIL FROM %q is not SRS-rewritten", got[0])
 	}
 	var raw []byte
@@ -386,6 +411,8 @@ routes:
 	if got[1] != string(raw) {
 		t.Fatalf("forwarded bytes differ from the stored message:\n--- stored\n%s\n--- forwarded\n%s", raw, got[1])
 	}
+	ls.Shutdown(context.Background())
+	return dir
 }
 
 // A crash after ingest wrote parsed/ but before it queued the jobs: the

@@ -58,6 +58,21 @@ type Route struct {
 	Stop     bool      `yaml:"stop"`
 }
 
+// Ends reports whether a match of the route ends its recipient's walk
+// through the routes: it has stop: true, or a drop action (which ends the
+// message's routing for that recipient).
+func (r *Route) Ends() bool {
+	if r.Stop {
+		return true
+	}
+	for _, a := range r.Actions {
+		if a != nil && a.Drop {
+			return true
+		}
+	}
+	return false
+}
+
 // Match holds a route's conditions; all that are set must hold.
 type Match struct {
 	Position
@@ -183,17 +198,25 @@ type Retry struct {
 // (at least 28 hours, about 40 on average).
 var DefaultRetry = Retry{Attempts: 36, Initial: Duration(30 * time.Second), Max: Duration(2 * time.Hour)}
 
-// Load reads and validates a routes file.
-func Load(path string) (*Config, error) {
+// Load reads and validates a routes file against the default Limits.
+func Load(path string) (*Config, error) { return Limits{}.Load(path) }
+
+// Load reads and validates a routes file against the limits.
+func (l Limits) Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return Parse(path, data)
+	return l.Parse(path, data)
 }
 
-// Parse validates a routes file's contents; name is used in errors.
-func Parse(name string, data []byte) (*Config, error) {
+// Parse validates a routes file's contents against the default Limits;
+// name is used in errors.
+func Parse(name string, data []byte) (*Config, error) { return Limits{}.Parse(name, data) }
+
+// Parse validates a routes file's contents against the limits: an action
+// they cannot honour is refused, naming its file, line and field.
+func (l Limits) Parse(name string, data []byte) (*Config, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, ConfigErrors{yamlError(name, err)}
@@ -205,7 +228,7 @@ func Parse(name string, data []byte) (*Config, error) {
 	}
 	d.decode(&root, reflect.ValueOf(cfg).Elem(), "")
 	if len(d.errs) == 0 {
-		cfg.validate(d)
+		cfg.validate(d, l)
 	}
 	if len(d.errs) > 0 {
 		return nil, d.errs
@@ -228,7 +251,7 @@ func yamlError(name string, err error) *ConfigError {
 
 var routeNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 
-func (c *Config) validate(d *decoder) {
+func (c *Config) validate(d *decoder, lim Limits) {
 	fail := func(line int, field, format string, args ...any) {
 		d.errs = append(d.errs, &ConfigError{File: c.File, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)})
 	}
@@ -288,7 +311,7 @@ func (c *Config) validate(d *decoder) {
 				fail(r.Line, ap, "empty action")
 				continue
 			}
-			a.validate(fail, ap)
+			a.validate(fail, ap, lim)
 		}
 	}
 }
@@ -365,7 +388,7 @@ func (r *Reject) validate(fail func(int, string, string, ...any), p string) {
 	}
 }
 
-func (a *Action) validate(fail func(int, string, string, ...any), p string) {
+func (a *Action) validate(fail func(int, string, string, ...any), p string, lim Limits) {
 	kinds := 0
 	for _, set := range []bool{a.Webhook != nil, a.Forward != nil, a.Lambda != nil, a.SQS != nil, a.SNS != nil, a.EventBridge != nil, a.Store, a.Drop} {
 		if set {
@@ -386,6 +409,8 @@ func (a *Action) validate(fail func(int, string, string, ...any), p string) {
 		}
 		if a.Retry.Max < a.Retry.Initial {
 			fail(a.Retry.Line, p+".retry.max", "must be at least retry.initial")
+		} else if a.Retry.Attempts >= 1 && a.Retry.Initial > 0 {
+			a.Retry.check(fail, a.Retry.Line, p+".retry", lim.ActionTimeout())
 		}
 	}
 	if w := a.Webhook; w != nil {
@@ -432,9 +457,14 @@ func (a *Action) validate(fail func(int, string, string, ...any), p string) {
 		if w.Timeout < 0 {
 			fail(w.Line, wp+".timeout", "must be positive")
 		}
+		lim.checkTimeout(fail, w.Line, wp+".timeout", w.Timeout)
 	}
 	if f := a.Forward; f != nil {
 		fp := p + ".forward"
+		if lim.NoForward != "" {
+			fail(f.Line, fp, "%s", lim.NoForward)
+		}
+		lim.checkTimeout(fail, f.Line, fp+".timeout", f.Timeout)
 		if len(f.To) == 0 {
 			fail(f.Line, fp+".to", "required: at least one address")
 		}

@@ -206,7 +206,8 @@ type Matched struct {
 
 // Evaluate returns the routes that match a parsed message, in file order.
 // Each envelope recipient walks the routes in order; every matching route
-// runs, and a matching route with stop: true ends that recipient's walk.
+// runs, and a matching route with stop: true, or with a drop action, ends
+// that recipient's walk.
 // Reject routes matched after DATA (their recipient was accepted before a
 // configuration reload) are skipped. Messages without an envelope (written
 // by another ingress, such as SES) are routed by their To and Cc addresses
@@ -245,7 +246,7 @@ func (c *Config) Evaluate(ctx context.Context, msg *message.Message) []Matched {
 					}
 				}
 			}
-			if r.Stop {
+			if r.Ends() {
 				break
 			}
 		}

@@ -29,6 +29,7 @@ type Loader interface {
 type Live struct {
 	loader   Loader
 	interval time.Duration
+	limits   Limits
 
 	mu      sync.Mutex
 	cfg     *Config
@@ -37,21 +38,30 @@ type Live struct {
 	lastErr error
 }
 
-// NewLive loads the configuration once; an invalid file is an error here,
-// at start-up, naming the file, line and field.
+// NewLive loads the configuration once, against the default Limits; an
+// invalid file is an error here, at start-up, naming the file, line and
+// field.
 func NewLive(ctx context.Context, l Loader, interval time.Duration) (*Live, error) {
-	lv := &Live{loader: l, interval: interval}
+	return Limits{}.NewLive(ctx, l, interval)
+}
+
+// NewLive is NewLive against the limits, at start-up and at every reload.
+func (lim Limits) NewLive(ctx context.Context, l Loader, interval time.Duration) (*Live, error) {
+	lv := &Live{loader: l, interval: interval, limits: lim}
 	data, version, _, err := l.Load(ctx, "")
 	if err != nil {
 		return nil, fmt.Errorf("load routes %s: %w", l.Name(), err)
 	}
-	cfg, err := Parse(l.Name(), data)
+	cfg, err := lim.Parse(l.Name(), data)
 	if err != nil {
 		return nil, err
 	}
 	lv.cfg, lv.version, lv.checked = cfg, version, time.Now()
 	return lv, nil
 }
+
+// Limits returns the limits the configuration is checked against.
+func (lv *Live) Limits() Limits { return lv.limits }
 
 // Static wraps a fixed configuration.
 func Static(cfg *Config) *Live { return &Live{cfg: cfg} }
@@ -97,7 +107,7 @@ func (lv *Live) reloadLocked(ctx context.Context) error {
 	if err != nil || !changed {
 		return err
 	}
-	cfg, err := Parse(lv.loader.Name(), data)
+	cfg, err := lv.limits.Parse(lv.loader.Name(), data)
 	if err != nil {
 		return err
 	}

@@ -228,8 +228,8 @@ func TestRetryAndDeadLetter(t *testing.T) {
 	if cs[0].Target != "ChangeMessageVisibility" || cs[0].Body["ReceiptHandle"] != "rh-1" || cs[0].Body["VisibilityTimeout"] != float64(90) {
 		t.Fatalf("first call = %+v", cs[0])
 	}
-	if cs[1].Body["VisibilityTimeout"] != float64(43200) {
-		t.Fatalf("delay not capped at 12h: %+v", cs[1])
+	if cs[1].Body["VisibilityTimeout"] != float64(delivery.MaxDelay/time.Second) {
+		t.Fatalf("delay not capped at delivery.MaxDelay (SQS's 12h visibility maximum less the attempt): %+v", cs[1])
 	}
 	if cs[2].Target != "SendMessage" || cs[2].Body["QueueUrl"] != q.DeadLetterURL || !strings.Contains(cs[2].Body["MessageBody"].(string), `"id":"j1"`) {
 		t.Fatalf("dead-letter call = %+v", cs[2])

@@ -28,7 +28,7 @@ func main() {
 	fs := flag.NewFlagSet("devprof", flag.ExitOnError)
 	cfg := localserve.Config{}
 	gw := smtpgw.Config{}
-	smtpgw.RegisterFlags(fs, &gw)
+	smtpgw.RegisterFlags(fs, &gw, os.Getenv)
 	fs.StringVar(&gw.Addr, "smtp", "127.0.0.1:2525", "SMTP listen address")
 	fs.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8025", "HTTP address")
 	fs.StringVar(&cfg.StoreURL, "store", "file://.letterbox", "store URL")
@@ -42,7 +42,7 @@ func main() {
 	if err := lv.UnmarshalText([]byte(*level)); err != nil {
 		fatal(err)
 	}
-	cfg.Gateway = gw
+	cfg.Gateway, cfg.Getenv = gw, os.Getenv
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
 	if *profile != "" {
 		f, err := os.Create(*profile)

@@ -34,7 +34,7 @@ func main() {
 	}
 	var cfg smtpgw.Config
 	fs := flag.NewFlagSet("smtpgw", flag.ExitOnError)
-	smtpgw.RegisterFlags(fs, &cfg)
+	smtpgw.RegisterFlags(fs, &cfg, os.Getenv)
 	fs.StringVar(&cfg.Addr, "smtp", env("LETTERBOX_SMTP_ADDR", ":2525"), "SMTP listen address [LETTERBOX_SMTP_ADDR]")
 	httpAddr := fs.String("http", env("LETTERBOX_HTTP_ADDR", ":8025"), "HTTP address for /metrics, /healthz, /readyz [LETTERBOX_HTTP_ADDR]")
 	storeURL := fs.String("store", env("LETTERBOX_STORE", "file://.letterbox"), "store URL: file://DIR or s3://BUCKET[/PREFIX] [LETTERBOX_STORE]")

@@ -8,8 +8,11 @@ import (
 	"os"
 	"time"
 
+	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdacontext"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/letterboxmail/letterbox/internal/ingest"
 	"github.com/letterboxmail/letterbox/internal/lambdaenv"
@@ -24,5 +27,13 @@ func main() {
 	lambdaenv.Check(log, err, "mail authentication")
 	h := &ingest.Handler{Store: env.Store, Routes: env.Routes, Queue: env.Queue, Journal: env.Journal,
 		Auth: auth, Log: log, KeepParsed: os.Getenv("LETTERBOX_KEEP_PARSED") == "true", KeyPrefix: env.KeyPrefix}
+	// A permanent failure goes to the raw dead-letter queue at once.
+	if dlq := os.Getenv("LETTERBOX_RAW_DEAD_LETTER_QUEUE_URL"); dlq != "" {
+		api := sqs.NewFromConfig(env.AWS)
+		h.DeadLetter = func(ctx context.Context, rec events.SQSMessage) error {
+			_, err := api.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(dlq), MessageBody: aws.String(rec.Body)})
+			return err
+		}
+	}
 	lambda.Start(h.Handle)
 }

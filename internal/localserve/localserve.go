@@ -166,7 +166,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	journal := delivery.Journal{Store: base}
 	s.ingest = &ingest.Handler{Store: base, Routes: s.routes, Queue: localqueue.Deliveries{Queue: s.jobQ}, Journal: journal,
-		Auth: auth, Log: s.log, KeepParsed: true, KeyPrefix: s.prefix}
+		Auth: auth, Log: s.log, KeepParsed: true, KeyPrefix: s.prefix,
+		DeadLetter: func(ctx context.Context, rec events.SQSMessage) error {
+			return s.rawQ.DeadLetterBody(ctx, rec.MessageId, []byte(rec.Body))
+		}}
 	policy := egress.Policy{AllowLoopback: true, AllowPrivate: cfg.AllowPrivate}
 	s.deliver = &delivery.Handler{Store: base, Routes: s.routes, Queue: localqueue.Deliveries{Queue: s.jobQ}, Journal: journal,
 		Webhooks: delivery.NewWebhooks(policy, os.Getenv), Log: s.log}

@@ -599,7 +599,7 @@ func TestPresignGet(t *testing.T) {
 	for {
 		status, _ := httpGet(t, short)
 		if status == http.StatusForbidden {
-			if early := expiry.Sub(time.Now()); early > 0 {
+			if early := time.Until(expiry); early > 0 {
 				t.Errorf("presigned URL refused %s before its expiry", early)
 			}
 			break

@@ -42,11 +42,10 @@ func TestRoutesFromS3Reload(t *testing.T) {
 	}
 	put := func(s string) store.Object {
 		t.Helper()
-		obj, err := st.Put(ctx, "routes.yaml", strings.NewReader(s), nil)
-		if err != nil {
+		if _, err := st.Put(ctx, "routes.yaml", strings.NewReader(s), nil); err != nil {
 			t.Fatal(err)
 		}
-		obj, err = st.Stat(ctx, "routes.yaml")
+		obj, err := st.Stat(ctx, "routes.yaml")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -387,11 +387,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.http != nil {
 		errs = append(errs, s.http.Shutdown(ctx))
 	}
-	s.close()
+	// The store's error says what it could not write into its tree (kept
+	// in its log for the next start).
+	errs = append(errs, s.close())
 	return errors.Join(errs...)
 }
 
-func (s *Server) close() {
+func (s *Server) close() error {
 	if s.cancel != nil {
 		s.cancel()
 	}
@@ -404,6 +406,7 @@ func (s *Server) close() {
 		s.jobQ.Close()
 	}
 	if s.closer != nil {
-		s.closer.Close()
+		return s.closer.Close()
 	}
+	return nil
 }

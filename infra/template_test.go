@@ -189,6 +189,9 @@ func TestFunctionsFollowTheContract(t *testing.T) {
 		if id == "DeliverFunction" && refTarget(env["LETTERBOX_DEAD_LETTER_QUEUE_URL"]) != "DeliveryDeadLetterQueue" {
 			t.Errorf("%s: LETTERBOX_DEAD_LETTER_QUEUE_URL must !Ref DeliveryDeadLetterQueue", id)
 		}
+		if id == "IngestFunction" && refTarget(env["LETTERBOX_RAW_DEAD_LETTER_QUEUE_URL"]) != "RawDeadLetterQueue" {
+			t.Errorf("%s: LETTERBOX_RAW_DEAD_LETTER_QUEUE_URL must !Ref RawDeadLetterQueue", id)
+		}
 		if got := refTarget(env["LETTERBOX_DELIVERY_QUEUE_URL"]); got != "DeliveryQueue" {
 			t.Errorf("%s: LETTERBOX_DELIVERY_QUEUE_URL refers to %q, want DeliveryQueue", id, got)
 		}
@@ -393,7 +396,7 @@ func TestIAMLeastPrivilege(t *testing.T) {
 		s3Writes  []string
 		sqsSendTo []string
 	}{
-		{"IngestRole", []string{"parsed/*", "attachments/*", "deliveries/*"}, []string{"DeliveryQueue"}},
+		{"IngestRole", []string{"parsed/*", "attachments/*", "deliveries/*"}, []string{"DeliveryQueue", "RawDeadLetterQueue"}},
 		// PublishTargetArns: the queues (and functions, topics, buses) the
 		// operator lists for the sqs/lambda/sns/eventbridge route actions.
 		{"DeliverRole", []string{"deliveries/*", "forward/*"}, []string{"DeliveryDeadLetterQueue", "PublishTargetArns"}},

@@ -128,22 +128,6 @@ func (d *dotReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// drain reads up to the end of the data, for a reply that must follow it
-// (a message too large, a store failure). It is not used after a bare
-// newline: then the end of the data is in doubt and the connection closes.
-func (d *dotReader) drain() {
-	if d.err != nil && d.err != errTooLarge {
-		return
-	}
-	d.err = nil
-	buf := make([]byte, 32<<10)
-	for {
-		if _, err := d.Read(buf); err != nil {
-			return
-		}
-	}
-}
-
 // takeOverDATA returns a dotReader over the buffered connection reader
 // under go-smtp's DATA reader r, and a function that marks r as finished,
 // so that go-smtp neither reads nor discards anything more of the data

@@ -49,7 +49,7 @@ import (
 const secret = "whsec_YmVuY2gtZTJlLXJlY2VpdmVyLXNlY3JldC0wMTIzNDU2"
 
 type config struct {
-	bin, profBin  string
+	bin           string
 	rates         []float64
 	duration      time.Duration
 	warmup        time.Duration

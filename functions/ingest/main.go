@@ -27,6 +27,6 @@ func main() {
 	lambdaenv.Check(log, err, "LETTERBOX_MAX_BODY_BYTES")
 	h := &ingest.Handler{Store: env.Store, Routes: env.Routes, Queue: env.Queue, Journal: env.Journal,
 		Auth: auth, Log: log, KeepParsed: os.Getenv("LETTERBOX_KEEP_PARSED") == "true", KeyPrefix: env.KeyPrefix,
-		MaxBodyBytes: maxBody}
+		MaxBodyBytes: maxBody, DeadLetter: env.RawDeadLetter}
 	lambda.Start(h.Handle)
 }

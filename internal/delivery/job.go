@@ -11,7 +11,6 @@ package delivery
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -210,6 +209,3 @@ func (jl Journal) List(ctx context.Context, messageID string) ([]Record, error) 
 func (r *Record) Done() bool {
 	return r != nil && (r.Status == StatusDelivered || r.Status == StatusFailed)
 }
-
-// encode marshals a job for the queue.
-func encode(j Job) ([]byte, error) { return json.Marshal(j) }

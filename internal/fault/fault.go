@@ -47,13 +47,15 @@ func Permanentf(format string, args ...any) error {
 	return Permanent(fmt.Errorf(format, args...))
 }
 
-// IsTemporary reports whether err, or an error it wraps, says it is
-// temporary. The outermost classification wins. Unclassified errors are
-// temporary: when in doubt, keep the message and try again.
+// IsTemporary reports whether err, or an error it wraps, was marked
+// temporary by Temporary or Permanent. The outermost classification wins.
+// Only this package's bit counts: a Temporary() method of another type
+// (net.Error's deprecated one, a library's guess) is ignored. Unclassified
+// errors are temporary: when in doubt, keep the message and try again.
 func IsTemporary(err error) bool {
-	var t interface{ Temporary() bool }
-	if errors.As(err, &t) {
-		return t.Temporary()
+	var c *classified
+	if errors.As(err, &c) {
+		return c.temporary
 	}
 	return true
 }

@@ -216,7 +216,7 @@ func (s *Store) commitLogged(reqs []*commitReq) {
 		s.mat <- r.rec
 	}
 	s.mu.Lock()
-	for s.pendingBytes > maxPending {
+	for s.pendingBytes > maxPending && s.matErr == nil {
 		s.idle.Wait()
 	}
 	s.mu.Unlock()

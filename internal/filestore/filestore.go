@@ -95,6 +95,12 @@ type Store struct {
 	last    time.Time
 	// hold, when set by a test, stops the materializer until closed.
 	hold chan struct{}
+	// matErr is why the materializer, once closing, left unwritten
+	// records in the log (s.mu held).
+	matErr    error
+	unwritten int
+	// closeTimeout bounds how long Close waits for the materializer.
+	closeTimeout time.Duration
 }
 
 // maxPending bounds the logged data held in memory until it is in the
@@ -112,6 +118,14 @@ const (
 	syncFile                 // fsync every file and directory
 	syncNone                 // tests of non-durable paths only
 )
+
+// DefaultCloseTimeout bounds how long Close waits for logged writes to be
+// written into the tree.
+const DefaultCloseTimeout = 30 * time.Second
+
+// WithCloseTimeout sets how long Close waits for logged writes to be
+// written into the tree (DefaultCloseTimeout).
+func WithCloseTimeout(d time.Duration) Option { return func(s *Store) { s.closeTimeout = d } }
 
 // WithoutSync disables syncing. Only for tests that measure something
 // other than durability; never use it to serve mail.
@@ -137,7 +151,7 @@ func New(dir string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("filestore: lock the log of %s: %w", abs, err)
 	}
-	s := &Store{dir: abs, sync: defaultSync, reqs: make(chan *commitReq, 1024), done: make(chan struct{}),
+	s := &Store{dir: abs, sync: defaultSync, closeTimeout: DefaultCloseTimeout, reqs: make(chan *commitReq, 1024), done: make(chan struct{}),
 		index: map[string]*record{}, dirs: map[string]int{}, mat: make(chan *record, 8192), lock: lock}
 	s.idle = sync.NewCond(&s.mu)
 	for _, o := range opts {
@@ -162,7 +176,11 @@ func New(dir string, opts ...Option) (*Store, error) {
 }
 
 // Close stops accepting writes, lets the materializer put every logged
-// write into the tree, and returns. Puts after Close fail.
+// write into the tree, and returns. Puts after Close fail. Writes that
+// cannot be put into the tree (a full or read-only disk, a file where a
+// directory must go) stay in the log, which the next New replays; Close
+// then returns an error saying so, within the close timeout, instead of
+// retrying for ever.
 func (s *Store) Close() error {
 	s.closeMu.Lock()
 	if s.closed {
@@ -172,8 +190,21 @@ func (s *Store) Close() error {
 	s.closed = true
 	close(s.done)
 	s.closeMu.Unlock()
-	s.stopped.Wait()
+	stopped := make(chan struct{})
+	go func() { s.stopped.Wait(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(s.closeTimeout):
+		// A write into the tree is stuck in the kernel. The log still
+		// holds everything acknowledged; keep the lock, so no other
+		// process replays it while this one may still write.
+		return fault.Temporaryf("filestore: close %s: logged writes not in the tree after %s; they stay in the log for the next start", s.dir, s.closeTimeout)
+	}
+	var err error
 	s.mu.Lock()
+	if s.matErr != nil {
+		err = fault.Temporary(fmt.Errorf("filestore: close %s: %d logged writes could not be written into the tree; they stay in the log for the next start: %w", s.dir, s.unwritten, s.matErr))
+	}
 	if s.seg != nil {
 		s.seg.f.Close()
 		if s.seg.pending == 0 {
@@ -184,7 +215,7 @@ func (s *Store) Close() error {
 	if s.lock != nil {
 		s.lock.Close() // releases the flock
 	}
-	return nil
+	return err
 }
 
 // stamp returns the modification time of a write: the wall clock, but

@@ -69,17 +69,47 @@ func (s *Store) materializer() {
 		if s.hold != nil {
 			<-s.hold // tests: keep records in the log until released
 		}
-		for {
-			err := s.materialize(batch)
-			if err == nil {
-				break
-			}
-			// The records stay in memory and in the log: reads still see
-			// them, and a restart replays them. Try again shortly.
-			slog.Error("filestore: cannot write logged objects into the tree; retrying", "dir", s.dir, "err", err)
-			time.Sleep(time.Second)
+		s.materializeOrGiveUp(batch)
+	}
+}
+
+// matRetry is how long the materializer waits before trying a failed batch
+// again while the store is open.
+const matRetry = time.Second
+
+// materializeOrGiveUp writes a batch into the tree and releases it. While
+// the store is open a failure (a full or read-only disk, a file where a
+// directory must go) is retried, since reads are served from memory
+// meanwhile; once Close has begun, a batch gets one more try, and if that
+// fails it is left in the log, which the next start replays, and Close
+// reports the error.
+func (s *Store) materializeOrGiveUp(batch []*record) {
+	for {
+		err := s.materialize(batch)
+		if err == nil {
+			s.release(batch)
+			return
 		}
-		s.release(batch)
+		select {
+		case <-s.done:
+			if err = s.materialize(batch); err == nil {
+				s.release(batch)
+				return
+			}
+			slog.Error("filestore: cannot write logged objects into the tree; they stay in the log for the next start", "dir", s.dir, "err", err)
+			s.mu.Lock()
+			s.unwritten += len(batch)
+			s.matErr = errors.Join(s.matErr, err)
+			s.idle.Broadcast() // a committer waiting for room stops waiting
+			s.mu.Unlock()
+			return
+		default:
+		}
+		slog.Error("filestore: cannot write logged objects into the tree; retrying", "dir", s.dir, "err", err)
+		select {
+		case <-time.After(matRetry):
+		case <-s.done:
+		}
 	}
 }
 

@@ -50,6 +50,10 @@ type Handler struct {
 	// larger text parts are stored like attachments; zero is the default.
 	MaxBodyBytes int
 	Now          func() time.Time
+	// DeadLetter sends a raw-queue message that failed for good to the raw
+	// dead-letter queue at once, so SQS does not retry what cannot succeed.
+	// Nil leaves it to the queue's redrive policy (a batch item failure).
+	DeadLetter func(ctx context.Context, rec events.SQSMessage) error
 }
 
 // Handle accepts an S3 event, an SQS event wrapping S3 events, or an S3
@@ -82,7 +86,9 @@ func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (any, error) 
 	return nil, h.HandleS3(ctx, ev)
 }
 
-// HandleSQS processes S3 notifications delivered through SQS.
+// HandleSQS processes S3 notifications delivered through SQS. Only
+// temporary failures become batch item failures, for SQS to retry; a
+// permanent one is recorded (see Process) and dead-lettered at once.
 func (h *Handler) HandleSQS(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
 	resp := events.SQSEventResponse{BatchItemFailures: []events.SQSBatchItemFailure{}}
 	var mu sync.Mutex
@@ -106,6 +112,10 @@ func (h *Handler) HandleSQS(ctx context.Context, ev events.SQSEvent) (events.SQS
 				err = h.HandleS3(ctx, s3ev)
 			} else {
 				h.Log.ErrorContext(ctx, "raw queue message is not an S3 event", "sqs_message_id", rec.MessageId, "err", err)
+				err = fault.Permanent(err)
+			}
+			if err != nil && !fault.IsTemporary(err) {
+				err = h.deadLetter(ctx, rec, err)
 			}
 			if err != nil {
 				mu.Lock()
@@ -116,6 +126,24 @@ func (h *Handler) HandleSQS(ctx context.Context, ev events.SQSEvent) (events.SQS
 	}
 	wg.Wait()
 	return resp, nil
+}
+
+// deadLetter sends a queue message that failed permanently with cause to
+// the dead-letter queue. It returns nil when the message is there, and a
+// temporary error when it must stay in the queue.
+func (h *Handler) deadLetter(ctx context.Context, rec events.SQSMessage, cause error) error {
+	if h.DeadLetter == nil {
+		h.Log.ErrorContext(ctx, "permanent failure; no dead-letter queue configured, left to the queue's redrive policy",
+			"sqs_message_id", rec.MessageId, "err", cause)
+		return cause
+	}
+	if err := h.DeadLetter(ctx, rec); err != nil {
+		h.Log.ErrorContext(ctx, "cannot dead-letter a permanent failure; it stays in the queue",
+			"sqs_message_id", rec.MessageId, "err", err, "cause", cause)
+		return fault.Temporary(fmt.Errorf("dead-letter: %w (after %w)", err, cause))
+	}
+	h.Log.WarnContext(ctx, "permanent failure dead-lettered", "sqs_message_id", rec.MessageId, "err", cause)
+	return nil
 }
 
 // HandleS3 processes every raw-message record of an S3 event.
@@ -141,13 +169,23 @@ func (h *Handler) HandleS3(ctx context.Context, ev events.S3Event) error {
 			errs = append(errs, err)
 		}
 	}
+	// The event is permanently failed only when every record is: one
+	// temporary failure keeps it for a retry.
+	for _, err := range errs {
+		if fault.IsTemporary(err) {
+			return fault.Temporary(errors.Join(errs...))
+		}
+	}
 	return errors.Join(errs...)
 }
 
 // sesSetupNotification is the object SES writes to test an S3 action.
 const sesSetupNotification = "/AMAZON_SES_SETUP_NOTIFICATION"
 
-// Process parses, routes and enqueues one stored raw message.
+// Process parses, routes and enqueues one stored raw message. A permanent
+// failure is recorded under the message's delivery records (job id
+// <id>.ingest, status failed, the error), where `letterbox deliveries`
+// shows it.
 func (h *Handler) Process(ctx context.Context, key string) error {
 	id, ok := store.IDFromRawKey(key)
 	if !ok {
@@ -158,16 +196,47 @@ func (h *Handler) Process(ctx context.Context, key string) error {
 	m, err := h.Parse(ctx, key)
 	if err != nil {
 		log.ErrorContext(ctx, "cannot read message", "err", err, "temporary", fault.IsTemporary(err))
-		return err
+		return h.recordFailure(ctx, id, err)
 	}
 	jobs, err := h.Route(ctx, m, RouteOptions{})
 	if err != nil {
-		log.ErrorContext(ctx, "cannot enqueue deliveries", "err", err)
-		return err
+		log.ErrorContext(ctx, "cannot enqueue deliveries", "err", err, "temporary", fault.IsTemporary(err))
+		return h.recordFailure(ctx, id, err)
 	}
 	log.InfoContext(ctx, "message routed", "routes", routeNames(jobs), "jobs", len(jobs),
 		"size", m.Size, "warnings", len(m.Warnings), "duration_ms", time.Since(start).Milliseconds())
 	return nil
+}
+
+// IngestJobID is the id of the record a permanent ingest failure leaves
+// under deliveries/<id>/.
+func IngestJobID(messageID string) string { return messageID + ".ingest" }
+
+// recordFailure records a permanent failure of message id and returns err;
+// a temporary err is returned as it is, and a failure to record makes the
+// whole a temporary error (the message is tried again, not lost).
+func (h *Handler) recordFailure(ctx context.Context, id string, err error) error {
+	if fault.IsTemporary(err) {
+		return err
+	}
+	jl := h.Journal
+	if jl.Store == nil {
+		jl.Store = h.Store
+	}
+	now := time.Now().UTC()
+	if h.Now != nil {
+		now = h.Now().UTC()
+	}
+	r := &delivery.Record{
+		Job:      delivery.Job{ID: IngestJobID(id), MessageID: id, Kind: "ingest", CreatedAt: now},
+		Status:   delivery.StatusFailed,
+		Attempts: []delivery.Attempt{{At: now, Number: 1, Error: err.Error(), Outcome: delivery.StatusFailed}},
+	}
+	if perr := jl.Put(ctx, r); perr != nil {
+		h.Log.ErrorContext(ctx, "cannot record a permanent ingest failure", "message_id", id, "err", perr)
+		return fault.Temporary(fmt.Errorf("record failure: %w (after %w)", perr, err))
+	}
+	return err
 }
 
 // Parse reads a raw message with its envelope and parses it, keeping the

@@ -5,6 +5,7 @@
 //	LETTERBOX_ROUTES                 s3://BUCKET/KEY (reloaded on change) or a bundled file path
 //	LETTERBOX_DELIVERY_QUEUE_URL     the delivery queue
 //	LETTERBOX_DEAD_LETTER_QUEUE_URL  its dead-letter queue
+//	LETTERBOX_RAW_DEAD_LETTER_QUEUE_URL  the raw queue's dead-letter queue (ingest: permanent failures)
 //	LETTERBOX_ROUTES_INTERVAL        how often to check the routes for changes (default 30s)
 //	LETTERBOX_JOURNAL                all (default) or failures: which deliveries get a store record
 //	LETTERBOX_DELIVER_TIMEOUT        the deliver function's timeout in seconds (its Lambda Timeout):
@@ -33,6 +34,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -59,6 +61,10 @@ type Env struct {
 	AWS aws.Config
 	// KeyPrefix is the store's prefix in its bucket, as S3 events name keys.
 	KeyPrefix string
+	// RawDeadLetter sends a raw-queue message that failed for good to
+	// LETTERBOX_RAW_DEAD_LETTER_QUEUE_URL (ingest.Handler.DeadLetter); nil
+	// when that is unset.
+	RawDeadLetter func(ctx context.Context, rec events.SQSMessage) error
 }
 
 // Load reads the environment and builds the clients.
@@ -112,7 +118,14 @@ func Load(ctx context.Context) (*Env, error) {
 		return nil, fmt.Errorf("LETTERBOX_JOURNAL=%q: want all or failures", mode)
 	}
 	links, _ := st.(store.Presigner)
-	return &Env{Store: st, Routes: routes, Queue: q, Journal: delivery.Journal{Store: st, Mode: mode}, Links: links, AWS: cfg, KeyPrefix: storeurl.Prefix(storeURL)}, nil
+	env := &Env{Store: st, Routes: routes, Queue: q, Journal: delivery.Journal{Store: st, Mode: mode}, Links: links, AWS: cfg, KeyPrefix: storeurl.Prefix(storeURL)}
+	if dlq := os.Getenv("LETTERBOX_RAW_DEAD_LETTER_QUEUE_URL"); dlq != "" {
+		env.RawDeadLetter = func(ctx context.Context, rec events.SQSMessage) error {
+			_, err := q.API.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(dlq), MessageBody: aws.String(rec.Body)})
+			return err
+		}
+	}
+	return env, nil
 }
 
 // Limits reads what the functions can honour, for the routes file:

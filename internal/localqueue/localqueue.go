@@ -371,6 +371,16 @@ func (q *Queue) DeadLetters(ctx context.Context) ([][]byte, error) {
 	return out, err
 }
 
+// DeadLetterBody keeps a received message's body under dead/<id>.json, for
+// inspection and redrive; the handler then reports it done.
+func (q *Queue) DeadLetterBody(ctx context.Context, id string, body []byte) error {
+	if q.st == nil {
+		return fault.Permanentf("localqueue: %s keeps no dead letters in memory", q.name)
+	}
+	_, err := q.st.Put(ctx, "dead/"+id+".json", bytes.NewReader(body), map[string]string{"content-type": "application/json"})
+	return err
+}
+
 // Deliveries adapts a Queue to delivery.Queue.
 type Deliveries struct{ *Queue }
 

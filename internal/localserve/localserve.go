@@ -179,7 +179,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	journal := delivery.Journal{Store: base}
 	s.ingest = &ingest.Handler{Store: base, Routes: s.routes, Queue: localqueue.Deliveries{Queue: s.jobQ}, Journal: journal,
 		Auth: auth, Log: s.log, KeepParsed: true, KeyPrefix: s.prefix,
-		MaxBodyBytes: cfg.MaxBodyBytes}
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		DeadLetter: func(ctx context.Context, rec events.SQSMessage) error {
+			return s.rawQ.DeadLetterBody(ctx, rec.MessageId, []byte(rec.Body))
+		}}
 	policy := egress.Policy{AllowLoopback: true, AllowPrivate: cfg.AllowPrivate}
 	getenv := cfg.Getenv
 	if getenv == nil {
@@ -429,11 +432,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.http != nil {
 		errs = append(errs, s.http.Shutdown(ctx))
 	}
-	s.close()
+	// The store's error says what it could not write into its tree (kept
+	// in its log for the next start).
+	errs = append(errs, s.close())
 	return errors.Join(errs...)
 }
 
-func (s *Server) close() {
+func (s *Server) close() error {
 	if s.cancel != nil {
 		s.cancel()
 	}
@@ -446,6 +451,7 @@ func (s *Server) close() {
 		s.jobQ.Close()
 	}
 	if s.closer != nil {
-		s.closer.Close()
+		return s.closer.Close()
 	}
+	return nil
 }

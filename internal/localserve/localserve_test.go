@@ -218,12 +218,28 @@ func TestPendingRetriesSurviveRestart(t *testing.T) {
 	failing := true
 	var mu = make(chan struct{}, 1)
 	mu <- struct{}{}
-	h.fail = func() bool { <-mu; defer func() { mu <- struct{}{} }(); return failing }
+	refused := make(chan struct{}, 64) // one per attempt the receiver failed
+	h.fail = func() bool {
+		<-mu
+		defer func() { mu <- struct{}{} }()
+		if failing {
+			select {
+			case refused <- struct{}{}:
+			default:
+			}
+		}
+		return failing
+	}
 	srv := start(t, dir, h.srv.URL)
 	if _, err := send(t, srv.SMTPAddr(), "a@example.org", []string{"support@example.test"}, msg); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // a few failed attempts
+	// Stop once the delivery has failed, so it is pending a retry.
+	select {
+	case <-refused:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no delivery attempt reached the receiver")
+	}
 	if err := srv.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}

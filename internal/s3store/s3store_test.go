@@ -587,13 +587,30 @@ func TestPresignGet(t *testing.T) {
 	if status, _ := httpGet(t, missing); status != http.StatusNotFound {
 		t.Errorf("GET presigned URL of a missing key: %d, want 404", status)
 	}
+	signed := time.Now()
 	short, err := s.PresignGet(ctx, key, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2100 * time.Millisecond)
-	if status, _ := httpGet(t, short); status != http.StatusForbidden {
-		t.Errorf("GET expired presigned URL: %d, want 403", status)
+	// Wait for the URL to expire, not for a fixed time: it must be
+	// refused from then on, and not before its second is over (X-Amz-Date
+	// has one-second resolution).
+	expiry := signed.Truncate(time.Second).Add(time.Second)
+	for {
+		status, _ := httpGet(t, short)
+		if status == http.StatusForbidden {
+			if early := time.Until(expiry); early > 0 {
+				t.Errorf("presigned URL refused %s before its expiry", early)
+			}
+			break
+		}
+		if status != http.StatusOK {
+			t.Fatalf("GET presigned URL before expiry: %d", status)
+		}
+		if time.Since(signed) > 10*time.Second {
+			t.Fatal("presigned URL for one second still accepted after 10s")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -348,7 +348,7 @@ func testListManyPages(t *testing.T, s store.Store) {
 		wg.Go(func() {
 			for k := range work {
 				if _, err := s.Put(t.Context(), k, strings.NewReader("{}"), nil); err != nil {
-					errs <- fmt.Errorf("Put %s: %w", k, err)
+					errs <- fmt.Errorf("put %s: %w", k, err)
 				}
 			}
 		})

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/letterboxmail/letterbox/internal/routing"
+	"github.com/letterboxmail/letterbox/internal/store"
 	"github.com/letterboxmail/letterbox/internal/storeurl"
 	"github.com/letterboxmail/letterbox/internal/testenv"
 )
@@ -39,13 +40,18 @@ func TestRoutesFromS3Reload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	put := func(s string) {
+	put := func(s string) store.Object {
 		t.Helper()
 		if _, err := st.Put(ctx, "routes.yaml", strings.NewReader(s), nil); err != nil {
 			t.Fatal(err)
 		}
+		obj, err := st.Stat(ctx, "routes.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return obj
 	}
-	put("domains: [a.test]\nroutes: []\n")
+	first := put("domains: [a.test]\nroutes: []\n")
 	ref := "s3://" + v.Bucket + "/config/routes.yaml"
 	l, err := storeurl.RoutesLoader(ctx, ref)
 	if err != nil {
@@ -58,8 +64,17 @@ func TestRoutesFromS3Reload(t *testing.T) {
 	if !live.Get(ctx).HasDomain("x@a.test") {
 		t.Fatal("first load")
 	}
-	time.Sleep(1100 * time.Millisecond) // S3 modification times have one-second resolution
-	put("domains: [b.test]\nroutes: []\n")
+	// The loader tells versions apart by modification time and size; S3
+	// times have one-second resolution, so a same-size edit within the
+	// second is not a new version. Write until the server has stamped a
+	// new time: the event the reload depends on.
+	deadline := time.Now().Add(10 * time.Second)
+	for put("domains: [b.test]\nroutes: []\n").ModTime.Equal(first.ModTime) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server kept modification time %s for 10s", first.ModTime)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	if cfg := live.Get(ctx); !cfg.HasDomain("x@b.test") || cfg.File != ref {
 		t.Fatalf("not reloaded: %+v", cfg.Domains)
 	}

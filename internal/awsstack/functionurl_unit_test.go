@@ -27,7 +27,9 @@ import (
 // invokerFunc adapts a function to Invoker.
 type invokerFunc func(context.Context, []byte) (lambdalocal.Result, error)
 
-func (f invokerFunc) Invoke(ctx context.Context, p []byte) (lambdalocal.Result, error) { return f(ctx, p) }
+func (f invokerFunc) Invoke(ctx context.Context, p []byte) (lambdalocal.Result, error) {
+	return f(ctx, p)
+}
 
 // startURL serves fn behind the function-URL stand-in.
 func startURL(t *testing.T, fn invokerFunc) (*FunctionURL, *[]Invocation) {

@@ -4,8 +4,11 @@
 // bootstraps under the Lambda Runtime Interface Emulator (lambdalocal), SQS
 // as internal/sqslocal with the template's queue attributes, S3 as versitygw
 // with the bucket's notification configuration feeding the raw queue, the
-// event source mappings as Lambda's SQS poller behaves (Poller), and the
-// smtpgw binary with its ECS task definition's environment.
+// event source mappings as Lambda's SQS poller behaves (Poller), function
+// URLs as loopback servers speaking Lambda's payload format 2.0
+// (FunctionURL), Secrets Manager's GetSecretValue for the template's
+// generated secrets (Secrets), and the smtpgw binary with its ECS task
+// definition's environment.
 //
 // Not modelled: IAM and resource policies, cross-account access, network
 // latency, Lambda's scaling (one execution environment per function), ECS

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -181,7 +180,7 @@ func TestFunctionURLAnswers(t *testing.T) {
 // functions do: AWSPREVIOUS is absent until a rotation, and a link signed
 // before two rotations is refused.
 func TestSecretsLinkKeyRotation(t *testing.T) {
-	tp, err := LoadTemplate(filepath.Join("..", "..", "template.yaml"), map[string]string{"Domains": "example.test"})
+	tp, err := LoadTemplate(repoTemplate(t), map[string]string{"Domains": "example.test"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -179,14 +179,17 @@ func (x *e2e) checkLinks(t *testing.T, attachment, text linkFile) {
 	}
 
 	n := 0
+	var line strings.Builder
 	for _, inv := range x.st.Invocations() {
 		if inv.Mapping == "LinkFunctionUrl" {
 			if inv.Err != nil {
 				t.Errorf("link function: %v", inv.Err)
 			}
 			n++
+			fmt.Fprintf(&line, " [%v init %v, peak %d MiB]", inv.Result.Duration.Round(time.Millisecond), inv.Result.Init.Round(time.Millisecond), inv.Result.PeakRSS>>20)
 		}
 	}
+	fmt.Printf("link function (%d MB) through its URL:%s\n", x.st.Specs["LinkFunction"].MemoryMB, line.String())
 	if n != 6 {
 		t.Errorf("link function invoked %d times through its URL, want 6", n)
 	}

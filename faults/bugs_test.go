@@ -73,7 +73,7 @@ routes:
     match: {recipient: "*@example.test"}
     actions:
       - webhook: {url: "%s/hook", secret: "%s", timeout: 1s}
-        retry: {attempts: 100, initial: 50ms, max: 500ms}
+        retry: {attempts: 50, initial: 50ms, max: 500ms}
 `, url, secretA)
 	if err := os.WriteFile(p, []byte(y), 0o644); err != nil {
 		t.Fatal(err)

@@ -446,8 +446,8 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return fault.Temporary(err)
 	}
-	if checkKey(key) != nil {
-		return nil // names no object
+	if err := checkKey(key); err != nil {
+		return err
 	}
 	return s.submit(ctx, &writeReq{key: key, delete: true, done: make(chan error, 1)})
 }

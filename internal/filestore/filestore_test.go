@@ -34,8 +34,11 @@ func TestRejectsKeysOutsideTheStore(t *testing.T) {
 	s := open(t)
 	for _, key := range []string{"", "/etc/passwd", "../x", "raw/../../x", "raw//x", ".meta/x", "a\x00b"} {
 		_, err := s.Put(context.Background(), key, strings.NewReader("x"), nil)
-		if err == nil || fault.IsTemporary(err) {
-			t.Errorf("Put(%q) = %v, want a permanent error", key, err)
+		if err == nil || fault.IsTemporary(err) || !strings.Contains(err.Error(), "invalid key") {
+			t.Errorf("Put(%q) = %v, want a permanent invalid-key error", key, err)
+		}
+		if err := s.Delete(context.Background(), key); err == nil || fault.IsTemporary(err) || !strings.Contains(err.Error(), "invalid key") {
+			t.Errorf("Delete(%q) = %v, want a permanent invalid-key error", key, err)
 		}
 	}
 }

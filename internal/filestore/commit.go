@@ -34,6 +34,9 @@ func (s *Store) submit(ctx context.Context, r *writeReq) error {
 	case <-ctx.Done():
 		s.closeMu.RUnlock()
 		return fault.Temporary(ctx.Err())
+	case <-s.closing:
+		s.closeMu.RUnlock()
+		return fault.Temporaryf("filestore: closed")
 	}
 	// Once handed over, the commit happens whatever ctx says: waiting for
 	// it keeps "an error means nothing changed" true.

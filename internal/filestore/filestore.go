@@ -84,8 +84,13 @@ type Store struct {
 	reqs    chan *writeReq
 	closeMu sync.RWMutex // held for reading while a write is handed over
 	closed  bool
-	stopped chan struct{} // closed when the committer has returned
-	busy    atomic.Bool   // the committer is committing (for tests)
+	// closing is closed first thing in Close: writers waiting to hand a
+	// write over (the committer being stuck) give up, so Close's lock
+	// cannot wait behind them.
+	closing   chan struct{}
+	closeOnce sync.Once
+	stopped   chan struct{} // closed when the committer has returned
+	busy      atomic.Bool   // the committer is committing (for tests)
 }
 
 // Option configures a Store.
@@ -106,7 +111,8 @@ func New(dir string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{dir: abs, durable: true, timeout: DefaultCloseTimeout, reqs: make(chan *writeReq, maxBatch), stopped: make(chan struct{})}
+	s := &Store{dir: abs, durable: true, timeout: DefaultCloseTimeout, reqs: make(chan *writeReq, maxBatch), stopped: make(chan struct{}),
+		closing: make(chan struct{})}
 	for _, o := range opts {
 		o(s)
 	}
@@ -136,6 +142,7 @@ func New(dir string, opts ...Option) (*Store, error) {
 // Close fail. A write still waiting at the timeout was never acknowledged;
 // Close says so in its error.
 func (s *Store) Close() error {
+	s.closeOnce.Do(func() { close(s.closing) })
 	s.closeMu.Lock()
 	if s.closed {
 		s.closeMu.Unlock()

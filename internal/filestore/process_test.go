@@ -220,9 +220,10 @@ func TestTwoProcesses(t *testing.T) {
 }
 
 // TestCloseTimeout: another process holds the database's write lock (as
-// a long transaction would), so a Put waits in the committer. Close still
-// returns at its timeout, with an error; the Put has not returned, so
-// nothing acknowledged is lost, and it commits once the lock is released.
+// a long transaction would), so a Put waits in the committer and more
+// wait behind it. Close still returns at its timeout, with an error; the
+// Puts have not returned, so nothing acknowledged is lost: those handed
+// over commit once the lock is released, the others are refused.
 func TestCloseTimeout(t *testing.T) {
 	dir := t.TempDir()
 	s, err := filestore.New(dir, filestore.WithCloseTimeout(200*time.Millisecond))
@@ -246,9 +247,18 @@ func TestCloseTimeout(t *testing.T) {
 		_, err := s.Put(context.Background(), "raw/waiting.eml", strings.NewReader("waits for the lock"), nil)
 		put <- err
 	}()
-	// Close once the Put is with the committer: it then waits for the
-	// lock. (Before that, Close would refuse the Put instead.)
+	// Close once the Put is with the committer, which then waits for the
+	// lock, and more writers than its queue holds wait behind it.
 	waitFor(t, func() bool { return filestore.InCommitter(s) })
+	const more = 300
+	queued := make(chan error, more)
+	for i := range more {
+		go func() {
+			_, err := s.Put(context.Background(), fmt.Sprintf("raw/queued-%03d.eml", i), strings.NewReader("queued"), nil)
+			queued <- err
+		}()
+	}
+	waitFor(t, func() bool { return filestore.QueueFull(s) })
 	err = closeWithin(t, s, 10*time.Second)
 	if err == nil || !fault.IsTemporary(err) || !strings.Contains(err.Error(), "not committed after 200ms") {
 		t.Fatalf("Close = %v, want the timeout error", err)
@@ -264,6 +274,22 @@ func TestCloseTimeout(t *testing.T) {
 	if err := <-put; err != nil {
 		t.Fatalf("Put after the lock was released: %v", err)
 	}
+	// The writers queued before Close commit; those still waiting to
+	// hand over were refused: temporary, nothing written.
+	committed := []string{"raw/waiting.eml"}
+	refused := 0
+	for range more {
+		if err := <-queued; err == nil {
+			committed = append(committed, "")
+		} else if !fault.IsTemporary(err) || !strings.Contains(err.Error(), "closed") {
+			t.Fatalf("queued Put: %v, want success or a temporary closed error", err)
+		} else {
+			refused++
+		}
+	}
+	if refused == 0 {
+		t.Error("no writer was waiting to hand over at Close")
+	}
 	conn.Close()
 	s2, err := filestore.New(dir)
 	if err != nil {
@@ -272,6 +298,13 @@ func TestCloseTimeout(t *testing.T) {
 	defer s2.Close()
 	if got, _ := storetest.MustGet(t, s2, "raw/waiting.eml"); got != "waits for the lock" {
 		t.Fatalf("raw/waiting.eml = %q", got)
+	}
+	n := 0
+	if err := s2.List(context.Background(), "raw/", "", func(store.Object) bool { n++; return true }); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(committed) {
+		t.Errorf("%d objects after reopening; %d Puts returned success", n, len(committed))
 	}
 }
 

@@ -234,11 +234,7 @@ func TestCrash(t *testing.T) {
 	if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
 		t.Fatalf("gateway exited with %v, not by SIGKILL", p.cmd.ProcessState)
 	}
-	leftovers, _ := os.ReadDir(filepath.Join(storeDir, ".tmp"))
-	t.Logf("%d messages acknowledged before SIGKILL; %d temporary files left by the crash", len(acked), len(leftovers))
-	if len(leftovers) == 0 {
-		t.Error("no temporary file: no message was in flight at the kill")
-	}
+	t.Logf("%d messages acknowledged before SIGKILL", len(acked))
 
 	// Open the store as the restarted gateway will.
 	st, err := filestore.New(storeDir)
@@ -285,9 +281,6 @@ func TestCrash(t *testing.T) {
 	p2 := startProc(t, bin, storeDir, routes)
 	if _, err := sendOne(p2.smtp, digestMessage(-1, 100)); err != nil {
 		t.Fatalf("after restart: %v", err)
-	}
-	if left, _ := os.ReadDir(filepath.Join(storeDir, ".tmp")); len(left) != 0 {
-		t.Errorf("%d temporary files after restart", len(left))
 	}
 }
 

@@ -17,6 +17,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -38,6 +39,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	results "github.com/letterboxmail/letterbox/bench/report"
+	"github.com/letterboxmail/letterbox/internal/filestore"
+	"github.com/letterboxmail/letterbox/internal/store"
 )
 
 var (
@@ -297,16 +300,14 @@ func (e *benchEnv) measure(target string, sessions, size, n int) (float64, float
 			return 0, 0, err
 		}
 		addr, stop, pid = g.smtp, g.stop, g.cmd.Process.Pid
-		// Stop the gateway first: the file store moves logged messages into
-		// the tree in the background, and finishes when it closes. That
-		// work is part of each message's cost, so the gateway's CPU time is
-		// counted up to its exit.
+		// Stop the gateway first, so its CPU time is counted up to its
+		// exit, then count the messages in its store.
 		count = func() (int, error) {
 			g.stop()
 			if ps := g.cmd.ProcessState; ps != nil {
 				total = ps.UserTime() + ps.SystemTime()
 			}
-			return countFiles(filepath.Join(d, "store", "raw"))
+			return countRaw(filepath.Join(d, "store"))
 		}
 	case "sink":
 		addr, stop, pid, err = startSink()
@@ -366,6 +367,18 @@ func cpuTime(pid int) time.Duration {
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	const ticks = 100 // USER_HZ on Linux
 	return time.Duration(ut+st) * time.Second / ticks
+}
+
+// countRaw counts the raw messages in the file store in dir.
+func countRaw(dir string) (int, error) {
+	st, err := filestore.New(dir)
+	if err != nil {
+		return 0, err
+	}
+	defer st.Close()
+	n := 0
+	err = st.List(context.Background(), store.RawPrefix, "", func(store.Object) bool { n++; return true })
+	return n, err
 }
 
 func countFiles(dir string) (int, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/letterboxmail/letterbox/internal/fault"
 	"github.com/letterboxmail/letterbox/internal/filestore"
@@ -32,34 +34,69 @@ func TestRejectsKeysOutsideTheStore(t *testing.T) {
 	s := open(t)
 	for _, key := range []string{"", "/etc/passwd", "../x", "raw/../../x", "raw//x", ".meta/x", "a\x00b"} {
 		_, err := s.Put(context.Background(), key, strings.NewReader("x"), nil)
-		if err == nil || fault.IsTemporary(err) {
-			t.Errorf("Put(%q) = %v, want a permanent error", key, err)
+		if err == nil || fault.IsTemporary(err) || !strings.Contains(err.Error(), "invalid key") {
+			t.Errorf("Put(%q) = %v, want a permanent invalid-key error", key, err)
+		}
+		if err := s.Delete(context.Background(), key); err == nil || fault.IsTemporary(err) || !strings.Contains(err.Error(), "invalid key") {
+			t.Errorf("Delete(%q) = %v, want a permanent invalid-key error", key, err)
 		}
 	}
 }
 
-func TestFailedWriteLeavesNothingAndCrashLeftoversAreRemoved(t *testing.T) {
+// TestFailedWriteLeavesNothingAndOrphansAreRemoved: a large body that
+// fails midway leaves no blob file; a blob file no row names (what a crash
+// between a blob's write and its commit leaves) is removed by the next New
+// once it is old enough that no other process can still be committing it.
+func TestFailedWriteLeavesNothingAndOrphansAreRemoved(t *testing.T) {
 	dir := t.TempDir()
 	s, err := filestore.New(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	_, err = s.Put(ctx, "raw/a.eml", io.MultiReader(strings.NewReader("partial"), iotest.ErrReader(errors.New("client went away"))), map[string]string{"k": "v"})
+	large := strings.Repeat("L", 300<<10)
+	_, err = s.Put(ctx, "raw/a.eml", io.MultiReader(strings.NewReader(large), iotest.ErrReader(errors.New("client went away"))), map[string]string{"k": "v"})
 	if err == nil || !fault.IsTemporary(err) {
 		t.Fatalf("Put = %v, want temporary error", err)
 	}
 	if _, err := s.Stat(ctx, "raw/a.eml"); !store.IsNotFound(err) {
 		t.Fatalf("Stat after failed Put = %v, want not found", err)
 	}
-	s.Close()
-	// A crash between write and rename leaves a temporary file behind.
-	os.WriteFile(filepath.Join(dir, ".tmp", "put-123"), []byte("half a message"), 0o600)
-	if _, err := filestore.New(dir); err != nil {
+	if left, _ := os.ReadDir(filepath.Join(dir, "blobs")); len(left) != 0 {
+		t.Fatalf("failed Put left %v", left)
+	}
+	if _, err := s.Put(ctx, "raw/kept.eml", strings.NewReader(large), nil); err != nil {
 		t.Fatal(err)
 	}
-	if left, _ := os.ReadDir(filepath.Join(dir, ".tmp")); len(left) != 0 {
-		t.Fatalf("leftovers not removed: %v", left)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// raw/kept.eml's blob is as old as a stale orphan: its row keeps it.
+	old := time.Now().Add(-2 * time.Hour)
+	kept, _ := os.ReadDir(filepath.Join(dir, "blobs"))
+	for _, e := range kept {
+		os.Chtimes(filepath.Join(dir, "blobs", e.Name()), old, old)
+	}
+	stale, fresh := filepath.Join(dir, "blobs", "stale"), filepath.Join(dir, "blobs", "fresh")
+	for _, p := range []string{stale, fresh} {
+		if err := os.WriteFile(p, []byte("half a message"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Chtimes(stale, old, old)
+	s2, err := filestore.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if _, err := os.Stat(stale); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("stale orphan: %v, want removed", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("fresh orphan (another process may be about to commit it): %v, want kept", err)
+	}
+	if got, _ := storetest.MustGet(t, s2, "raw/kept.eml"); got != large {
+		t.Errorf("raw/kept.eml lost its blob: %d bytes", len(got))
 	}
 }
 
@@ -89,20 +126,27 @@ func BenchmarkPutConcurrent4KiB(b *testing.B) {
 	})
 }
 
-func TestKeyThatIsAlsoAPrefixIsRefused(t *testing.T) {
-	s := open(t)
-	ctx := context.Background()
-	if _, err := s.Put(ctx, "list/a", strings.NewReader("x"), nil); err != nil {
+// TestKeyAndItsPrefixBothExist: unlike a tree of files, the store holds
+// "x" and "x/y" side by side, as S3 does, and Close has nothing to fail on.
+func TestKeyAndItsPrefixBothExist(t *testing.T) {
+	s, err := filestore.New(t.TempDir())
+	if err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{"list/a/b", "list"} {
-		_, err := s.Put(ctx, key, strings.NewReader("y"), nil)
-		if err == nil || fault.IsTemporary(err) || !strings.Contains(err.Error(), "conflicts with an existing key") {
-			t.Fatalf("Put(%q) = %v, want a permanent namespace error", key, err)
+	ctx := context.Background()
+	for _, key := range []string{"raw/x", "raw/x/y", "raw"} {
+		if _, err := s.Put(ctx, key, strings.NewReader(key), nil); err != nil {
+			t.Fatalf("Put(%q): %v", key, err)
 		}
 	}
-	if got, _ := storetest.MustGet(t, s, "list/a"); got != "x" {
-		t.Fatalf("list/a = %q", got)
+	for _, key := range []string{"raw/x", "raw/x/y", "raw"} {
+		if got, _ := storetest.MustGet(t, s, key); got != key {
+			t.Errorf("%s = %q", key, got)
+		}
+	}
+	storetest.WantKeys(t, s, "raw/x", "", []string{"raw/x", "raw/x/y"})
+	if err := closeWithin(t, s, 10*time.Second); err != nil {
+		t.Fatalf("Close = %v", err)
 	}
 }
 
@@ -112,18 +156,26 @@ func TestConformance(t *testing.T) {
 
 // TestReadersSeeWholeVersions overwrites one key and creates new keys
 // while readers Get and Stat them: every read must be one whole version,
-// never a file the materializer is still writing or truncating.
+// never part of one and part of another, nor one body with another's
+// metadata.
 func TestReadersSeeWholeVersions(t *testing.T) {
 	s := open(t)
 	ctx := context.Background()
-	body := func(v int) string { return strings.Repeat(strconv.Itoa(v%10), 100+v%7*1000) }
-	// A whole version is one digit repeated 100, 1100, … 6100 times.
+	// A whole version is one digit repeated 100, 1100, … 6100 times, or
+	// 300100 times: past smallMax, a blob file.
+	body := func(v int) string {
+		n := 100 + v%7*1000
+		if v%5 == 0 {
+			n = 100 + 300*1000
+		}
+		return strings.Repeat(strconv.Itoa(v%10), n)
+	}
 	check := func(key, got string) {
 		if len(got) < 100 || (len(got)-100)%1000 != 0 || strings.Trim(got, got[:1]) != "" {
 			t.Errorf("Get %s: torn read of %d bytes", key, len(got))
 		}
 	}
-	const versions = 800
+	const versions = 400
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {

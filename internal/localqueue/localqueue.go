@@ -4,21 +4,29 @@
 // deliver function runs the same code as on AWS and pending retries survive
 // a restart.
 //
-// Messages are files written through the file store (durable, atomic). A
-// consumer loop hands batches to the handler as events.SQSEvent and deletes
-// the records the handler did not report as failed.
+// A queue is a table in a SQLite database, DIR/queue.db (WAL mode, every
+// commit durable; see filestore.OpenSQLite). Receiving a batch is one
+// UPDATE that makes its messages invisible and counts the receive, so
+// several processes may use one queue: `letterbox replay` sends into the
+// queue of a running `letterbox dev`, whose consumers look at the table
+// every PollInterval when idle. A consumer loop hands batches to the
+// handler as events.SQSEvent and deletes the records the handler did not
+// report as failed.
 package localqueue
 
 import (
-	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"sort"
+	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -26,27 +34,32 @@ import (
 	"github.com/letterboxmail/letterbox/internal/delivery"
 	"github.com/letterboxmail/letterbox/internal/fault"
 	"github.com/letterboxmail/letterbox/internal/filestore"
-	"github.com/letterboxmail/letterbox/internal/store"
 )
 
 // Handler consumes batches, as a Lambda function with an SQS event source
 // and ReportBatchItemFailures does.
 type Handler func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error)
 
-// entry is a queued message's persisted state.
-type entry struct {
-	ID           string          `json:"id"`
-	Body         json.RawMessage `json:"body"`
-	SentAt       time.Time       `json:"sent_at"`
-	ReceiveCount int             `json:"receive_count"`
-	VisibleAt    time.Time       `json:"visible_at"`
+// PollInterval is how often an idle consumer looks for messages sent by
+// another process, or made visible by one.
+const PollInterval = 100 * time.Millisecond
 
-	inflight bool
-}
+const schema = `CREATE TABLE IF NOT EXISTS messages (
+	id            TEXT PRIMARY KEY,
+	body          BLOB NOT NULL,
+	sent_at       INTEGER NOT NULL, -- Unix milliseconds
+	receive_count INTEGER NOT NULL DEFAULT 0,
+	visible_at    INTEGER NOT NULL  -- Unix milliseconds
+);
+CREATE INDEX IF NOT EXISTS messages_visible ON messages(visible_at);
+CREATE TABLE IF NOT EXISTS dead (
+	id   TEXT PRIMARY KEY,
+	body BLOB NOT NULL
+);`
 
 // Queue is a durable local queue.
 type Queue struct {
-	st   *filestore.Store
+	db   *sql.DB
 	name string
 	// Visibility is how long a received message stays hidden when the
 	// handler neither deletes it nor sets a delay (SQS's visibility timeout).
@@ -55,121 +68,67 @@ type Queue struct {
 	BatchSize int
 	Log       *slog.Logger
 
-	mu      sync.Mutex
-	entries map[string]*entry
-	wake    chan struct{}
-	scanned time.Time
+	wake chan struct{}
 }
 
-// scanDue reports whether a rescan is due, and if so marks it done now,
-// so that of several idle workers only one rescans each rescanEvery.
-func (q *Queue) scanDue() bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if time.Since(q.scanned) < rescanEvery {
-		return false
-	}
-	q.scanned = time.Now()
-	return true
-}
-
-// Open opens (creating) a queue in dir, loading messages left by an
-// earlier run: their retries resume.
+// Open opens (creating) a queue in dir. Messages left by an earlier run
+// are in it: their retries resume.
 func Open(ctx context.Context, dir, name string) (*Queue, error) {
-	st, err := filestore.New(dir)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fault.Temporary(fmt.Errorf("localqueue: %w", err))
+	}
+	db, err := filestore.OpenSQLite(filepath.Join(dir, "queue.db"), true)
 	if err != nil {
-		return nil, err
+		return nil, fault.Temporary(fmt.Errorf("localqueue: open %s: %w", dir, err))
 	}
-	q := Memory(name)
-	q.st = st
-	if err := q.rescan(ctx); err != nil {
-		st.Close()
-		return nil, fmt.Errorf("localqueue: load %s: %w", dir, err)
-	}
-	return q, nil
+	// One connection: the queue's statements are short, and within the
+	// process they then never wait for each other's locks.
+	db.SetMaxOpenConns(1)
+	return open(ctx, db, name)
 }
 
-// rescan loads messages written to the directory by another process (such
-// as `letterbox replay` while `letterbox dev` runs).
-func (q *Queue) rescan(ctx context.Context) error {
-	if q.st == nil {
-		return nil
-	}
-	var keys []string
-	err := q.st.List(ctx, "queue/", "", func(o store.Object) bool {
-		keys = append(keys, o.Key)
-		return true
-	})
-	if err != nil {
-		return err
-	}
-	added := 0
-	for _, k := range keys {
-		id := strings.TrimSuffix(strings.TrimPrefix(k, "queue/"), ".json")
-		q.mu.Lock()
-		_, known := q.entries[id]
-		q.mu.Unlock()
-		if known {
-			continue
-		}
-		var e entry
-		if err := store.GetJSON(ctx, q.st, k, &e); err != nil {
-			if store.IsNotFound(err) {
-				continue // delivered and deleted meanwhile
-			}
-			return err
-		}
-		q.mu.Lock()
-		if _, known := q.entries[id]; !known {
-			q.entries[id] = &e
-			added++
-		}
-		q.mu.Unlock()
-	}
-	if added > 0 {
-		q.poke()
-	}
-	return nil
-}
-
-// rescanEvery is how often a persistent queue looks for messages written by
-// other processes.
-const rescanEvery = time.Second
-
-// Memory returns a queue kept only in memory, for events that are
-// recovered another way after a restart (`letterbox dev` rescans raw/).
+// Memory returns a queue kept only in memory, for tests and for events
+// that are recovered another way after a restart.
 func Memory(name string) *Queue {
-	return &Queue{name: name, Visibility: 30 * time.Second, BatchSize: 10, Log: slog.Default(),
-		entries: map[string]*entry{}, wake: make(chan struct{}, 1)}
+	db, err := sql.Open("sqlite", ":memory:")
+	if err != nil {
+		panic(err) // the driver is linked in; opening memory cannot fail
+	}
+	// One connection: each would have a database of its own.
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
+	q, err := open(context.Background(), db, name)
+	if err != nil {
+		panic(err)
+	}
+	return q
 }
 
-// Close releases the queue's store.
-func (q *Queue) Close() error {
-	if q.st == nil {
-		return nil
+func open(ctx context.Context, db *sql.DB, name string) (*Queue, error) {
+	if _, err := db.ExecContext(ctx, schema); err != nil {
+		db.Close()
+		return nil, fault.Temporary(fmt.Errorf("localqueue: %s: %w", name, err))
 	}
-	return q.st.Close()
+	return &Queue{db: db, name: name, Visibility: 30 * time.Second, BatchSize: 10, Log: slog.Default(),
+		wake: make(chan struct{}, 1)}, nil
 }
+
+// Close closes the queue's database.
+func (q *Queue) Close() error { return q.db.Close() }
 
 // Len returns the number of messages queued or in flight.
 func (q *Queue) Len() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.entries)
+	var n int
+	if err := q.db.QueryRow(`SELECT count(*) FROM messages`).Scan(&n); err != nil {
+		q.Log.Warn("localqueue: cannot count messages", "queue", q.name, "err", err)
+	}
+	return n
 }
 
-func key(id string) string { return "queue/" + id + ".json" }
-
-func (q *Queue) persist(ctx context.Context, e *entry) error {
-	if q.st == nil {
-		return nil
-	}
-	b, err := json.Marshal(e)
-	if err != nil {
-		return fault.Permanent(err)
-	}
-	_, err = q.st.Put(ctx, key(e.ID), bytes.NewReader(b), nil)
-	return err
+func (q *Queue) dbErr(op string, err error) error {
+	return fault.Temporary(fmt.Errorf("localqueue: %s %s: %w", q.name, op, err))
 }
 
 // Send enqueues a message durably, visible after delay. A message whose id
@@ -178,21 +137,12 @@ func (q *Queue) Send(ctx context.Context, id string, body []byte, delay time.Dur
 	if strings.ContainsAny(id, "/\x00") || id == "" {
 		return fault.Permanentf("localqueue: bad message id %q", id)
 	}
-	q.mu.Lock()
-	_, dup := q.entries[id]
-	q.mu.Unlock()
-	if dup {
-		return nil
+	now := time.Now()
+	_, err := q.db.ExecContext(ctx, `INSERT INTO messages (id, body, sent_at, visible_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+		id, body, now.UnixMilli(), now.Add(delay).UnixMilli())
+	if err != nil {
+		return q.dbErr("send "+id, err)
 	}
-	e := &entry{ID: id, Body: body, SentAt: time.Now().UTC(), VisibleAt: time.Now().Add(delay).UTC()}
-	if err := q.persist(ctx, e); err != nil {
-		return err
-	}
-	q.mu.Lock()
-	if _, dup := q.entries[id]; !dup {
-		q.entries[id] = e
-	}
-	q.mu.Unlock()
 	q.poke()
 	return nil
 }
@@ -204,116 +154,112 @@ func (q *Queue) poke() {
 	}
 }
 
-// ChangeVisibility hides a received message for d from now, as SQS's
+// ChangeVisibility hides a message for d from now, as SQS's
 // ChangeMessageVisibility. The receipt handle is the record's.
 func (q *Queue) ChangeVisibility(ctx context.Context, receipt string, d time.Duration) error {
 	id, _, _ := strings.Cut(receipt, "#")
-	q.mu.Lock()
-	e, ok := q.entries[id]
-	if ok {
-		e.VisibleAt = time.Now().Add(d).UTC()
+	res, err := q.db.ExecContext(ctx, `UPDATE messages SET visible_at = ? WHERE id = ?`, time.Now().Add(d).UnixMilli(), id)
+	if err != nil {
+		return q.dbErr("change visibility of "+id, err)
 	}
-	q.mu.Unlock()
-	if !ok {
+	if n, _ := res.RowsAffected(); n == 0 {
 		return fault.Permanentf("localqueue: receipt handle %q is not in flight", receipt)
 	}
-	return q.persist(ctx, e)
+	if d <= 0 {
+		q.poke()
+	}
+	return nil
 }
 
 // Run consumes the queue with the given number of concurrent batches
 // until ctx ends, then waits for the batches in flight.
 func (q *Queue) Run(ctx context.Context, workers int, h Handler) {
 	var wg sync.WaitGroup
-	for i := 0; i < max(workers, 1); i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			q.worker(ctx, h)
-		}()
+	var failing atomic.Bool
+	for range max(workers, 1) {
+		wg.Go(func() { q.worker(ctx, h, &failing) })
 	}
 	wg.Wait()
 }
 
-func (q *Queue) worker(ctx context.Context, h Handler) {
-	for {
-		batch, next := q.receive(ctx)
+func (q *Queue) worker(ctx context.Context, h Handler, failing *atomic.Bool) {
+	for ctx.Err() == nil {
+		batch, err := q.receive(ctx)
+		if err != nil && ctx.Err() == nil && !failing.Swap(true) {
+			q.Log.WarnContext(ctx, "localqueue: receive failed", "queue", q.name, "err", err)
+		}
 		if len(batch) > 0 {
+			failing.Store(false)
 			q.process(context.WithoutCancel(ctx), h, batch)
-			q.poke() // there may be more
 			continue
 		}
-		wait := rescanEvery
-		if !next.IsZero() {
-			wait = min(max(time.Until(next), time.Millisecond), rescanEvery)
-		}
-		t := time.NewTimer(wait)
+		t := time.NewTimer(PollInterval)
 		select {
 		case <-ctx.Done():
-			t.Stop()
-			return
 		case <-q.wake:
 		case <-t.C:
-			if q.scanDue() {
-				if err := q.rescan(ctx); err != nil && ctx.Err() == nil {
-					q.Log.WarnContext(ctx, "localqueue: rescan failed", "queue", q.name, "err", err)
-				}
-			}
 		}
 		t.Stop()
 	}
 }
 
-// receive takes up to BatchSize visible messages, oldest first, and returns
-// when the next invisible one becomes visible.
-func (q *Queue) receive(ctx context.Context) ([]events.SQSMessage, time.Time) {
-	if ctx.Err() != nil {
-		return nil, time.Time{}
+// receive takes up to BatchSize visible messages, oldest first, hiding
+// them for Visibility and counting the receive, in one statement: two
+// consumers (in two processes) never receive one message at once.
+func (q *Queue) receive(ctx context.Context) ([]events.SQSMessage, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
+	// Not canceled half-way: messages hidden by the UPDATE but never
+	// handed to the handler would wait out their visibility timeout.
+	ctx = context.WithoutCancel(ctx)
 	now := time.Now()
-	q.mu.Lock()
-	var ready []*entry
-	var next time.Time
-	for _, e := range q.entries {
-		if e.inflight {
-			continue
+	rows, err := q.db.QueryContext(ctx, `UPDATE messages SET receive_count = receive_count + 1, visible_at = ?
+		WHERE id IN (SELECT id FROM messages WHERE visible_at <= ? ORDER BY sent_at, id LIMIT ?)
+		RETURNING id, body, sent_at, receive_count`, now.Add(q.Visibility).UnixMilli(), now.UnixMilli(), q.BatchSize)
+	if err != nil {
+		return nil, q.dbErr("receive", err)
+	}
+	defer rows.Close()
+	type rec struct {
+		sent int64
+		msg  events.SQSMessage
+	}
+	var recs []rec
+	for rows.Next() {
+		var id string
+		var body []byte
+		var sent int64
+		var count int
+		if err := rows.Scan(&id, &body, &sent, &count); err != nil {
+			return nil, q.dbErr("receive", err)
 		}
-		if e.VisibleAt.After(now) {
-			if next.IsZero() || e.VisibleAt.Before(next) {
-				next = e.VisibleAt
-			}
-			continue
+		recs = append(recs, rec{sent, q.record(id, body, sent, count)})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, q.dbErr("receive", err)
+	}
+	slices.SortFunc(recs, func(a, b rec) int {
+		if a.sent != b.sent {
+			return int(a.sent - b.sent)
 		}
-		ready = append(ready, e)
+		return strings.Compare(a.msg.MessageId, b.msg.MessageId)
+	})
+	batch := make([]events.SQSMessage, len(recs))
+	for i, r := range recs {
+		batch[i] = r.msg
 	}
-	sort.Slice(ready, func(i, j int) bool { return ready[i].SentAt.Before(ready[j].SentAt) })
-	if len(ready) > q.BatchSize {
-		ready = ready[:q.BatchSize]
-	}
-	batch := make([]events.SQSMessage, 0, len(ready))
-	for _, e := range ready {
-		e.inflight = true
-		e.ReceiveCount++
-		e.VisibleAt = now.Add(q.Visibility).UTC()
-		batch = append(batch, q.record(e))
-	}
-	q.mu.Unlock()
-	// The receive count must survive a crash, as SQS's does.
-	for _, e := range ready {
-		if err := q.persist(ctx, e); err != nil {
-			q.Log.WarnContext(ctx, "localqueue: cannot persist receive count", "id", e.ID, "err", err)
-		}
-	}
-	return batch, next
+	return batch, nil
 }
 
-func (q *Queue) record(e *entry) events.SQSMessage {
+func (q *Queue) record(id string, body []byte, sent int64, count int) events.SQSMessage {
 	return events.SQSMessage{
-		MessageId:     e.ID,
-		ReceiptHandle: e.ID + "#" + strconv.Itoa(e.ReceiveCount),
-		Body:          string(e.Body),
+		MessageId:     id,
+		ReceiptHandle: id + "#" + strconv.Itoa(count),
+		Body:          string(body),
 		Attributes: map[string]string{
-			"ApproximateReceiveCount": strconv.Itoa(e.ReceiveCount),
-			"SentTimestamp":           strconv.FormatInt(e.SentAt.UnixMilli(), 10),
+			"ApproximateReceiveCount": strconv.Itoa(count),
+			"SentTimestamp":           strconv.FormatInt(sent, 10),
 		},
 		EventSource:    "aws:sqs",
 		EventSourceARN: "arn:aws:sqs:local:000000000000:" + q.name,
@@ -323,62 +269,59 @@ func (q *Queue) record(e *entry) events.SQSMessage {
 
 func (q *Queue) process(ctx context.Context, h Handler, batch []events.SQSMessage) {
 	resp, err := h(ctx, events.SQSEvent{Records: batch})
-	failed := map[string]bool{}
 	if err != nil {
-		// A failed invocation retries the whole batch, as Lambda does.
+		// A failed invocation retries the whole batch, as Lambda does:
+		// each message is visible again once its visibility ends.
 		q.Log.ErrorContext(ctx, "localqueue: handler failed; batch will be retried", "queue", q.name, "err", err)
-		for _, r := range batch {
-			failed[r.MessageId] = true
-		}
+		return
 	}
+	failed := map[string]bool{}
 	for _, f := range resp.BatchItemFailures {
 		failed[f.ItemIdentifier] = true
 	}
+	var done []any
 	for _, r := range batch {
-		if !failed[r.MessageId] && q.st != nil {
-			// The file goes first, so a rescan cannot bring it back.
-			if err := q.st.Delete(ctx, key(r.MessageId)); err != nil {
-				q.Log.WarnContext(ctx, "localqueue: cannot delete message; it may be redelivered", "id", r.MessageId, "err", err)
-			}
-		}
-		q.mu.Lock()
-		q.entries[r.MessageId].inflight = false
 		if !failed[r.MessageId] {
-			delete(q.entries, r.MessageId)
+			done = append(done, r.MessageId)
 		}
-		q.mu.Unlock()
+	}
+	if len(done) == 0 {
+		return
+	}
+	marks := strings.Repeat(", ?", len(done))[2:]
+	if _, err := q.db.ExecContext(ctx, `DELETE FROM messages WHERE id IN (`+marks+`)`, done...); err != nil {
+		q.Log.WarnContext(ctx, "localqueue: cannot delete messages; they will be redelivered", "queue", q.name, "ids", done, "err", err)
 	}
 }
 
-// DeadLetters lists the dead-lettered bodies.
+// DeadLetters lists the dead-lettered bodies, in id order.
 func (q *Queue) DeadLetters(ctx context.Context) ([][]byte, error) {
-	var out [][]byte
-	var err error
-	if q.st == nil {
-		return nil, nil
+	rows, err := q.db.QueryContext(ctx, `SELECT body FROM dead ORDER BY id`)
+	if err != nil {
+		return nil, q.dbErr("dead letters", err)
 	}
-	lerr := q.st.List(ctx, "dead/", "", func(o store.Object) bool {
+	defer rows.Close()
+	var out [][]byte
+	for rows.Next() {
 		var b []byte
-		if b, err = store.ReadAll(ctx, q.st, o.Key); err != nil {
-			return false
+		if err := rows.Scan(&b); err != nil {
+			return nil, q.dbErr("dead letters", err)
 		}
 		out = append(out, b)
-		return true
-	})
-	if lerr != nil {
-		return nil, lerr
 	}
-	return out, err
+	if err := rows.Err(); err != nil {
+		return nil, q.dbErr("dead letters", err)
+	}
+	return out, nil
 }
 
-// DeadLetterBody keeps a received message's body under dead/<id>.json, for
-// inspection and redrive; the handler then reports it done.
+// DeadLetterBody keeps a body as a dead letter under id, for inspection
+// and redrive; the handler then reports its message done.
 func (q *Queue) DeadLetterBody(ctx context.Context, id string, body []byte) error {
-	if q.st == nil {
-		return fault.Permanentf("localqueue: %s keeps no dead letters in memory", q.name)
+	if _, err := q.db.ExecContext(ctx, `INSERT OR REPLACE INTO dead (id, body) VALUES (?, ?)`, id, body); err != nil {
+		return q.dbErr("dead-letter "+id, err)
 	}
-	_, err := q.st.Put(ctx, "dead/"+id+".json", bytes.NewReader(body), map[string]string{"content-type": "application/json"})
-	return err
+	return nil
 }
 
 // Deliveries adapts a Queue to delivery.Queue.
@@ -405,10 +348,11 @@ func (d Deliveries) Retry(ctx context.Context, receipt string, delay time.Durati
 	return d.ChangeVisibility(ctx, receipt, delay)
 }
 
-// DeadLetter keeps a job under dead/ for inspection and redrive.
+// DeadLetter keeps a job for inspection and redrive.
 func (d Deliveries) DeadLetter(ctx context.Context, j delivery.Job) error {
-	if d.st == nil {
-		return fault.Permanentf("localqueue: %s keeps no dead letters in memory", d.name)
+	b, err := json.Marshal(j)
+	if err != nil {
+		return fault.Permanent(err)
 	}
-	return store.PutJSON(ctx, d.st, "dead/"+j.ID+".json", j)
+	return d.DeadLetterBody(ctx, j.ID, b)
 }

@@ -3,13 +3,17 @@ package localqueue_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/letterboxmail/letterbox/internal/delivery"
 	"github.com/letterboxmail/letterbox/internal/localqueue"
 )
 
@@ -114,10 +118,29 @@ func TestRetriesUntilSuccessAndSurvivesRestart(t *testing.T) {
 	}
 }
 
-// Messages another process writes into the queue's directory are picked up
-// by a running consumer (letterbox replay while letterbox dev runs), with
-// one worker or several idle ones (which once kept postponing each
-// other's rescan forever).
+// TestMain lets the test binary be the other process of
+// TestPicksUpMessagesFromAnotherProcess.
+func TestMain(m *testing.M) {
+	if dir := os.Getenv("LOCALQUEUE_SEND_DIR"); dir != "" {
+		q, err := localqueue.Open(context.Background(), dir, "test")
+		if err == nil {
+			err = q.Send(context.Background(), "from-replay", []byte(`"replayed"`), 0)
+		}
+		if err == nil {
+			err = q.Close()
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// A message another process sends into the queue's directory is picked
+// up by a running consumer (letterbox replay while letterbox dev runs),
+// with one worker or several idle ones.
 func TestPicksUpMessagesFromAnotherProcess(t *testing.T) {
 	for _, workers := range []int{1, 8} {
 		t.Run(fmt.Sprintf("%d workers", workers), func(t *testing.T) { testPicksUp(t, workers) })
@@ -136,32 +159,152 @@ func testPicksUp(t *testing.T, workers int) {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	go running.Run(runCtx, workers, rec.handle)
-	// Work handled at different moments leaves the idle workers' timers
-	// spread across the rescan interval.
-	for i := range 4 {
-		if err := running.Send(ctx, fmt.Sprintf("warm-%d", i), []byte(`"warm"`), 0); err != nil {
-			t.Fatal(err)
-		}
-		if b := <-rec.done; b != `"warm"` {
-			t.Fatalf("got %s", b)
-		}
-		time.Sleep(250 * time.Millisecond)
+	if err := running.Send(ctx, "warm", []byte(`"warm"`), 0); err != nil {
+		t.Fatal(err)
+	}
+	if b := <-rec.done; b != `"warm"` {
+		t.Fatalf("got %s", b)
 	}
 
-	other, err := localqueue.Open(ctx, dir, "test")
-	if err != nil {
-		t.Fatal(err)
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "LOCALQUEUE_SEND_DIR="+dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("the other process: %v\n%s", err, out)
 	}
-	if err := other.Send(ctx, "from-replay", []byte(`"replayed"`), 0); err != nil {
-		t.Fatal(err)
-	}
-	other.Close()
 	select {
 	case b := <-rec.done:
 		if b != `"replayed"` {
 			t.Fatalf("got %s", b)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("message written by another process was not consumed")
+		t.Fatal("message sent by another process was not consumed")
+	}
+}
+
+// TestTwoConsumersNeverShareAMessage runs two consumers on one queue
+// directory, each with its own database connection as two processes
+// have: every message is handled exactly once.
+func TestTwoConsumersNeverShareAMessage(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	var mu sync.Mutex
+	handled := map[string]int{}
+	all := make(chan struct{})
+	const n = 200
+	handle := func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, m := range ev.Records {
+			handled[m.MessageId]++
+		}
+		if len(handled) == n {
+			select {
+			case <-all:
+			default:
+				close(all)
+			}
+		}
+		return events.SQSEventResponse{}, nil
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for range 2 {
+		q, err := localqueue.Open(ctx, dir, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer q.Close()
+		wg.Go(func() { q.Run(runCtx, 4, handle) })
+	}
+	sender, err := localqueue.Open(ctx, dir, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sender.Close()
+	for i := range n {
+		if err := sender.Send(ctx, fmt.Sprintf("m%03d", i), []byte("{}"), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-all:
+	case <-time.After(30 * time.Second):
+		t.Fatal("not every message was handled")
+	}
+	stop()
+	wg.Wait()
+	for id, k := range handled {
+		if k != 1 {
+			t.Errorf("%s handled %d times", id, k)
+		}
+	}
+	if sender.Len() != 0 {
+		t.Errorf("%d messages left", sender.Len())
+	}
+}
+
+// TestDeadLettersSurviveRestart: dead letters are kept on disk, in id
+// order, for inspection and redrive.
+func TestDeadLettersSurviveRestart(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	q, err := localqueue.Open(ctx, dir, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := (localqueue.Deliveries{Queue: q}).DeadLetter(ctx, delivery.Job{ID: "m.route.1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.DeadLetterBody(ctx, "a-raw", []byte(`{"raw":true}`)); err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+	q2, err := localqueue.Open(ctx, dir, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q2.Close()
+	dead, err := q2.DeadLetters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dead) != 2 || string(dead[0]) != `{"raw":true}` || !strings.Contains(string(dead[1]), `"m.route.1"`) {
+		t.Fatalf("dead letters = %q", dead)
+	}
+}
+
+// TestStopDuringReceiveLosesNoReceive stops consumers at every moment,
+// also in the middle of a receive: every receive the queue counted must
+// have reached the handler (else its message would wait out a visibility
+// timeout nobody started).
+func TestStopDuringReceiveLosesNoReceive(t *testing.T) {
+	ctx := context.Background()
+	q, err := localqueue.Open(ctx, t.TempDir(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if err := q.Send(ctx, "m", []byte("{}"), 0); err != nil {
+		t.Fatal(err)
+	}
+	handled := 0
+	fail := func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+		handled += len(ev.Records)
+		for _, r := range ev.Records {
+			if n, _ := strconv.Atoi(r.Attributes["ApproximateReceiveCount"]); n != handled {
+				t.Fatalf("receive %d handed over as receive %d: a receive was lost", handled, n)
+			}
+		}
+		return events.SQSEventResponse{BatchItemFailures: []events.SQSBatchItemFailure{{ItemIdentifier: "m"}}}, nil
+	}
+	for i := range 300 {
+		if err := q.ChangeVisibility(ctx, "m#0", 0); err != nil {
+			t.Fatal(err)
+		}
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { q.Run(runCtx, 1, fail); close(done) }()
+		time.AfterFunc(time.Duration(i%50)*20*time.Microsecond, stop)
+		<-done
 	}
 }

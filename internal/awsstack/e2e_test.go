@@ -21,12 +21,22 @@ import (
 
 const hookSecret = "whsec_ZGV2LW9ubHktc2VjcmV0LWRvLW5vdC11c2UtaW4tcHJvZHVjdGlvbg=="
 
-// e2eRoutes: hook@ goes to the webhook receiver only; all@ takes every
-// kind of action.
-func e2eRoutes(hook, sinkAddr, targetQueue string) []byte {
+// e2eRoutes: hook@ goes to the webhook receiver only; links@ to the
+// links receiver, with attachment links; all@ takes every kind of action.
+func e2eRoutes(hook, links, sinkAddr, targetQueue string) []byte {
 	return []byte(fmt.Sprintf(`version: 1
 domains: [example.test]
 routes:
+  - name: links
+    match:
+      recipient: "links@example.test"
+    actions:
+      - webhook:
+          url: %q
+          secret: %q
+          attachments: links
+          allow_private_network: true
+    stop: true
   - name: hook
     match:
       recipient: "hook@example.test"
@@ -58,7 +68,7 @@ routes:
       - eventbridge:
           source: letterbox
     stop: true
-`, hook+"/hook", hookSecret, hook+"/all", hookSecret, sinkAddr, targetQueue))
+`, links+"/links", hookSecret, hook+"/hook", hookSecret, hook+"/all", hookSecret, sinkAddr, targetQueue))
 }
 
 type e2e struct {
@@ -66,6 +76,7 @@ type e2e struct {
 	recv                *faults.Receiver
 	sink                *sink
 	lambda, sns, events *endpoint
+	links               *eventReceiver
 	target              string
 	log                 *testLog
 }
@@ -74,7 +85,8 @@ type e2e struct {
 // endpoint the deliver function publishes to.
 func startE2E(t *testing.T, params map[string]string, o Options) *e2e {
 	bin, emu := artefacts(t)
-	x := &e2e{log: newTestLog(t, "stack"), sink: startSink(t), lambda: lambdaEndpoint(t), sns: snsEndpoint(t), events: eventsEndpoint(t)}
+	x := &e2e{log: newTestLog(t, "stack"), sink: startSink(t), lambda: lambdaEndpoint(t), sns: snsEndpoint(t), events: eventsEndpoint(t),
+		links: startEventReceiver(t, hookSecret)}
 	var err error
 	if x.recv, err = faults.NewReceiver("hooks", hookSecret); err != nil {
 		t.Fatal(err)
@@ -85,10 +97,8 @@ func startE2E(t *testing.T, params map[string]string, o Options) *e2e {
 	for k, v := range params {
 		p[k] = v
 	}
-	secretARN := "arn:aws:secretsmanager:" + Region + ":" + AccountID + ":secret:ForwardSrsSecret-AbCdEf"
-	sm := SecretsManager(t, map[string]string{secretARN: "srs-secret-for-the-stack-test-0123456789"})
 	o.Template, o.Params, o.Bin, o.Emulator, o.Output = templatePath(t), p, bin, emu, x.log
-	o.Endpoints = map[string]string{"LAMBDA": x.lambda.URL, "SNS": x.sns.URL, "EVENTBRIDGE": x.events.URL, "SECRETS_MANAGER": sm.URL}
+	o.Endpoints = map[string]string{"LAMBDA": x.lambda.URL, "SNS": x.sns.URL, "EVENTBRIDGE": x.events.URL}
 	// The sqs action's queue lives in sqslocal; its URL must be known
 	// before the routes are written, and sqslocal before the stack:
 	// Start creates it through a hook.
@@ -97,7 +107,7 @@ func startE2E(t *testing.T, params map[string]string, o Options) *e2e {
 			t.Fatal(err)
 		}
 		x.target = st.SQS.QueueURL("mail-target")
-		return e2eRoutes(x.recv.URL(), x.sink.Addr, x.target)
+		return e2eRoutes(x.recv.URL(), x.links.URL, x.sink.Addr, x.target)
 	}
 	x.st = Start(t, o)
 	return x
@@ -115,6 +125,15 @@ func TestEndToEnd(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "<-  250 ") {
 		t.Fatalf("swaks: no 250:\n%s", out)
+	}
+	// links@: a binary attachment and a text part over MaxBodyBytes,
+	// both delivered as links to the link function's URL.
+	attachment, bigText := linkTestFiles(t)
+	out, err = exec.Command(swaks, "--server", x.st.Gateway.SMTPAddr, "--from", "carol@sender.test", "--to", "links@example.test",
+		"--header", "Subject: links", "--body", "@"+bigText.path, "--attach-type", "application/octet-stream",
+		"--attach-name", "blob.bin", "--attach", "@"+attachment.path).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "<-  250 ") {
+		t.Fatalf("swaks (links): %v\n%s", err, out)
 	}
 	host, port, _ := strings.Cut(x.st.Gateway.SMTPAddr, ":")
 	out, err = exec.Command(source, "-m", "5", "-s", "2", "-l", "2048", "-f", "bob@sender.test", "-t", "hook@example.test", "inet:"+host+":"+port).CombinedOutput()
@@ -161,6 +180,8 @@ func TestEndToEnd(t *testing.T) {
 	if seen["RawMail"] < 6 || seen["DeliveryJobs"] < 6 {
 		t.Errorf("records handled per mapping: %v", seen)
 	}
+
+	x.checkLinks(t, attachment, bigText)
 }
 
 func (x *e2e) targetCount(t *testing.T) int {

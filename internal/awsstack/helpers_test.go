@@ -29,7 +29,7 @@ func artefacts(tb testing.TB) (bin, emulator string) {
 	if bin == "" {
 		tb.Fatalf("%s is not set: run make test-aws, which builds the artefacts", binEnv)
 	}
-	for _, p := range []string{"IngestFunction/bootstrap", "DeliverFunction/bootstrap", "smtpgw"} {
+	for _, p := range []string{"IngestFunction/bootstrap", "DeliverFunction/bootstrap", "LinkFunction/bootstrap", "smtpgw"} {
 		if _, err := os.Stat(filepath.Join(bin, p)); err != nil {
 			tb.Fatalf("%s: %v (make test-aws builds it)", p, err)
 		}

@@ -21,6 +21,8 @@ type FunctionSpec struct {
 	// AWS_LAMBDA_LOG_FORMAT and AWS_LAMBDA_LOG_LEVEL.
 	LogFormat, LogLevel string
 	Events              []SQSEventSpec
+	// URLAuthType is FunctionUrlConfig's AuthType; "" without a URL.
+	URLAuthType string
 }
 
 // SQSEventSpec is one SQS event source mapping.
@@ -92,6 +94,12 @@ func (tp *Template) Function(id string) (*FunctionSpec, error) {
 			if fs.LogLevel, err = tp.String(n); err != nil {
 				return nil, err
 			}
+		}
+	}
+	if n := props.Path("FunctionUrlConfig", "AuthType"); n != nil {
+		var err error
+		if fs.URLAuthType, err = tp.String(n); err != nil {
+			return nil, err
 		}
 	}
 	evs := props.Get("Events")

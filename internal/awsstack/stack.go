@@ -4,8 +4,11 @@
 // bootstraps under the Lambda Runtime Interface Emulator (lambdalocal), SQS
 // as internal/sqslocal with the template's queue attributes, S3 as versitygw
 // with the bucket's notification configuration feeding the raw queue, the
-// event source mappings as Lambda's SQS poller behaves (Poller), and the
-// smtpgw binary with its ECS task definition's environment.
+// event source mappings as Lambda's SQS poller behaves (Poller), function
+// URLs as loopback servers speaking Lambda's payload format 2.0
+// (FunctionURL), Secrets Manager's GetSecretValue for the template's
+// generated secrets (Secrets), and the smtpgw binary with its ECS task
+// definition's environment.
 //
 // Not modelled: IAM and resource policies, cross-account access, network
 // latency, Lambda's scaling (one execution environment per function), ECS
@@ -19,12 +22,9 @@ package awsstack
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,7 +62,8 @@ type Options struct {
 	// Clock is sqslocal's clock (default: the wall clock).
 	Clock sqslocal.Clock
 	// Endpoints of the publish actions' services: AWS_ENDPOINT_URL_<SERVICE>
-	// for LAMBDA, SNS, EVENTBRIDGE, SECRETS_MANAGER.
+	// for LAMBDA, SNS, EVENTBRIDGE. Secrets Manager is the stack's own
+	// (Stack.Secrets).
 	Endpoints map[string]string
 	// Output receives every component's output; nil discards it.
 	Output io.Writer
@@ -84,6 +85,10 @@ type Stack struct {
 	Specs     map[string]*FunctionSpec
 	Pollers   []*Poller
 	Gateway   *Gateway
+	// Secrets is Secrets Manager: the template's secrets, generated.
+	Secrets *Secrets
+	// URLs are the functions' URLs (FunctionUrlConfig), by function id.
+	URLs map[string]*FunctionURL
 
 	mu          sync.Mutex
 	invocations []Invocation
@@ -103,7 +108,8 @@ func Start(tb testing.TB, o Options) *Stack {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	st := &Stack{T: tp, Functions: map[string]*lambdalocal.Function{}, Specs: map[string]*FunctionSpec{}, queueURLs: map[string]string{}, out: out}
+	st := &Stack{T: tp, Functions: map[string]*lambdalocal.Function{}, Specs: map[string]*FunctionSpec{}, URLs: map[string]*FunctionURL{},
+		queueURLs: map[string]string{}, out: out}
 
 	bucket, err := tp.String(tp.T.Resource("MailBucket").Path("Properties", "BucketName"))
 	if err != nil {
@@ -135,7 +141,29 @@ func Start(tb testing.TB, o Options) *Stack {
 			tb.Fatalf("queue %s: %v", id, err)
 		}
 	}
-	tp.Refs["ForwardSrsSecret"] = "arn:aws:secretsmanager:" + Region + ":" + AccountID + ":secret:ForwardSrsSecret-AbCdEf"
+	// Secrets Manager: every secret the template creates, its value
+	// generated as GenerateSecretString says.
+	if _, ok := o.Endpoints["SECRETS_MANAGER"]; ok {
+		tb.Fatal("awsstack: Options.Endpoints names SECRETS_MANAGER; the stack serves its own (Stack.Secrets)")
+	}
+	st.Secrets = StartSecrets(tb)
+	if err := st.Secrets.Generate(tp); err != nil {
+		tb.Fatal(err)
+	}
+	// Function URLs (SAM's FunctionUrlConfig makes <Function>Url): their
+	// addresses are known before any function's environment names them.
+	for _, id := range tp.T.ResourcesOfType("AWS::Serverless::Function") {
+		if tp.T.Resource(id).Path("Properties", "FunctionUrlConfig") == nil {
+			continue
+		}
+		u, err := ListenFunctionURL(StackName+"-"+id, id+"Url", st.record)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(u.Close)
+		st.URLs[id] = u
+		tp.Attrs[id+"Url.FunctionUrl"] = u.URL()
+	}
 
 	// Credentials: versitygw checks them; sqslocal and the other endpoints
 	// accept any.
@@ -185,6 +213,7 @@ func Start(tb testing.TB, o Options) *Stack {
 	for _, k := range sortedKeys(o.Endpoints) {
 		awsEnv = append(awsEnv, "AWS_ENDPOINT_URL_"+k+"="+o.Endpoints[k])
 	}
+	awsEnv = append(awsEnv, "AWS_ENDPOINT_URL_SECRETS_MANAGER="+st.Secrets.URL)
 
 	for _, id := range tp.T.ResourcesOfType("AWS::Serverless::Function") {
 		spec, err := tp.Function(id)
@@ -205,6 +234,12 @@ func Start(tb testing.TB, o Options) *Stack {
 			Emulator: o.Emulator, Env: env, MemoryMB: spec.MemoryMB, Timeout: spec.Timeout, Output: out})
 		tb.Cleanup(f.Close)
 		st.Functions[id], st.Specs[id] = f, spec
+		if u := st.URLs[id]; u != nil {
+			if spec.URLAuthType != "NONE" {
+				tb.Fatalf("%s: FunctionUrlConfig AuthType %q: the stand-in serves AuthType NONE only", id, spec.URLAuthType)
+			}
+			u.Serve(f)
+		}
 		for _, ev := range spec.Events {
 			p := &Poller{Spec: ev, QueueURL: st.QueueURL(ev.QueueARN), SQS: st.SQSClient, Function: f, Region: Region, Log: out,
 				Invoked: st.record}
@@ -380,29 +415,6 @@ func (l *linePrefixer) Write(p []byte) (int, error) {
 		l.buf = l.buf[i+1:]
 	}
 	return len(p), nil
-}
-
-// SecretsManager answers GetSecretValue for the secrets given (by ARN),
-// AWSCURRENT only: a thin local endpoint for AWS_ENDPOINT_URL_SECRETS_MANAGER.
-func SecretsManager(tb testing.TB, secrets map[string]string) *httptest.Server {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var in struct {
-			SecretID     string `json:"SecretId"`
-			VersionStage string `json:"VersionStage"`
-		}
-		_ = json.NewDecoder(r.Body).Decode(&in)
-		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-		v, ok := secrets[in.SecretID]
-		if !ok || (in.VersionStage != "" && in.VersionStage != "AWSCURRENT") {
-			w.WriteHeader(http.StatusBadRequest)
-			fmt.Fprintf(w, `{"__type":"ResourceNotFoundException","message":"Secrets Manager can't find the specified secret value for staging label: %s"}`, in.VersionStage)
-			return
-		}
-		_ = json.NewEncoder(w).Encode(map[string]any{"ARN": in.SecretID, "Name": "secret", "SecretString": v,
-			"VersionId": "v1", "VersionStages": []string{"AWSCURRENT"}, "CreatedDate": float64(time.Now().Unix())})
-	}))
-	tb.Cleanup(srv.Close)
-	return srv
 }
 
 func freeAddr() (string, error) {

@@ -53,6 +53,8 @@ func TestTemplateEvaluation(t *testing.T) {
 		tp.Refs[id] = "http://sqs.local/" + id
 		tp.Attrs[id+".Arn"] = "arn:aws:sqs:us-east-1:123456789012:" + id
 	}
+	tp.Refs["LinkKeySecret"] = "arn:aws:secretsmanager:us-east-1:123456789012:secret:LinkKeySecret-AbCdEf"
+	tp.Attrs["LinkFunctionUrl.FunctionUrl"] = "http://127.0.0.1:9/"
 	if q := tp.Queues(); len(q) != 4 || q[0] != "DeliveryDeadLetterQueue" || q[1] != "RawDeadLetterQueue" {
 		t.Errorf("queues in creation order = %v, dead-letter queues first", q)
 	}
@@ -84,6 +86,16 @@ func TestTemplateEvaluation(t *testing.T) {
 	}
 	if _, ok := d.Env["LETTERBOX_SRS_DOMAIN"]; ok {
 		t.Error("LETTERBOX_SRS_DOMAIN is set without ForwardSrsDomain (AWS::NoValue must drop it)")
+	}
+	if d.Env["LETTERBOX_LINK_BASE_URL"] != "http://127.0.0.1:9/" || d.Env["LETTERBOX_LINK_KEY_ARN"] != tp.Refs["LinkKeySecret"] || d.URLAuthType != "" {
+		t.Errorf("deliver: link base %q, key %q, URL auth %q", d.Env["LETTERBOX_LINK_BASE_URL"], d.Env["LETTERBOX_LINK_KEY_ARN"], d.URLAuthType)
+	}
+	l, err := tp.Function("LinkFunction")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.URLAuthType != "NONE" || l.MemoryMB != 128 || l.Timeout != 10*time.Second || l.Env["LETTERBOX_LINK_KEY_ARN"] != tp.Refs["LinkKeySecret"] || len(l.Events) != 0 {
+		t.Errorf("link function: %+v", l)
 	}
 
 	q, err := tp.Queue("RawQueue")

@@ -26,7 +26,10 @@ const (
 )
 
 // faultRoutes is the fault scenario's routes file (faults/ uses the same
-// shape): every message to receiver A, b-* recipients also to B.
+// shape): every message to receiver A, b-* recipients also to B. 50
+// attempts, the most the delivery queue's maxReceiveCount allows
+// (internal/routing's MaxAttempts), outlast the receivers' failure windows
+// many times over at a 20 s backoff.
 func faultRoutes(urlA, urlB string) []byte {
 	return []byte(fmt.Sprintf(`version: 1
 domains: [example.test]
@@ -35,12 +38,12 @@ routes:
     match: {recipient: "*@example.test"}
     actions:
       - webhook: {url: "%s/hook/a", secret: "%s", timeout: 1s, allow_private_network: true}
-        retry: {attempts: 100000, initial: 1s, max: 20s}
+        retry: {attempts: 50, initial: 1s, max: 20s}
   - name: bees
     match: {recipient: "b-*@example.test"}
     actions:
       - webhook: {url: "%s/hook/b", secret: "%s", timeout: 1s, allow_private_network: true}
-        retry: {attempts: 100000, initial: 1s, max: 20s}
+        retry: {attempts: 50, initial: 1s, max: 20s}
 `, urlA, secretA, urlB, secretB))
 }
 

@@ -6,7 +6,8 @@
 # (go test ./...) does not run them; the package's unit tests carry
 # !awsstack and run in `make test` only. CI runs each test once.
 
-AWS_OUT ?= $(or $(TMPDIR),/tmp)/letterbox-aws
+# Under .tools/ (git-ignored), so that checkouts running it at once do not share binaries.
+AWS_OUT ?= $(CURDIR)/.tools/aws
 AWS_BIN := $(AWS_OUT)/bin
 HOST_GOARCH := $(shell $(GO) env GOARCH)
 # AWS_TEST_FLAGS passes options to go test, e.g. AWS_TEST_FLAGS="-run TestEndToEnd".

@@ -124,17 +124,6 @@ routes:
 	return p
 }
 
-// expect is the routes file's meaning, for Check.
-func expect(rcpts []string) map[string]string {
-	out := map[string]string{"A": "all"}
-	for _, r := range rcpts {
-		if strings.HasPrefix(r, "b-") {
-			out["B"] = "bees"
-		}
-	}
-	return out
-}
-
 // testMessage is the seq-th message of a sender: mostly small, some medium,
 // a few larger than a delivery job may carry inline (the parsed message
 // then travels through the store); every third to a b-* recipient, every
@@ -194,11 +183,6 @@ func (tl *timeline) run() {
 		tl.logf("%s", ev.name)
 		ev.do()
 	}
-}
-
-// window returns a random start in [lo, hi) of the stream.
-func window(rng *rand.Rand, stream time.Duration, lo, hi float64) time.Duration {
-	return time.Duration((lo + rng.Float64()*(hi-lo)) * float64(stream))
 }
 
 // TestNoAcknowledgedMessageIsLost is the fault scenario of
@@ -266,11 +250,7 @@ func TestNoAcknowledgedMessageIsLost(t *testing.T) {
 	)
 	clientLog := mustCreate(t, filepath.Join(out, "client.jsonl"))
 	enc := json.NewEncoder(clientLog)
-	mta := &faults.MTA{Addr: pipe.SMTPAddr, Timeout: 10 * time.Second,
-		Backoff: func(n int) time.Duration {
-			d := 100 * time.Millisecond << min(n-1, 4)
-			return d/2 + time.Duration(rand.Int64N(int64(d)))
-		},
+	mta := &faults.MTA{Addr: pipe.SMTPAddr, Timeout: 10 * time.Second, Backoff: faults.Backoff,
 		Record: func(a faults.Attempt) {
 			mu.Lock()
 			attempts = append(attempts, a)
@@ -319,7 +299,7 @@ func TestNoAcknowledgedMessageIsLost(t *testing.T) {
 	// (the gateway must answer 451), then is killed and cannot start again
 	// (its store is unreachable) until the S3 server is back.
 	outage := time.Duration(6000+rng.IntN(3000)) * time.Millisecond
-	outageAt := window(rng, stream, 0.3, 0.6)
+	outageAt := faults.Window(rng, stream, 0.3, 0.6)
 	tl.at(outageAt, fmt.Sprintf("stop versitygw for %v", outage), v.Stop)
 	tl.at(outageAt+outage*6/10, "SIGKILL pipeline during the S3 outage", func() { sup.kill(0) })
 	tl.at(outageAt+outage, "start versitygw", v.Start)
@@ -327,7 +307,7 @@ func TestNoAcknowledgedMessageIsLost(t *testing.T) {
 	// graceful stop with deliveries pending.
 	kills := 0
 	for kills < 4 {
-		at := window(rng, stream, 0.05, 0.9)
+		at := faults.Window(rng, stream, 0.05, 0.9)
 		if at > outageAt-time.Second && at < outageAt+outage+time.Second {
 			continue
 		}
@@ -335,25 +315,15 @@ func TestNoAcknowledgedMessageIsLost(t *testing.T) {
 		delay := time.Duration(rng.IntN(1500)) * time.Millisecond
 		tl.at(at, fmt.Sprintf("SIGKILL pipeline, restart after %v", delay), func() { sup.kill(delay) })
 	}
-	at := window(rng, stream, 0.05, 0.9)
+	at := faults.Window(rng, stream, 0.05, 0.9)
 	tl.at(at, "SIGTERM pipeline (graceful stop with deliveries pending), restart 200ms after it exits", func() { go sup.term(200 * time.Millisecond) })
-	for _, f := range []struct {
-		recv string
-		mode faults.Mode
-		lo   float64
-	}{{"A", faults.Fail, 0.05}, {"B", faults.Hang, 0.15}, {"A", faults.Refuse, 0.35}, {"B", faults.Fail, 0.45}, {"A", faults.Hang, 0.6}, {"B", faults.Refuse, 0.7}} {
-		r := receivers[f.recv]
-		at := window(rng, stream, f.lo, f.lo+0.15)
-		d := time.Duration(3000+rng.IntN(3000)) * time.Millisecond
-		tl.at(at, fmt.Sprintf("receiver %s: %v for %v", f.recv, f.mode, d), func() { mustMode(t, r, f.mode) })
-		tl.at(at+d, fmt.Sprintf("receiver %s: ok", f.recv), func() { mustMode(t, r, faults.OK) })
-	}
+	faults.ScheduleReceiverFaults(t, rng, stream, receivers, tl.at)
 	tl.at(stream, "end of the stream: no new messages; every fault healed", func() {})
 	tl.run()
 	// Heal whatever is still broken.
 	v.Start()
 	for _, r := range receivers {
-		mustMode(t, r, faults.OK)
+		faults.MustMode(t, r, faults.OK)
 	}
 	for !pipe.Running() {
 		time.Sleep(100 * time.Millisecond)
@@ -367,31 +337,15 @@ func TestNoAcknowledgedMessageIsLost(t *testing.T) {
 	// Wait until every acknowledged message reached every receiver it
 	// should, or give up and let Check name what is missing.
 	mu.Lock()
-	acked := map[string][]string{}
-	for _, a := range attempts {
-		if a.Outcome == faults.Accepted && a.ID != "" {
-			acked[a.ID] = a.Rcpts
-		}
-	}
+	acked := faults.Acknowledged(attempts)
 	mu.Unlock()
 	// Stop when nothing moved for a while: a job whose record could not be
 	// read during the outage waits out the queue's 30s visibility timeout.
 	deadline := time.Now().Add(envDuration(t, "LETTERBOX_FAULTS_SETTLE", 90*time.Second))
-	last, lastChange := -1, time.Now()
-	for {
-		missing := pending(acked, receivers)
-		if missing == 0 {
-			tl.logf("every acknowledged message delivered")
-			break
-		}
-		if missing != last {
-			last, lastChange = missing, time.Now()
-		}
-		if time.Now().After(deadline) || time.Since(lastChange) > 45*time.Second {
-			tl.logf("gave up waiting: %d deliveries missing", missing)
-			break
-		}
-		time.Sleep(250 * time.Millisecond)
+	if missing := faults.AwaitDelivered(acked, receivers, faults.Expect, deadline, 45*time.Second); missing == 0 {
+		tl.logf("every acknowledged message delivered")
+	} else {
+		tl.logf("gave up waiting: %d deliveries missing", missing)
 	}
 	stopSupervisor()
 	pipe.Stop(30 * time.Second)
@@ -406,7 +360,7 @@ func TestNoAcknowledgedMessageIsLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer closer.Close()
-	rep, err := faults.Check(context.Background(), st, attempts, reqs, expect)
+	rep, err := faults.Check(context.Background(), st, attempts, reqs, faults.Expect)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -539,33 +493,6 @@ func (s *supervisor) term(d time.Duration) {
 	s.pipe.Stop(30 * time.Second)
 	s.logf("supervisor: pipeline stopped gracefully in %v", time.Since(start).Round(time.Millisecond))
 	s.holdFor(d)
-}
-
-// pending counts the deliveries still missing.
-func pending(acked map[string][]string, receivers map[string]*faults.Receiver) int {
-	got := map[string]bool{}
-	for name, r := range receivers {
-		for _, q := range r.Requests() {
-			if q.Delivered() {
-				got[name+" "+q.MessageID] = true
-			}
-		}
-	}
-	n := 0
-	for id, rcpts := range acked {
-		for name := range expect(rcpts) {
-			if !got[name+" "+id] {
-				n++
-			}
-		}
-	}
-	return n
-}
-
-func mustMode(t *testing.T, r *faults.Receiver, m faults.Mode) {
-	if err := r.SetMode(m); err != nil {
-		t.Errorf("receiver %s: %v", r.Name, err)
-	}
 }
 
 func mustCreate(t *testing.T, path string) *os.File {

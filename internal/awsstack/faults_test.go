@@ -47,16 +47,6 @@ routes:
 `, urlA, secretA, urlB, secretB))
 }
 
-func faultExpect(rcpts []string) map[string]string {
-	out := map[string]string{"A": "all"}
-	for _, r := range rcpts {
-		if strings.HasPrefix(r, "b-") {
-			out["B"] = "bees"
-		}
-	}
-	return out
-}
-
 func faultMessage(sender, seq int) faults.Message {
 	s := uint64(sender)<<32 | uint64(seq)
 	rng := rand.New(rand.NewPCG(s, 42))
@@ -135,11 +125,7 @@ func TestFaults(t *testing.T) {
 		mu       sync.Mutex
 		attempts []faults.Attempt
 	)
-	mta := &faults.MTA{Addr: st.Gateway.SMTPAddr, Timeout: 10 * time.Second,
-		Backoff: func(n int) time.Duration {
-			d := 100 * time.Millisecond << min(n-1, 4)
-			return d/2 + time.Duration(rand.Int64N(int64(d)))
-		},
+	mta := &faults.MTA{Addr: st.Gateway.SMTPAddr, Timeout: 10 * time.Second, Backoff: faults.Backoff,
 		Record: func(a faults.Attempt) {
 			mu.Lock()
 			attempts = append(attempts, a)
@@ -168,9 +154,7 @@ func TestFaults(t *testing.T) {
 	}
 	var evs []event
 	at := func(d time.Duration, name string, do func()) { evs = append(evs, event{d, name, do}) }
-	window := func(lo, hi float64) time.Duration {
-		return time.Duration((lo + rng.Float64()*(hi-lo)) * float64(stream))
-	}
+	window := func(lo, hi float64) time.Duration { return faults.Window(rng, stream, lo, hi) }
 	outage := time.Duration(5000+rng.IntN(3000)) * time.Millisecond
 	outageAt := window(0.4, 0.6)
 	at(outageAt, fmt.Sprintf("stop versitygw for %v", outage), st.Versity.Stop)
@@ -197,17 +181,7 @@ func TestFaults(t *testing.T) {
 			})
 		}
 	}
-	for _, f := range []struct {
-		recv string
-		mode faults.Mode
-		lo   float64
-	}{{"A", faults.Fail, 0.05}, {"B", faults.Hang, 0.15}, {"A", faults.Refuse, 0.35}, {"B", faults.Fail, 0.45}, {"A", faults.Hang, 0.6}, {"B", faults.Refuse, 0.7}} {
-		r := receivers[f.recv]
-		d := window(f.lo, f.lo+0.15)
-		dur := time.Duration(3000+rng.IntN(3000)) * time.Millisecond
-		at(d, fmt.Sprintf("receiver %s: %v for %v", f.recv, f.mode, dur), func() { mustMode(t, r, f.mode) })
-		at(d+dur, fmt.Sprintf("receiver %s: ok", f.recv), func() { mustMode(t, r, faults.OK) })
-	}
+	faults.ScheduleReceiverFaults(t, rng, stream, receivers, at)
 	sort.SliceStable(evs, func(i, j int) bool { return evs[i].at < evs[j].at })
 	for _, e := range evs {
 		if d := time.Until(start.Add(e.at)); d > 0 {
@@ -218,37 +192,20 @@ func TestFaults(t *testing.T) {
 	}
 	st.Versity.Start()
 	for _, r := range receivers {
-		mustMode(t, r, faults.OK)
+		faults.MustMode(t, r, faults.OK)
 	}
 	wg.Wait()
 	logf("senders done")
 
 	mu.Lock()
-	acked := map[string][]string{}
-	for _, a := range attempts {
-		if a.Outcome == faults.Accepted && a.ID != "" {
-			acked[a.ID] = a.Rcpts
-		}
-	}
+	acked := faults.Acknowledged(attempts)
 	mu.Unlock()
 	// Wait until every acknowledged message reached every receiver it
 	// should, or nothing moved for long enough to name what is missing.
-	deadline := time.Now().Add(4 * time.Minute)
-	last, lastChange := -1, time.Now()
-	for {
-		missing := pendingDeliveries(acked, receivers)
-		if missing == 0 {
-			logf("every acknowledged message delivered")
-			break
-		}
-		if missing != last {
-			last, lastChange = missing, time.Now()
-		}
-		if time.Now().After(deadline) || time.Since(lastChange) > 90*time.Second {
-			logf("gave up waiting: %d deliveries missing", missing)
-			break
-		}
-		time.Sleep(250 * time.Millisecond)
+	if missing := faults.AwaitDelivered(acked, receivers, faults.Expect, time.Now().Add(4*time.Minute), 90*time.Second); missing == 0 {
+		logf("every acknowledged message delivered")
+	} else {
+		logf("gave up waiting: %d deliveries missing", missing)
 	}
 	st.StopPollers()
 
@@ -262,7 +219,7 @@ func TestFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer closer.Close()
-	rep, err := faults.Check(ctx, store, attempts, reqs, faultExpect)
+	rep, err := faults.Check(ctx, store, attempts, reqs, faults.Expect)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,31 +241,5 @@ func TestFaults(t *testing.T) {
 	}
 	if rep.Lost != 0 {
 		t.Errorf("%d acknowledged messages lost: %+v", rep.Lost, rep.LostMessages)
-	}
-}
-
-func pendingDeliveries(acked map[string][]string, receivers map[string]*faults.Receiver) int {
-	got := map[string]bool{}
-	for name, r := range receivers {
-		for _, q := range r.Requests() {
-			if q.Delivered() {
-				got[name+" "+q.MessageID] = true
-			}
-		}
-	}
-	n := 0
-	for id, rcpts := range acked {
-		for name := range faultExpect(rcpts) {
-			if !got[name+" "+id] {
-				n++
-			}
-		}
-	}
-	return n
-}
-
-func mustMode(t *testing.T, r *faults.Receiver, m faults.Mode) {
-	if err := r.SetMode(m); err != nil {
-		t.Errorf("receiver %s: %v", r.Name, err)
 	}
 }

@@ -40,7 +40,7 @@ func TestRetriesOutlastReceiveLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(recv.Close)
-	mustMode(t, recv, faults.Fail) // every request answered 503
+	faults.MustMode(t, recv, faults.Fail) // every request answered 503
 	routes := fmt.Sprintf(`version: 1
 domains: [example.test]
 routes:

@@ -776,10 +776,20 @@ func failed(id string, e *apiError) batchError {
 	return batchError{Id: id, Code: e.code, Message: e.msg, SenderFault: true}
 }
 
-func (s *Server) sendMessageBatch(body []byte) (any, *apiError) {
+// batchEntry is an entry of a batch action, which names it by its Id.
+type batchEntry interface{ entryID() string }
+
+// batch is what the batch actions share: it decodes the request's
+// QueueUrl and Entries, looks the queue up (counting the entries' summed
+// size, by size if not nil, against it), checks the entry ids
+// (checkBatch), then under s.mu calls start once if not nil (its error
+// refuses the whole batch) and each for every entry (its error fails that
+// entry only), and answers the successes and the failures.
+func batch[E batchEntry, R any](s *Server, action string, body []byte, size func(E) int,
+	start func(q *queue, total int) *apiError, each func(q *queue, en E) (R, *apiError)) (any, *apiError) {
 	var in struct {
 		QueueUrl string
-		Entries  []sendEntry
+		Entries  []E
 	}
 	if e := decode(body, &in); e != nil {
 		return nil, e
@@ -787,38 +797,59 @@ func (s *Server) sendMessageBatch(body []byte) (any, *apiError) {
 	total := 0
 	ids := make([]string, len(in.Entries))
 	for i, en := range in.Entries {
-		total += entrySize(en)
-		ids[i] = en.Id
+		if size != nil {
+			total += size(en)
+		}
+		ids[i] = en.entryID()
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	q, e := s.lookupLocked("SendMessageBatch", in.QueueUrl, total)
+	q, e := s.lookupLocked(action, in.QueueUrl, total)
 	if e != nil {
 		return nil, e
 	}
 	if e := checkBatch(ids); e != nil {
 		return nil, e
 	}
-	if total > MaxMessageSize {
-		return nil, errBatchTooLong(total)
+	if start != nil {
+		if e := start(q, total); e != nil {
+			return nil, e
+		}
 	}
-	now := s.clock.Now()
-	ok := []sendResult{}
-	bad := []batchError{}
+	ok, bad := []R{}, []batchError{}
 	for _, en := range in.Entries {
-		m, e := newMessage(q, en, now)
+		r, e := each(q, en)
 		if e != nil {
-			bad = append(bad, failed(en.Id, e))
+			bad = append(bad, failed(en.entryID(), e))
 			continue
 		}
-		q.add(m)
-		q.stats.Sent++
-		ok = append(ok, sendResult{Id: en.Id, MessageId: m.id, MD5OfMessageBody: m.md5Body, MD5OfMessageAttributes: m.md5Attrs})
-	}
-	if len(ok) > 0 {
-		q.wake()
+		ok = append(ok, r)
 	}
 	return map[string]any{"Successful": ok, "Failed": bad}, nil
+}
+
+func (en sendEntry) entryID() string { return en.Id }
+
+func (s *Server) sendMessageBatch(body []byte) (any, *apiError) {
+	var now time.Time
+	return batch(s, "SendMessageBatch", body, entrySize,
+		func(q *queue, total int) *apiError {
+			if total > MaxMessageSize {
+				return errBatchTooLong(total)
+			}
+			now = s.clock.Now()
+			return nil
+		},
+		func(q *queue, en sendEntry) (sendResult, *apiError) {
+			m, e := newMessage(q, en, now)
+			if e != nil {
+				return sendResult{}, e
+			}
+			q.add(m)
+			q.stats.Sent++
+			q.wake()
+			return sendResult{Id: en.Id, MessageId: m.id, MD5OfMessageBody: m.md5Body, MD5OfMessageAttributes: m.md5Attrs}, nil
+		})
 }
 
 // ---- receive ----
@@ -1062,36 +1093,15 @@ func (s *Server) deleteMessage(body []byte) (any, *apiError) {
 
 type idResult struct{ Id string }
 
+type deleteEntry struct{ Id, ReceiptHandle string }
+
+func (en deleteEntry) entryID() string { return en.Id }
+
 func (s *Server) deleteMessageBatch(body []byte) (any, *apiError) {
-	var in struct {
-		QueueUrl string
-		Entries  []struct{ Id, ReceiptHandle string }
-	}
-	if e := decode(body, &in); e != nil {
-		return nil, e
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	q, e := s.lookupLocked("DeleteMessageBatch", in.QueueUrl, 0)
-	if e != nil {
-		return nil, e
-	}
-	ids := make([]string, len(in.Entries))
-	for i, en := range in.Entries {
-		ids[i] = en.Id
-	}
-	if e := checkBatch(ids); e != nil {
-		return nil, e
-	}
-	ok, bad := []idResult{}, []batchError{}
-	for _, en := range in.Entries {
-		if e := s.deleteLocked(q, en.ReceiptHandle); e != nil {
-			bad = append(bad, failed(en.Id, e))
-			continue
-		}
-		ok = append(ok, idResult{en.Id})
-	}
-	return map[string]any{"Successful": ok, "Failed": bad}, nil
+	return batch(s, "DeleteMessageBatch", body, nil, nil,
+		func(q *queue, en deleteEntry) (idResult, *apiError) {
+			return idResult{en.Id}, s.deleteLocked(q, en.ReceiptHandle)
+		})
 }
 
 func (s *Server) changeVisibilityLocked(q *queue, h string, vt *int64) *apiError {
@@ -1150,40 +1160,22 @@ func (s *Server) changeMessageVisibility(body []byte) (any, *apiError) {
 	return struct{}{}, nil
 }
 
+type visibilityEntry struct {
+	Id, ReceiptHandle string
+	VisibilityTimeout *int64
+}
+
+func (en visibilityEntry) entryID() string { return en.Id }
+
 func (s *Server) changeMessageVisibilityBatch(body []byte) (any, *apiError) {
-	var in struct {
-		QueueUrl string
-		Entries  []struct {
-			Id, ReceiptHandle string
-			VisibilityTimeout *int64
-		}
-	}
-	if e := decode(body, &in); e != nil {
-		return nil, e
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	q, e := s.lookupLocked("ChangeMessageVisibilityBatch", in.QueueUrl, 0)
-	if e != nil {
-		return nil, e
-	}
-	ids := make([]string, len(in.Entries))
-	for i, en := range in.Entries {
-		ids[i] = en.Id
-	}
-	if e := checkBatch(ids); e != nil {
-		return nil, e
-	}
-	s.expireLocked(q, s.clock.Now())
-	ok, bad := []idResult{}, []batchError{}
-	for _, en := range in.Entries {
-		if e := s.changeVisibilityLocked(q, en.ReceiptHandle, en.VisibilityTimeout); e != nil {
-			bad = append(bad, failed(en.Id, e))
-			continue
-		}
-		ok = append(ok, idResult{en.Id})
-	}
-	return map[string]any{"Successful": ok, "Failed": bad}, nil
+	return batch(s, "ChangeMessageVisibilityBatch", body, nil,
+		func(q *queue, _ int) *apiError {
+			s.expireLocked(q, s.clock.Now())
+			return nil
+		},
+		func(q *queue, en visibilityEntry) (idResult, *apiError) {
+			return idResult{en.Id}, s.changeVisibilityLocked(q, en.ReceiptHandle, en.VisibilityTimeout)
+		})
 }
 
 // Queues lists the queue names, sorted.

@@ -6,10 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"runtime"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +15,7 @@ import (
 	"github.com/letterboxmail/letterbox/internal/ingest"
 	"github.com/letterboxmail/letterbox/internal/routing"
 	"github.com/letterboxmail/letterbox/internal/store"
+	"github.com/letterboxmail/letterbox/internal/testenv"
 	"github.com/letterboxmail/letterbox/message"
 )
 
@@ -128,35 +126,12 @@ func TestProcessLargeBodyBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	runtime.GC()
-	var base runtime.MemStats
-	runtime.ReadMemStats(&base)
-	var peak atomic.Uint64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		var ms runtime.MemStats
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
-			runtime.ReadMemStats(&ms)
-			if ms.HeapInuse > peak.Load() {
-				peak.Store(ms.HeapInuse)
-			}
-		}
-	}()
+	heapGrowth := testenv.HeapGrowth()
 	err = h.Process(ctx, store.RawKey(id))
-	close(stop)
-	wg.Wait()
+	grown := heapGrowth()
 	if err != nil {
 		t.Fatal(err)
 	}
-	grown := int64(peak.Load()) - int64(base.HeapInuse)
 	t.Logf("150 MiB text message: peak heap growth %.1f MiB", float64(grown)/(1<<20))
 	if grown > 64<<20 {
 		t.Fatalf("heap grew by %.1f MiB; want under 64 MiB", float64(grown)/(1<<20))

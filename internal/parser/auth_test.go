@@ -11,10 +11,8 @@ import (
 	"io"
 	"math"
 	mrand "math/rand/v2"
-	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -204,39 +202,16 @@ func TestMemoryBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	const size = 50 << 20
-	runtime.GC()
-	var base runtime.MemStats
-	runtime.ReadMemStats(&base)
-	var peak atomic.Uint64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		var ms runtime.MemStats
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
-			runtime.ReadMemStats(&ms)
-			if ms.HeapInuse > peak.Load() {
-				peak.Store(ms.HeapInuse)
-			}
-		}
-	}()
+	heapGrowth := testenv.HeapGrowth()
 	st := &hashStore{sizes: map[string]int64{}}
 	m, err := Parse(context.Background(), bigMessage(t, k, size), Options{ID: "BIG", Store: st, Auth: checker})
-	close(stop)
-	wg.Wait()
+	grown := float64(heapGrowth())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if m.Size < size || len(m.Attachments) != 2 || m.Attachments[0].Size < size/3 || m.Auth.DKIM[0].Result != "pass" {
 		t.Fatalf("size %d, attachments %+v, dkim %+v", m.Size, m.Attachments, m.Auth.DKIM)
 	}
-	grown := float64(peak.Load()) - float64(base.HeapInuse)
 	t.Logf("message %.1f MiB, peak heap growth %.1f MiB", float64(m.Size)/(1<<20), grown/(1<<20))
 	if limit := float64(size) / 4; grown > limit || math.IsNaN(grown) {
 		t.Fatalf("heap grew by %.1f MiB for a %.0f MiB message; want under %.1f MiB", grown/(1<<20), float64(size)/(1<<20), limit/(1<<20))

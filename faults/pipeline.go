@@ -6,7 +6,10 @@
 // fail, hang or refuse connections (Receiver), relays an S3 server's bucket
 // notifications to the pipeline with duplicates (Relay), and compares what
 // the senders were told with what the store holds and the receivers got
-// (Check).
+// (Check). The pieces both fault scenarios share (this directory's and
+// internal/awsstack's TestFaults) are here too: the scenario routes'
+// Expect, Acknowledged, Pending and AwaitDelivered, the senders' Backoff
+// and the receiver fault windows (ScheduleReceiverFaults).
 //
 // The tests in this directory run the scenarios (make test-faults);
 // bench/e2e reuses Pipeline to measure latency. docs/reliability.md has the

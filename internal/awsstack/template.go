@@ -218,7 +218,7 @@ func (tp *Template) ref(name string) (any, error) {
 	if v, ok := tp.Refs[name]; ok {
 		return v, nil
 	}
-	return nil, fmt.Errorf("Ref %s: the stand-in stack has no value for it", name)
+	return nil, fmt.Errorf("!Ref %s: the stand-in stack has no value for it", name)
 }
 
 func (tp *Template) intrinsic(name string, arg *cfn.Node) (any, error) {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/letterboxmail/letterbox/infra/cfn"
 	"github.com/letterboxmail/letterbox/internal/routing"
-	"github.com/letterboxmail/letterbox/smtpgw"
+	"github.com/letterboxmail/letterbox/internal/smtpgw"
 )
 
 // The delivery queue keeps every job for as long as the longest retry

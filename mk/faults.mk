@@ -10,4 +10,4 @@ FAULTS_OUT ?= $(or $(TMPDIR),/tmp)/letterbox-faults
 ## test-faults: the fault scenario and the bug reproductions (~3 min); logs of the client, receivers, pipeline and faults under $(FAULTS_OUT)/_artifacts
 test-faults: tools
 	@mkdir -p "$(FAULTS_OUT)"
-	CI=$${CI:-1} $(GO) test -count=1 -v -timeout 10m -artifacts -outputdir "$(FAULTS_OUT)" ./faults/
+	CI=$${CI:-1} $(GO) test -count=1 -v -timeout 10m -artifacts -outputdir "$(FAULTS_OUT)" ./internal/e2e/

@@ -43,7 +43,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/letterboxmail/letterbox/faults"
+	"github.com/letterboxmail/letterbox/internal/e2e"
 )
 
 const secret = "whsec_YmVuY2gtZTJlLXJlY2VpdmVyLXNlY3JldC0wMTIzNDU2"
@@ -252,7 +252,7 @@ routes:
 `, recv.url, secret)), 0o644); err != nil {
 		return res, err
 	}
-	pipe, err := faults.NewPipeline(bin, "--store", "file://"+filepath.Join(dir, "store"), "--routes", routes,
+	pipe, err := e2e.NewPipeline(bin, "--store", "file://"+filepath.Join(dir, "store"), "--routes", routes,
 		"--no-auth", "--hostname", "mx.bench.test", "--log-level", cfg.logLevel,
 		"--max-connections", strconv.Itoa(cfg.maxSessions+100), "--max-connections-per-ip", strconv.Itoa(cfg.maxSessions+100))
 	if err != nil {
@@ -283,7 +283,7 @@ routes:
 		from: "load@bench.example",
 		rcpt: func(i int) string { return fmt.Sprintf("user%d@example.test", i%100) },
 		body: func(i int) []byte {
-			return faults.Compose("load@bench.example", []string{fmt.Sprintf("user%d@example.test", i%100)}, fmt.Sprintf("s0-m%d-a1", i), cfg.size, uint64(i%50))
+			return e2e.Compose("load@bench.example", []string{fmt.Sprintf("user%d@example.test", i%100)}, fmt.Sprintf("s0-m%d-a1", i), cfg.size, uint64(i%50))
 		},
 		onAck: func(int, sent) { acked.Add(1) }}
 	t0 := time.Now().Add(100 * time.Millisecond)

@@ -11,7 +11,7 @@ import (
 
 	"github.com/letterboxmail/letterbox/internal/lambdaenv"
 	"github.com/letterboxmail/letterbox/internal/localserve"
-	"github.com/letterboxmail/letterbox/smtpgw"
+	"github.com/letterboxmail/letterbox/internal/smtpgw"
 )
 
 func init() {

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/letterboxmail/letterbox/faults"
+	"github.com/letterboxmail/letterbox/internal/e2e"
 	"github.com/letterboxmail/letterbox/internal/delivery"
 	"github.com/letterboxmail/letterbox/internal/sqslocal"
 )
@@ -51,7 +51,7 @@ func batchRoutes(url string) []byte {
 // Every webhook must receive its message exactly once, ingest must succeed
 // on the first receive, and nothing may reach the raw dead-letter queue.
 func TestLargeMessageManyActions(t *testing.T) {
-	recv, err := faults.NewReceiver("hooks", hookSecret)
+	recv, err := e2e.NewReceiver("hooks", hookSecret)
 	if err != nil {
 		t.Fatal(err)
 	}

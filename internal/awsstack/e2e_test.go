@@ -15,7 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"github.com/letterboxmail/letterbox/faults"
+	"github.com/letterboxmail/letterbox/internal/e2e"
 	"github.com/letterboxmail/letterbox/internal/testenv"
 )
 
@@ -71,9 +71,9 @@ routes:
 `, links+"/links", hookSecret, hook+"/hook", hookSecret, hook+"/all", hookSecret, sinkAddr, targetQueue))
 }
 
-type e2e struct {
+type stackRun struct {
 	st                  *Stack
-	recv                *faults.Receiver
+	recv                *e2e.Receiver
 	sink                *sink
 	lambda, sns, events *endpoint
 	links               *eventReceiver
@@ -83,12 +83,12 @@ type e2e struct {
 
 // startE2E brings up the stack with the e2e routes and every local
 // endpoint the deliver function publishes to.
-func startE2E(t *testing.T, params map[string]string, o Options) *e2e {
+func startE2E(t *testing.T, params map[string]string, o Options) *stackRun {
 	bin, emu := artefacts(t)
-	x := &e2e{log: newTestLog(t, "stack"), sink: startSink(t), lambda: lambdaEndpoint(t), sns: snsEndpoint(t), events: eventsEndpoint(t),
+	x := &stackRun{log: newTestLog(t, "stack"), sink: startSink(t), lambda: lambdaEndpoint(t), sns: snsEndpoint(t), events: eventsEndpoint(t),
 		links: startEventReceiver(t, hookSecret)}
 	var err error
-	if x.recv, err = faults.NewReceiver("hooks", hookSecret); err != nil {
+	if x.recv, err = e2e.NewReceiver("hooks", hookSecret); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(x.recv.Close)
@@ -184,7 +184,7 @@ func TestEndToEnd(t *testing.T) {
 	x.checkLinks(t, attachment, bigText)
 }
 
-func (x *e2e) targetCount(t *testing.T) int {
+func (x *stackRun) targetCount(t *testing.T) int {
 	out, err := x.st.SQSClient.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{QueueUrl: aws.String(x.target),
 		AttributeNames: []sqstypes.QueueAttributeName{"ApproximateNumberOfMessages"}})
 	if err != nil {

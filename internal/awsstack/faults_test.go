@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/letterboxmail/letterbox/faults"
+	"github.com/letterboxmail/letterbox/internal/e2e"
 	"github.com/letterboxmail/letterbox/internal/sqslocal"
 	"github.com/letterboxmail/letterbox/internal/storeurl"
 )
@@ -47,7 +47,7 @@ routes:
 `, urlA, secretA, urlB, secretB))
 }
 
-func faultMessage(sender, seq int) faults.Message {
+func faultMessage(sender, seq int) e2e.Message {
 	s := uint64(sender)<<32 | uint64(seq)
 	rng := rand.New(rand.NewPCG(s, 42))
 	to := []string{fmt.Sprintf("u%d.%d@example.test", sender, seq)}
@@ -62,8 +62,8 @@ func faultMessage(sender, seq int) faults.Message {
 		size = 10<<10 + rng.IntN(40<<10)
 	}
 	from := fmt.Sprintf("sender%d@faults.example", sender)
-	return faults.Message{Sender: sender, Seq: seq, From: from, To: to,
-		Build: func(token string) []byte { return faults.Compose(from, to, token, size, s) }}
+	return e2e.Message{Sender: sender, Seq: seq, From: from, To: to,
+		Build: func(token string) []byte { return e2e.Compose(from, to, token, size, s) }}
 }
 
 // SQS time runs this much faster than the wall clock in the fault
@@ -94,17 +94,17 @@ func TestFaults(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	t.Logf("seed %d (rerun with LETTERBOX_AWS_FAULTS_SEED=%d), stream %v", seed, seed, stream)
 
-	recvA, err := faults.NewReceiver("A", secretA)
+	recvA, err := e2e.NewReceiver("A", secretA)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer recvA.Close()
-	recvB, err := faults.NewReceiver("B", secretB)
+	recvB, err := e2e.NewReceiver("B", secretB)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer recvB.Close()
-	receivers := map[string]*faults.Receiver{"A": recvA, "B": recvB}
+	receivers := map[string]*e2e.Receiver{"A": recvA, "B": recvB}
 	bin, emu := artefacts(t)
 	log := newTestLog(t, "stack")
 	st := Start(t, Options{Template: templatePath(t), Params: map[string]string{"Domains": "example.test", "DnsResolver": newDNS(t)},
@@ -123,10 +123,10 @@ func TestFaults(t *testing.T) {
 
 	var (
 		mu       sync.Mutex
-		attempts []faults.Attempt
+		attempts []e2e.Attempt
 	)
-	mta := &faults.MTA{Addr: st.Gateway.SMTPAddr, Timeout: 10 * time.Second, Backoff: faults.Backoff,
-		Record: func(a faults.Attempt) {
+	mta := &e2e.MTA{Addr: st.Gateway.SMTPAddr, Timeout: 10 * time.Second, Backoff: e2e.Backoff,
+		Record: func(a e2e.Attempt) {
 			mu.Lock()
 			attempts = append(attempts, a)
 			mu.Unlock()
@@ -154,7 +154,7 @@ func TestFaults(t *testing.T) {
 	}
 	var evs []event
 	at := func(d time.Duration, name string, do func()) { evs = append(evs, event{d, name, do}) }
-	window := func(lo, hi float64) time.Duration { return faults.Window(rng, stream, lo, hi) }
+	window := func(lo, hi float64) time.Duration { return e2e.Window(rng, stream, lo, hi) }
 	outage := time.Duration(5000+rng.IntN(3000)) * time.Millisecond
 	outageAt := window(0.4, 0.6)
 	at(outageAt, fmt.Sprintf("stop versitygw for %v", outage), st.Versity.Stop)
@@ -181,7 +181,7 @@ func TestFaults(t *testing.T) {
 			})
 		}
 	}
-	faults.ScheduleReceiverFaults(t, rng, stream, receivers, at)
+	e2e.ScheduleReceiverFaults(t, rng, stream, receivers, at)
 	sort.SliceStable(evs, func(i, j int) bool { return evs[i].at < evs[j].at })
 	for _, e := range evs {
 		if d := time.Until(start.Add(e.at)); d > 0 {
@@ -192,24 +192,24 @@ func TestFaults(t *testing.T) {
 	}
 	st.Versity.Start()
 	for _, r := range receivers {
-		faults.MustMode(t, r, faults.OK)
+		e2e.MustMode(t, r, e2e.OK)
 	}
 	wg.Wait()
 	logf("senders done")
 
 	mu.Lock()
-	acked := faults.Acknowledged(attempts)
+	acked := e2e.Acknowledged(attempts)
 	mu.Unlock()
 	// Wait until every acknowledged message reached every receiver it
 	// should, or nothing moved for long enough to name what is missing.
-	if missing := faults.AwaitDelivered(acked, receivers, faults.Expect, time.Now().Add(4*time.Minute), 90*time.Second); missing == 0 {
+	if missing := e2e.AwaitDelivered(acked, receivers, e2e.Expect, time.Now().Add(4*time.Minute), 90*time.Second); missing == 0 {
 		logf("every acknowledged message delivered")
 	} else {
 		logf("gave up waiting: %d deliveries missing", missing)
 	}
 	st.StopPollers()
 
-	var reqs []faults.Request
+	var reqs []e2e.Request
 	for _, name := range []string{"A", "B"} {
 		reqs = append(reqs, receivers[name].Requests()...)
 	}
@@ -219,7 +219,7 @@ func TestFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer closer.Close()
-	rep, err := faults.Check(ctx, store, attempts, reqs, faults.Expect)
+	rep, err := e2e.Check(ctx, store, attempts, reqs, e2e.Expect)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -96,7 +96,7 @@ func sha256Hex(b []byte) string {
 // (302 to a URL presigned for versitygw), then a tampered link, then the
 // key rotated once (the link still works, signed with AWSPREVIOUS) and
 // twice (refused).
-func (x *e2e) checkLinks(t *testing.T, attachment, text linkFile) {
+func (x *stackRun) checkLinks(t *testing.T, attachment, text linkFile) {
 	var ev *webhook.Event
 	waitFor(t, 2*time.Minute, "the links@ webhook", func() bool {
 		evs, errs := x.links.received()

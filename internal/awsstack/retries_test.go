@@ -14,7 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"github.com/letterboxmail/letterbox/faults"
+	"github.com/letterboxmail/letterbox/internal/e2e"
 	"github.com/letterboxmail/letterbox/internal/delivery"
 	"github.com/letterboxmail/letterbox/internal/storeurl"
 )
@@ -35,12 +35,12 @@ const retryAttempts = 30
 // With maxReceiveCount 20 SQS moves the job on its 21st receive: the
 // receiver sees 20 attempts and the record says "retrying".
 func TestRetriesOutlastReceiveLimit(t *testing.T) {
-	recv, err := faults.NewReceiver("failing", hookSecret)
+	recv, err := e2e.NewReceiver("failing", hookSecret)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(recv.Close)
-	faults.MustMode(t, recv, faults.Fail) // every request answered 503
+	e2e.MustMode(t, recv, e2e.Fail) // every request answered 503
 	routes := fmt.Sprintf(`version: 1
 domains: [example.test]
 routes:

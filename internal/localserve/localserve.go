@@ -45,7 +45,7 @@ import (
 	"github.com/letterboxmail/letterbox/internal/routing"
 	"github.com/letterboxmail/letterbox/internal/store"
 	"github.com/letterboxmail/letterbox/internal/storeurl"
-	"github.com/letterboxmail/letterbox/smtpgw"
+	"github.com/letterboxmail/letterbox/internal/smtpgw"
 )
 
 // Config configures a local pipeline.

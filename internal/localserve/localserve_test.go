@@ -27,7 +27,7 @@ import (
 	"github.com/letterboxmail/letterbox/internal/localserve"
 	"github.com/letterboxmail/letterbox/internal/store"
 	"github.com/letterboxmail/letterbox/message"
-	"github.com/letterboxmail/letterbox/smtpgw"
+	"github.com/letterboxmail/letterbox/internal/smtpgw"
 	"github.com/letterboxmail/letterbox/webhook"
 )
 

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/letterboxmail/letterbox/internal/localserve"
-	"github.com/letterboxmail/letterbox/smtpgw"
+	"github.com/letterboxmail/letterbox/internal/smtpgw"
 )
 
 func main() {

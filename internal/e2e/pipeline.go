@@ -14,7 +14,7 @@
 // The tests in this directory run the scenarios (make test-faults);
 // bench/e2e reuses Pipeline to measure latency. docs/reliability.md has the
 // scenario list and the latest summary.
-package faults
+package e2e
 
 import (
 	"bufio"

@@ -1,4 +1,4 @@
-package faults_test
+package e2e_test
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/letterboxmail/letterbox/faults"
+	"github.com/letterboxmail/letterbox/internal/e2e"
 	"github.com/letterboxmail/letterbox/internal/store"
 	"github.com/letterboxmail/letterbox/internal/storeurl"
 	"github.com/letterboxmail/letterbox/internal/testenv"
@@ -82,7 +82,7 @@ routes:
 }
 
 // waitDelivered waits until recv got message id, or d passes.
-func waitDelivered(recv *faults.Receiver, id string, d time.Duration) bool {
+func waitDelivered(recv *e2e.Receiver, id string, d time.Duration) bool {
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
 		for _, q := range recv.Requests() {
@@ -138,12 +138,12 @@ func TestCrashBetweenParseAndQueue(t *testing.T) {
 	}))
 	defer proxy.Close()
 
-	recv, err := faults.NewReceiver("A", secretA)
+	recv, err := e2e.NewReceiver("A", secretA)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer recv.Close()
-	pipe, err := faults.NewPipeline(bin, "--store", v.StoreURL(""), "--routes", routesFor(t, dir, recv.URL()),
+	pipe, err := e2e.NewPipeline(bin, "--store", v.StoreURL(""), "--routes", routesFor(t, dir, recv.URL()),
 		"--queue", filepath.Join(dir, "queue"), "--no-auth")
 	if err != nil {
 		t.Fatal(err)
@@ -155,14 +155,14 @@ func TestCrashBetweenParseAndQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pipe.Kill()
-	mta := &faults.MTA{Addr: pipe.SMTPAddr, Timeout: 10 * time.Second}
-	m := faults.Message{From: "a@faults.example", To: []string{"crash@example.test"},
+	mta := &e2e.MTA{Addr: pipe.SMTPAddr, Timeout: 10 * time.Second}
+	m := e2e.Message{From: "a@faults.example", To: []string{"crash@example.test"},
 		Build: func(tok string) []byte {
-			return faults.Compose("a@faults.example", []string{"crash@example.test"}, tok, 2000, 3)
+			return e2e.Compose("a@faults.example", []string{"crash@example.test"}, tok, 2000, 3)
 		}}
 	atts := mta.Deliver(ctx, m)
 	a := atts[len(atts)-1]
-	if a.Outcome != faults.Accepted {
+	if a.Outcome != e2e.Accepted {
 		t.Fatalf("not accepted: %+v", a)
 	}
 	select {
@@ -211,18 +211,18 @@ func TestPrefixedStoreNotifications(t *testing.T) {
 	}
 	bin := letterbox(t)
 	dir := t.TempDir()
-	pipe, err := faults.NewPipeline(bin)
+	pipe, err := e2e.NewPipeline(bin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	relay, err := faults.NewRelay("http://"+pipe.HTTPAddr+"/dev/s3-events", 0, 1)
+	relay, err := e2e.NewRelay("http://"+pipe.HTTPAddr+"/dev/s3-events", 0, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer relay.Close()
 	v := testenv.StartVersity(t, testenv.VersityOptions{EventWebhookURL: relay.URL()})
 	v.SetEnv(t)
-	recv, err := faults.NewReceiver("A", secretA)
+	recv, err := e2e.NewReceiver("A", secretA)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,14 +234,14 @@ func TestPrefixedStoreNotifications(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pipe.Kill()
-	mta := &faults.MTA{Addr: pipe.SMTPAddr, Timeout: 10 * time.Second}
-	m := faults.Message{From: "a@faults.example", To: []string{"p@example.test"},
+	mta := &e2e.MTA{Addr: pipe.SMTPAddr, Timeout: 10 * time.Second}
+	m := e2e.Message{From: "a@faults.example", To: []string{"p@example.test"},
 		Build: func(tok string) []byte {
-			return faults.Compose("a@faults.example", []string{"p@example.test"}, tok, 1500, 2)
+			return e2e.Compose("a@faults.example", []string{"p@example.test"}, tok, 1500, 2)
 		}}
 	atts := mta.Deliver(ctx, m)
 	a := atts[len(atts)-1]
-	if a.Outcome != faults.Accepted {
+	if a.Outcome != e2e.Accepted {
 		t.Fatalf("not accepted: %+v", a)
 	}
 	var problems []string

@@ -1,4 +1,4 @@
-package faults_test
+package e2e_test
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/letterboxmail/letterbox/faults"
+	"github.com/letterboxmail/letterbox/internal/e2e"
 	"github.com/letterboxmail/letterbox/internal/delivery"
 	"github.com/letterboxmail/letterbox/internal/store"
 	"github.com/letterboxmail/letterbox/internal/storeurl"
@@ -128,7 +128,7 @@ routes:
 // a few larger than a delivery job may carry inline (the parsed message
 // then travels through the store); every third to a b-* recipient, every
 // seventh to two recipients.
-func testMessage(sender, seq int) faults.Message {
+func testMessage(sender, seq int) e2e.Message {
 	s := uint64(sender)<<32 | uint64(seq)
 	rng := rand.New(rand.NewPCG(s, 42))
 	to := []string{fmt.Sprintf("u%d.%d@example.test", sender, seq)}
@@ -146,8 +146,8 @@ func testMessage(sender, seq int) faults.Message {
 		size = 10<<10 + rng.IntN(40<<10)
 	}
 	from := fmt.Sprintf("sender%d@faults.example", sender)
-	return faults.Message{Sender: sender, Seq: seq, From: from, To: to,
-		Build: func(token string) []byte { return faults.Compose(from, to, token, size, s) }}
+	return e2e.Message{Sender: sender, Seq: seq, From: from, To: to,
+		Build: func(token string) []byte { return e2e.Compose(from, to, token, size, s) }}
 }
 
 // timeline runs fault events in the test goroutine, in time order.
@@ -204,28 +204,28 @@ func TestNoAcknowledgedMessageIsLost(t *testing.T) {
 	out := t.ArtifactDir()
 	work := t.TempDir()
 
-	pipe, err := faults.NewPipeline(bin)
+	pipe, err := e2e.NewPipeline(bin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	relay, err := faults.NewRelay("http://"+pipe.HTTPAddr+"/dev/s3-events", 0.2, sd)
+	relay, err := e2e.NewRelay("http://"+pipe.HTTPAddr+"/dev/s3-events", 0.2, sd)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer relay.Close()
 	v := testenv.StartVersity(t, testenv.VersityOptions{EventWebhookURL: relay.URL()})
 	v.SetEnv(t)
-	recvA, err := faults.NewReceiver("A", secretA)
+	recvA, err := e2e.NewReceiver("A", secretA)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer recvA.Close()
-	recvB, err := faults.NewReceiver("B", secretB)
+	recvB, err := e2e.NewReceiver("B", secretB)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer recvB.Close()
-	receivers := map[string]*faults.Receiver{"A": recvA, "B": recvB}
+	receivers := map[string]*e2e.Receiver{"A": recvA, "B": recvB}
 
 	// The bucket's root, as the AWS deployment uses it (see
 	// TestPrefixedStoreNotifications for a prefix).
@@ -246,12 +246,12 @@ func TestNoAcknowledgedMessageIsLost(t *testing.T) {
 	// The senders: MTA-like, retrying, every attempt logged.
 	var (
 		mu       sync.Mutex
-		attempts []faults.Attempt
+		attempts []e2e.Attempt
 	)
 	clientLog := mustCreate(t, filepath.Join(out, "client.jsonl"))
 	enc := json.NewEncoder(clientLog)
-	mta := &faults.MTA{Addr: pipe.SMTPAddr, Timeout: 10 * time.Second, Backoff: faults.Backoff,
-		Record: func(a faults.Attempt) {
+	mta := &e2e.MTA{Addr: pipe.SMTPAddr, Timeout: 10 * time.Second, Backoff: e2e.Backoff,
+		Record: func(a e2e.Attempt) {
 			mu.Lock()
 			attempts = append(attempts, a)
 			enc.Encode(a)
@@ -299,7 +299,7 @@ func TestNoAcknowledgedMessageIsLost(t *testing.T) {
 	// (the gateway must answer 451), then is killed and cannot start again
 	// (its store is unreachable) until the S3 server is back.
 	outage := time.Duration(6000+rng.IntN(3000)) * time.Millisecond
-	outageAt := faults.Window(rng, stream, 0.3, 0.6)
+	outageAt := e2e.Window(rng, stream, 0.3, 0.6)
 	tl.at(outageAt, fmt.Sprintf("stop versitygw for %v", outage), v.Stop)
 	tl.at(outageAt+outage*6/10, "SIGKILL pipeline during the S3 outage", func() { sup.kill(0) })
 	tl.at(outageAt+outage, "start versitygw", v.Start)
@@ -307,7 +307,7 @@ func TestNoAcknowledgedMessageIsLost(t *testing.T) {
 	// graceful stop with deliveries pending.
 	kills := 0
 	for kills < 4 {
-		at := faults.Window(rng, stream, 0.05, 0.9)
+		at := e2e.Window(rng, stream, 0.05, 0.9)
 		if at > outageAt-time.Second && at < outageAt+outage+time.Second {
 			continue
 		}
@@ -315,15 +315,15 @@ func TestNoAcknowledgedMessageIsLost(t *testing.T) {
 		delay := time.Duration(rng.IntN(1500)) * time.Millisecond
 		tl.at(at, fmt.Sprintf("SIGKILL pipeline, restart after %v", delay), func() { sup.kill(delay) })
 	}
-	at := faults.Window(rng, stream, 0.05, 0.9)
+	at := e2e.Window(rng, stream, 0.05, 0.9)
 	tl.at(at, "SIGTERM pipeline (graceful stop with deliveries pending), restart 200ms after it exits", func() { go sup.term(200 * time.Millisecond) })
-	faults.ScheduleReceiverFaults(t, rng, stream, receivers, tl.at)
+	e2e.ScheduleReceiverFaults(t, rng, stream, receivers, tl.at)
 	tl.at(stream, "end of the stream: no new messages; every fault healed", func() {})
 	tl.run()
 	// Heal whatever is still broken.
 	v.Start()
 	for _, r := range receivers {
-		faults.MustMode(t, r, faults.OK)
+		e2e.MustMode(t, r, e2e.OK)
 	}
 	for !pipe.Running() {
 		time.Sleep(100 * time.Millisecond)
@@ -337,12 +337,12 @@ func TestNoAcknowledgedMessageIsLost(t *testing.T) {
 	// Wait until every acknowledged message reached every receiver it
 	// should, or give up and let Check name what is missing.
 	mu.Lock()
-	acked := faults.Acknowledged(attempts)
+	acked := e2e.Acknowledged(attempts)
 	mu.Unlock()
 	// Stop when nothing moved for a while: a job whose record could not be
 	// read during the outage waits out the queue's 30s visibility timeout.
 	deadline := time.Now().Add(envDuration(t, "LETTERBOX_FAULTS_SETTLE", 90*time.Second))
-	if missing := faults.AwaitDelivered(acked, receivers, faults.Expect, deadline, 45*time.Second); missing == 0 {
+	if missing := e2e.AwaitDelivered(acked, receivers, e2e.Expect, deadline, 45*time.Second); missing == 0 {
 		tl.logf("every acknowledged message delivered")
 	} else {
 		tl.logf("gave up waiting: %d deliveries missing", missing)
@@ -350,7 +350,7 @@ func TestNoAcknowledgedMessageIsLost(t *testing.T) {
 	stopSupervisor()
 	pipe.Stop(30 * time.Second)
 
-	var reqs []faults.Request
+	var reqs []e2e.Request
 	for _, name := range []string{"A", "B"} {
 		reqs = append(reqs, receivers[name].Requests()...)
 	}
@@ -360,7 +360,7 @@ func TestNoAcknowledgedMessageIsLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer closer.Close()
-	rep, err := faults.Check(context.Background(), st, attempts, reqs, faults.Expect)
+	rep, err := e2e.Check(context.Background(), st, attempts, reqs, e2e.Expect)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -404,7 +404,7 @@ func TestNoAcknowledgedMessageIsLost(t *testing.T) {
 // diagnose says what the store and the queue hold of a lost message, and
 // whether that is the signature of bugParsedNotQueued: stored and parsed,
 // and for each missing delivery neither a record nor a queued job.
-func diagnose(st store.Store, queueDir string, lm faults.LostMessage) (string, bool) {
+func diagnose(st store.Store, queueDir string, lm e2e.LostMessage) (string, bool) {
 	ctx := context.Background()
 	if lm.NotStored {
 		return "not stored complete", false
@@ -442,7 +442,7 @@ func sortedNames(m map[string]string) []string {
 
 // supervisor keeps the pipeline running, except while it is held down.
 type supervisor struct {
-	pipe *faults.Pipeline
+	pipe *e2e.Pipeline
 	ctx  context.Context
 	logf func(string, ...any)
 	stop chan struct{}

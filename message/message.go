@@ -53,6 +53,11 @@ type Message struct {
 
 	Attachments []Attachment `json:"attachments"`
 	Auth        *Auth        `json:"auth,omitempty"`
+	// Spam and Virus are the scanners' verdicts, taken during the SMTP
+	// session (or mapped from SES receiving's own); absent when no scanner
+	// looked at the message.
+	Spam  *Spam  `json:"spam,omitempty"`
+	Virus *Virus `json:"virus,omitempty"`
 
 	// RawKey is the store key of the raw message.
 	RawKey string `json:"raw_key"`
@@ -230,4 +235,38 @@ type ARCResult struct {
 	Instances int `json:"instances,omitempty"`
 	// Reason explains a result other than pass or none.
 	Reason string `json:"reason,omitempty"`
+}
+
+// Spam is a spam scanner's verdict (rspamd's /checkv2 answer, or SES
+// receiving's spamVerdict mapped onto it).
+type Spam struct {
+	Score         float64 `json:"score"`
+	RequiredScore float64 `json:"required_score"`
+	// Action is the scanner's recommendation: "no action", "greylist",
+	// "add header", "rewrite subject", "soft reject" or "reject" (rspamd's
+	// names); "error" when the scanner failed open.
+	Action  string       `json:"action"`
+	Symbols []SpamSymbol `json:"symbols,omitempty"`
+	// Scanner names what produced the verdict: "rspamd" or "ses".
+	Scanner string `json:"scanner,omitempty"`
+	// Error says why the scan failed, when Action is "error".
+	Error string `json:"error,omitempty"`
+}
+
+// SpamSymbol is one rule that contributed to a spam score.
+type SpamSymbol struct {
+	Name  string  `json:"name"`
+	Score float64 `json:"score"`
+}
+
+// Virus is a virus scanner's verdict (clamd's INSTREAM answer, or SES
+// receiving's virusVerdict mapped onto it).
+type Virus struct {
+	// Result is "clean", "infected" or "error".
+	Result     string   `json:"result"`
+	Signatures []string `json:"signatures,omitempty"`
+	// Scanner names what produced the verdict: "clamd" or "ses".
+	Scanner string `json:"scanner,omitempty"`
+	// Error says why the scan failed, when Result is "error".
+	Error string `json:"error,omitempty"`
 }

@@ -43,6 +43,8 @@ type Config struct {
 	Version int      `yaml:"version"`
 	Domains []string `yaml:"domains"`
 	Routes  []*Route `yaml:"routes"`
+	// Policy is what the gateway decides in the SMTP session (policy.go).
+	Policy *Policy `yaml:"policy"`
 
 	domains map[string]bool
 }

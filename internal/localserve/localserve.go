@@ -39,6 +39,7 @@ import (
 	"github.com/letterboxmail/letterbox/internal/egress"
 	"github.com/letterboxmail/letterbox/internal/forward"
 	"github.com/letterboxmail/letterbox/internal/ingest"
+	"github.com/letterboxmail/letterbox/internal/inspect"
 	"github.com/letterboxmail/letterbox/internal/localqueue"
 	"github.com/letterboxmail/letterbox/internal/mailauth"
 	"github.com/letterboxmail/letterbox/internal/publish"
@@ -89,6 +90,10 @@ type Config struct {
 	Logger  *slog.Logger
 	// Out receives the dev receiver's printout; nil means os.Stdout.
 	Out io.Writer
+	// InspectToken, when set, is required by the inspector served at /
+	// (LETTERBOX_INSPECT_TOKEN); without it the inspector answers only
+	// loopback connections.
+	InspectToken string
 }
 
 // Server is a running local pipeline.
@@ -107,6 +112,8 @@ type Server struct {
 	ingest  *ingest.Handler
 	deliver *delivery.Handler
 	recv    *Receiver
+	inspect *inspect.Inspector
+	index   *inspect.Index
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -244,11 +251,22 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	signer, links := newLinks("http://"+s.httpLn.Addr().String(), base, s.log)
 	mux.Handle(linksPath+"/", links)
 	s.deliver.Webhooks.Links = signer
+	// The inspector (package inspect), at /: replay is allowed, it is the
+	// developer's own pipeline.
+	if s.index, err = inspect.OpenIndex(qdir + "-inspect.db"); err != nil {
+		return nil, err
+	}
+	if s.inspect, err = inspect.New(inspect.Config{Source: inspect.Source{Store: base, MaxBodyBytes: cfg.MaxBodyBytes}, Index: s.index,
+		Routes: s.routes, RoutesName: cfg.RoutesPath, Replayer: s.ingest, Token: cfg.InspectToken, Poll: 500 * time.Millisecond, Log: s.log}); err != nil {
+		return nil, err
+	}
+	mux.Handle("/", s.inspect)
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
-	s.wg.Add(3)
+	s.wg.Add(4)
+	go func() { defer s.wg.Done(); s.inspect.Run(runCtx) }()
 	go func() { defer s.wg.Done(); s.rawQ.Run(runCtx, s.cfg.Workers, s.handleRaw) }()
 	go func() { defer s.wg.Done(); s.jobQ.Run(runCtx, s.cfg.Workers, s.deliver.Handle) }()
 	go func() {
@@ -449,6 +467,9 @@ func (s *Server) close() error {
 	}
 	if s.jobQ != nil {
 		s.jobQ.Close()
+	}
+	if s.index != nil {
+		s.index.Close()
 	}
 	if s.closer != nil {
 		return s.closer.Close()

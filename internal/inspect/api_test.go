@@ -290,9 +290,12 @@ func TestInspectReadOnlyDefault(t *testing.T) {
 		t.Errorf("dry run without routes: %d, want 403", got)
 	}
 	// A page elsewhere posting to the inspector.
-	cross := func(r *http.Request) { local(r); r.Header.Set("Sec-Fetch-Site", "cross-site"); r.Header.Set("Origin", "https://attacker.example") }
+	cross := func(r *http.Request) {
+		local(r)
+		r.Header.Set("Sec-Fetch-Site", "cross-site")
+		r.Header.Set("Origin", "https://attacker.example")
+	}
 	if got := do(in, "POST", "/api/v1/messages/01KBX0000000000000000000AA/replay?dry_run=1", cross).StatusCode; got != 403 {
 		t.Errorf("cross-site POST: %d, want 403", got)
 	}
 }
-

@@ -120,6 +120,7 @@ func runInspect(ctx context.Context, args []string) error {
 		return err
 	}
 	srv := &http.Server{Handler: in, ReadHeaderTimeout: 10 * time.Second}
+	srv.RegisterOnShutdown(in.Close) // end the event streams
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan struct{})

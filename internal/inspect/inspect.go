@@ -76,6 +76,8 @@ type Inspector struct {
 	subs    map[chan []byte]struct{}
 	lastUse atomic.Int64 // Unix nanoseconds of the last request
 	kick    chan struct{}
+	closing chan struct{}
+	close   sync.Once
 }
 
 // New returns an inspector. Run keeps its index in step with the store.
@@ -89,7 +91,7 @@ func New(cfg Config) (*Inspector, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	in := &Inspector{cfg: cfg, log: cfg.Log, subs: map[chan []byte]struct{}{}, kick: make(chan struct{}, 1)}
+	in := &Inspector{cfg: cfg, log: cfg.Log, subs: map[chan []byte]struct{}{}, kick: make(chan struct{}, 1), closing: make(chan struct{})}
 	if in.log == nil {
 		in.log = slog.Default()
 	}
@@ -180,6 +182,10 @@ func (in *Inspector) Run(ctx context.Context) {
 	}
 }
 
+// Close ends the open event streams, which would otherwise keep an
+// http.Server's Shutdown waiting: register it with RegisterOnShutdown.
+func (in *Inspector) Close() { in.close.Do(func() { close(in.closing) }) }
+
 // Kick asks Run to sync now (localserve calls it when a message arrives).
 func (in *Inspector) Kick() {
 	select {
@@ -241,6 +247,8 @@ func (in *Inspector) apiEvents(w http.ResponseWriter, r *http.Request) {
 	for {
 		select {
 		case <-r.Context().Done():
+			return
+		case <-in.closing:
 			return
 		case b := <-c:
 			fmt.Fprintf(w, "event: message\ndata: %s\n\n", b)

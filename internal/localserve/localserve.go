@@ -262,6 +262,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	mux.Handle("/", s.inspect)
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	s.http.RegisterOnShutdown(s.inspect.Close) // end the inspector's event streams
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel

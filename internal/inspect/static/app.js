@@ -37,6 +37,22 @@ function listPage() {
   const q = document.getElementById("q");
 
   const es = new EventSource("/api/v1/events");
+  // What arrived between this page's rendering and the stream's opening
+  // (or while it was reconnecting) is not in the stream: load the first
+  // page again once it is open.
+  es.addEventListener("open", async () => {
+    if (table.dataset.live !== "1") return;
+    const resp = await fetch("/api/v1/messages");
+    if (!resp.ok || table.dataset.live !== "1") return;
+    const page = await resp.json();
+    for (const it of page.items.slice().reverse()) {
+      const old = tbody.querySelector('tr[data-id="' + CSS.escape(it.id) + '"]');
+      if (old) { old.replaceWith(row(it)); continue; }
+      const empty = document.getElementById("empty");
+      if (empty) empty.remove();
+      tbody.prepend(row(it));
+    }
+  });
   es.addEventListener("message", (ev) => {
     const it = JSON.parse(ev.data);
     const old = tbody.querySelector('tr[data-id="' + CSS.escape(it.id) + '"]');

@@ -221,25 +221,30 @@ func splitLines(s string) []string {
 	return strings.Split(s, "\n")
 }
 
-// parseQuery turns a search into SQL conditions.
+// parseQuery turns a search into SQL conditions. Words are looked for
+// with instr() in lower-cased text: a plain substring test, several times
+// faster than LIKE's pattern matching over a whole-index scan.
 func parseQuery(q string, now time.Time) ([]string, []any, error) {
 	var where []string
 	var args []any
+	word := func(col, v string) {
+		where, args = append(where, "instr("+col+", ?) > 0"), append(args, strings.ToLower(v))
+	}
 	for _, tok := range strings.Fields(q) {
 		field, val, ok := strings.Cut(tok, ":")
 		if !ok || val == "" {
-			where, args = append(where, "search LIKE ? ESCAPE '\\'"), append(args, like(strings.ToLower(tok)))
+			word("search", tok)
 			continue
 		}
 		switch strings.ToLower(field) {
 		case "from":
-			where, args = append(where, "from_addr LIKE ? ESCAPE '\\'"), append(args, like(val))
+			word("lower(from_addr)", val)
 		case "to", "rcpt":
-			where, args = append(where, "rcpt_to LIKE ? ESCAPE '\\'"), append(args, like(val))
+			word("lower(rcpt_to)", val)
 		case "subject":
-			where, args = append(where, "subject LIKE ? ESCAPE '\\'"), append(args, like(val))
+			word("lower(subject)", val)
 		case "route":
-			where, args = append(where, "('\n' || routes || '\n') LIKE ? ESCAPE '\\'"), append(args, "%\n"+escapeLike(val)+"\n%")
+			where, args = append(where, "instr(char(10) || routes || char(10), ?) > 0"), append(args, "\n"+val+"\n")
 		case "status":
 			where, args = append(where, "status = ?"), append(args, strings.ToLower(val))
 		case "since", "until":
@@ -253,17 +258,10 @@ func parseQuery(q string, now time.Time) ([]string, []any, error) {
 			}
 			where, args = append(where, "received_at "+op+" ?"), append(args, t.UnixMilli())
 		default: // "re: printer" and addresses with a colon are words
-			where, args = append(where, "search LIKE ? ESCAPE '\\'"), append(args, like(strings.ToLower(tok)))
+			word("search", tok)
 		}
 	}
 	return where, args, nil
-}
-
-func like(s string) string { return "%" + escapeLike(s) + "%" }
-
-func escapeLike(s string) string {
-	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
-	return r.Replace(s)
 }
 
 // parseWhen reads an RFC 3339 time, a date, or a duration ago.

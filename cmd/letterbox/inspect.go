@@ -57,6 +57,9 @@ func runInspect(ctx context.Context, args []string) error {
 		return &exitError{2, errors.New("--allow-replay needs --routes")}
 	}
 	s3 := strings.HasPrefix(*storeURL, "s3://")
+	if *allowReplay && s3 && *queue == "" {
+		return &exitError{2, replay.ErrQueueRequired}
+	}
 	if *poll <= 0 {
 		*poll = time.Second
 		if s3 {

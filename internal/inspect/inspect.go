@@ -95,6 +95,9 @@ func New(cfg Config) (*Inspector, error) {
 	if in.log == nil {
 		in.log = slog.Default()
 	}
+	if in.cfg.Source.Log == nil {
+		in.cfg.Source.Log = in.log
+	}
 	u, err := newUI(in)
 	if err != nil {
 		return nil, err

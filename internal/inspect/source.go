@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -20,9 +21,19 @@ import (
 // it: what the inspector shows.
 type Source struct {
 	Store store.Store
+	// Log receives what the index cannot read; nil is slog.Default().
+	Log *slog.Logger
 	// MaxBodyBytes is the parser's body limit for messages the store keeps
 	// no parsed JSON of; zero is the parser's default.
 	MaxBodyBytes int
+}
+
+func (s Source) logf(ctx context.Context, msg string, args ...any) {
+	l := s.Log
+	if l == nil {
+		l = slog.Default()
+	}
+	l.WarnContext(ctx, msg, args...)
 }
 
 func (s Source) journal() delivery.Journal { return delivery.Journal{Store: s.Store} }
@@ -248,14 +259,24 @@ func (ix *Index) Sync(ctx context.Context, src Source, now time.Time, refreshLim
 	close(work)
 	wg.Wait()
 	for i, e := range errs {
-		if e != nil {
-			// The cursor stays before this message; the next sync tries again.
-			if i == 0 {
-				return nil, false, fmt.Errorf("index %s: %w", objs[i].Key, e)
-			}
-			items, after, more = items[:i], objs[i-1].Key, true
-			break
+		if e == nil {
+			continue
 		}
+		if !fault.IsTemporary(e) {
+			// A message that cannot be read (a corrupt envelope) is listed
+			// as such rather than holding up every later one.
+			src.logf(ctx, "inspector: cannot read message; listed as unreadable", "key", objs[i].Key, "err", e)
+			id, _ := store.IDFromRawKey(objs[i].Key)
+			items[i] = Item{ID: id, ReceivedAt: receivedAt(id, nil, objs[i]), Subject: "(unreadable: see the inspector's log)",
+				RcptTo: []string{}, Routes: []string{}, Status: StatusReceived, Size: objs[i].Size}
+			continue
+		}
+		// The cursor stays before this message; the next sync tries again.
+		if i == 0 {
+			return nil, false, fmt.Errorf("index %s: %w", objs[i].Key, e)
+		}
+		items, after, more = items[:i], objs[i-1].Key, true
+		break
 	}
 	if err := ix.Put(ctx, items); err != nil {
 		return nil, false, err

@@ -116,3 +116,36 @@ func TestVerdicts(t *testing.T) {
 		t.Errorf("verdicts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// A message whose envelope cannot be decoded is listed as unreadable; it
+// does not hold up the messages after it.
+func TestSyncSkipsUnreadable(t *testing.T) {
+	ctx := context.Background()
+	st, err := filestore.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	const bad, good = "01KBX0000000000000000000AA", "01KBX0000000000000000000AB"
+	if _, err := st.Put(ctx, store.RawKey(bad), strings.NewReader(rawWithParts), map[string]string{store.MetaEnvelope: "!not base64!"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.PutRaw(ctx, st, good, message.Envelope{RcptTo: []string{"support@example.test"}}, strings.NewReader(rawWithParts)); err != nil {
+		t.Fatal(err)
+	}
+	ix, err := OpenIndex(t.TempDir() + "/i.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	changed, more, err := ix.Sync(ctx, Source{Store: st}, time.Now(), 0)
+	if err != nil || more || len(changed) != 2 {
+		t.Fatalf("sync: %v %v %d", err, more, len(changed))
+	}
+	if it, _ := ix.Get(ctx, bad); !strings.HasPrefix(it.Subject, "(unreadable") {
+		t.Errorf("bad message: %+v", it)
+	}
+	if it, _ := ix.Get(ctx, good); it.Subject != "parts" || it.RcptTo[0] != "support@example.test" {
+		t.Errorf("good message: %+v", it)
+	}
+}

@@ -8,7 +8,8 @@
 // A built-in webhook receiver (/dev/webhook/…) verifies and prints what it
 // receives, so the whole path can be tried with no other server running.
 // Attachment links (/dev/links/…) have the deployed stack's format and are
-// checked by the same handler as the link function's (package links).
+// checked by the same handler as the link function's (package links). The
+// inspector (package inspect) is served at /.
 package localserve
 
 import (

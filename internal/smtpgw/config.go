@@ -101,6 +101,8 @@ type Config struct {
 	AuthFailureInterval time.Duration
 
 	envErrs map[string]error
+	// now is the rate limiter's clock (tests set a fake one).
+	now func() time.Time
 }
 
 func (c *Config) setDefaults() {

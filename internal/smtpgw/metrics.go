@@ -24,6 +24,9 @@ const (
 	reasonProxyHeader    = "proxy_header"
 	reasonTLSFailed      = "tls_handshake_failed"
 	reasonInvalidAddress = "invalid_address"
+	reasonClientDenied   = "client_denied"
+	reasonRateLimit      = "rate_limited"
+	reasonPolicyHook     = "policy_hook"
 )
 
 type metrics struct {

@@ -69,6 +69,7 @@ type transaction struct {
 	opts     smtp.MailOptions
 	rcpts    []string
 	spf      *spfResult
+	rate     *rateReservation // uncounted unless the message is accepted
 	finished bool
 }
 
@@ -174,11 +175,18 @@ func checkAddress(addr string, utf8 bool, badSyntax, role string) *smtp.SMTPErro
 	return nil
 }
 
-// mailPolicy applies the checks decided at MAIL FROM: DNS blocklists and
-// SPF. Authenticated submissions skip both.
+// mailPolicy applies the checks decided at MAIL FROM: the client's
+// message rate (clients.go), DNS blocklists and SPF. Authenticated
+// submissions skip all three; clients in policy.clients.allow skip the
+// first two.
 func (s *session) mailPolicy(ctx context.Context, tx *transaction) *smtp.SMTPError {
 	if s.authUser != "" {
 		return nil
+	}
+	if !s.c.allowed {
+		if err := s.checkRate(ctx, tx); err != nil {
+			return err
+		}
 	}
 	ip := s.c.remote.Addr()
 	if res := s.c.dnsblListing(ctx); res != nil && res.zone != "" {
@@ -264,6 +272,9 @@ func (s *session) endTx(code int, result string, extra []any) {
 		return
 	}
 	tx.finished = true
+	if code != 250 {
+		tx.rate.cancel()
+	}
 	s.g.m.transactions.WithLabelValues(s.c.listener, strconv.Itoa(code)).Inc()
 	attrs := []any{
 		"event", "transaction",

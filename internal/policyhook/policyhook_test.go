@@ -130,7 +130,9 @@ func TestAskFailures(t *testing.T) {
 		{"JSON array", jsonAnswer(`["accept"]`), "answer is not a JSON object"},
 		{"wrong type", jsonAnswer(`{"action":"reject","code":"550"}`), `field "code" has the wrong type`},
 		{"status 500", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "oops", 500) }, "answered 500 Internal Server Error"},
-		{"redirect", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "http://10.0.0.1/", http.StatusFound) }, "answered 302 Found"},
+		{"redirect", func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "http://10.0.0.1/", http.StatusFound)
+		}, "answered 302 Found"},
 		{"huge body", func(w http.ResponseWriter, _ *http.Request) {
 			io.WriteString(w, `{"action":"accept","pad":"`)
 			chunk := strings.Repeat("x", 64<<10)

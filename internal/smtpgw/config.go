@@ -10,6 +10,11 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/letterboxmail/letterbox/internal/egress"
+	"github.com/letterboxmail/letterbox/internal/policyhook"
+	"github.com/letterboxmail/letterbox/internal/routing"
+	"github.com/letterboxmail/letterbox/webhook"
 )
 
 // Defaults. Timeouts follow RFC 5321 §4.5.3.2.7: a server waits at least
@@ -100,6 +105,23 @@ type Config struct {
 	AuthFailureBurst    int
 	AuthFailureInterval time.Duration
 
+	// PolicyHook, when set, is the policy hook's URL (or Lambda
+	// function ARN), overriding policy.hook.url in the routes file; the
+	// rest of policy.hook (timeout, fail) applies, or its defaults.
+	// PolicyHookSecret signs its requests ("whsec_…"), overriding
+	// policy.hook.secret and secret_env.
+	PolicyHook       string
+	PolicyHookSecret string
+	// Getenv resolves policy.hook.secret_env (the command passes
+	// os.Getenv); nil resolves nothing.
+	Getenv func(string) string
+	// HookEgress says where the policy hook may connect: strict by
+	// default; `letterbox dev` allows loopback.
+	HookEgress egress.Policy
+	// HookLambda invokes a policy hook that is a Lambda function; nil
+	// makes such a hook fail (and its failure mode apply).
+	HookLambda policyhook.LambdaAPI
+
 	envErrs map[string]error
 	// now is the rate limiter's clock (tests set a fake one).
 	now func() time.Time
@@ -189,6 +211,17 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("--resolver %q: want host:port", c.Resolver))
 		}
 	}
+	if c.PolicyHook != "" {
+		if err := routing.CheckHookURL(c.PolicyHook); err != nil {
+			errs = append(errs, fmt.Errorf("--policy-hook: %w", err))
+		}
+	}
+	if c.PolicyHookSecret != "" {
+		if _, err := webhook.ParseSecret(c.PolicyHookSecret); err != nil {
+			// The value is a secret: never repeated.
+			errs = append(errs, errors.New("LETTERBOX_POLICY_HOOK_SECRET: must be \"whsec_\" followed by base64"))
+		}
+	}
 	for _, z := range c.DNSBL {
 		if z == "" || strings.ContainsAny(z, " /@") {
 			errs = append(errs, fmt.Errorf("--dnsbl %q is not a DNS zone", z))
@@ -218,6 +251,11 @@ func (c *Config) validate() error {
 //	--dnsbl                  LETTERBOX_DNSBL
 //	--proxy-protocol-from    LETTERBOX_PROXY_PROTOCOL_FROM
 //	--auth-users             LETTERBOX_AUTH_USERS
+//	--policy-hook            LETTERBOX_POLICY_HOOK
+//
+// The policy hook's signing secret is read from
+// LETTERBOX_POLICY_HOOK_SECRET only, never from a flag (flags show in
+// process listings).
 //
 // The listen address (--smtp) is registered by the command, which shares
 // it with other servers. An invalid environment value is reported by New
@@ -244,6 +282,13 @@ func RegisterFlags(fs *flag.FlagSet, c *Config, getenv func(string) string) {
 	r.value(&listValue{p: &c.DNSBL}, "", "dnsbl", "LETTERBOX_DNSBL", "comma-separated DNS blocklist zones; listed clients get 554 5.7.1")
 	r.value(&prefixListValue{p: &c.ProxyProtocolFrom}, "", "proxy-protocol-from", "LETTERBOX_PROXY_PROTOCOL_FROM", "comma-separated CIDRs (load balancers) that must send a PROXY v1/v2 header")
 	r.str(&c.AuthUsersFile, "auth-users", "LETTERBOX_AUTH_USERS", "file of user:bcrypt-hash lines for AUTH on the submission listener")
+	r.str(&c.PolicyHook, "policy-hook", "LETTERBOX_POLICY_HOOK", "policy hook URL or Lambda function ARN, asked at RCPT and end of DATA; overrides policy.hook.url (secret: LETTERBOX_POLICY_HOOK_SECRET)")
+	if s := getenv("LETTERBOX_POLICY_HOOK_SECRET"); s != "" {
+		c.PolicyHookSecret = s
+	}
+	if c.Getenv == nil {
+		c.Getenv = getenv
+	}
 }
 
 type registrar struct {

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/letterboxmail/letterbox/internal/mailauth"
+	"github.com/letterboxmail/letterbox/internal/policyhook"
 	"github.com/letterboxmail/letterbox/internal/routing"
 	"github.com/letterboxmail/letterbox/internal/store"
 )
@@ -46,6 +47,8 @@ type Gateway struct {
 	authLim  *ipLimiter
 	ids      *idSource
 	rate     *rateLimiter // policy.clients.rate (clients.go)
+	hook     *policyhook.Client
+	hookM    *hookMetrics
 
 	// hard is cancelled when a shutdown's deadline passes: store writes
 	// still running then are abandoned (and leave nothing).
@@ -102,6 +105,13 @@ func New(c Config, st store.Store, routes *routing.Live, logger *slog.Logger, re
 		perIP:   map[netip.Addr]int{},
 		done:    make(chan struct{}),
 		stopped: make(chan struct{}),
+	}
+	g.hook = policyhook.New(c.HookEgress, c.HookLambda)
+	if g.hookM, err = newHookMetrics(reg); err != nil {
+		return nil, fmt.Errorf("smtpgw: register metrics: %w", err)
+	}
+	if err := g.checkPolicyHook(context.Background()); err != nil {
+		return nil, err
 	}
 	g.hard, g.hardStop = context.WithCancel(context.Background())
 	g.resolver = net.DefaultResolver

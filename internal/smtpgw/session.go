@@ -62,15 +62,19 @@ type session struct {
 // transaction is one mail transaction, from MAIL FROM to the reply to
 // DATA (or RSET).
 type transaction struct {
-	id       string // the message id, assigned at MAIL FROM
-	log      *slog.Logger
-	start    time.Time
-	from     string
-	opts     smtp.MailOptions
-	rcpts    []string
-	spf      *spfResult
-	rate     *rateReservation // uncounted unless the message is accepted
-	finished bool
+	id    string // the message id, assigned at MAIL FROM
+	log   *slog.Logger
+	start time.Time
+	from  string
+	opts  smtp.MailOptions
+	rcpts []string
+	spf   *spfResult
+	rate  *rateReservation // uncounted unless the message is accepted
+	// hookAsked counts the policy hook's questions; hookQuarantine is set
+	// when it answered quarantine at RCPT (hook.go).
+	hookAsked      int
+	hookQuarantine bool
+	finished       bool
 }
 
 func smtpErr(code int, enhanced string, msg string) *smtp.SMTPError {
@@ -246,6 +250,9 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		tx.log.Info("recipient refused", attrs...)
 		return s.reject(&smtp.SMTPError{Code: rej.Code, EnhancedCode: parseEnhanced(rej.Enhanced, rej.Code), Message: rej.Message})
 	}
+	if err := s.rcptHook(ctx, tx, to); err != nil {
+		return s.reject(err)
+	}
 	tx.rcpts = append(tx.rcpts, to)
 	return nil
 }
@@ -366,6 +373,12 @@ func (s *session) Data(r io.Reader) error {
 		s.c.mu.Lock()
 		s.c.stored++
 		s.c.mu.Unlock()
+		// POLICY HOOK (end of DATA), after the durable write: the hook's
+		// answer on the stored message, given the scanners' verdicts
+		// (nil here until they run). hook.go.
+		if reply := s.policyHookData(ctx, tx, body.n, nil, nil); reply != nil {
+			return reply
+		}
 		s.c.setCode(250)
 		s.endTx(250, "stored", result())
 		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + tx.id}

@@ -1,0 +1,300 @@
+package smtpgw
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/letterboxmail/letterbox/internal/policyhook"
+	"github.com/letterboxmail/letterbox/internal/routing"
+	"github.com/letterboxmail/letterbox/internal/store"
+	"github.com/letterboxmail/letterbox/message"
+	"github.com/letterboxmail/letterbox/webhook"
+)
+
+// The policy hook (policy.hook in the routes file, or --policy-hook) is
+// asked at RCPT, for each recipient the routes accept, and at the end of
+// DATA, once the message is stored. Its answer:
+//
+//   - accept: the recipient or message goes on (250);
+//   - reject: its 5xx code, enhanced code and message;
+//   - defer: its 4xx code, enhanced code and message;
+//   - quarantine: 250 to the client; the message is kept in quarantine/
+//     and not delivered (at RCPT, the whole message is).
+//
+// The hook's message reaches the client: it is validated as one line of
+// printable ASCII of at most 200 bytes (package policyhook), so it cannot
+// inject a reply. No answer within hook.timeout, or a bad one, applies
+// hook.fail: open accepts, closed answers 451 4.7.0.
+
+// hookMetrics counts the hook's outcomes.
+type hookMetrics struct {
+	asked   *prometheus.CounterVec   // stage, result
+	latency *prometheus.HistogramVec // stage
+}
+
+func newHookMetrics(reg prometheus.Registerer) (*hookMetrics, error) {
+	m := &hookMetrics{
+		asked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "letterbox_smtp_policy_hook_total",
+			Help: "Policy hook questions by stage (rcpt, data) and result (accept, reject, defer, quarantine, error).",
+		}, []string{"stage", "result"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "letterbox_smtp_policy_hook_seconds",
+			Help:    "Time the policy hook took to answer (or fail).",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"stage"}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.asked, m.latency} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}
+
+// activeHook is the hook in force for one question.
+type activeHook struct {
+	fail   string // routing.FailOpen or FailClosed
+	target policyhook.Target
+	err    error // the hook cannot be asked (no secret): its failure mode applies
+}
+
+// policyHook returns the hook in force now: the routes file's
+// policy.hook, with --policy-hook and LETTERBOX_POLICY_HOOK_SECRET
+// overriding its URL and secret; nil when there is none.
+func (g *Gateway) policyHook(ctx context.Context) *activeHook {
+	var hp routing.HookPolicy
+	if cfg := g.routes.Get(ctx); cfg != nil && cfg.Policy != nil && cfg.Policy.Hook != nil {
+		hp = *cfg.Policy.Hook
+	}
+	if g.cfg.PolicyHook != "" {
+		hp.URL = g.cfg.PolicyHook
+	}
+	if hp.URL == "" {
+		return nil
+	}
+	h := &activeHook{fail: hp.Fail, target: policyhook.Target{URL: hp.URL, Timeout: time.Duration(hp.Timeout)}}
+	if h.fail == "" {
+		h.fail = routing.FailClosed
+	}
+	if h.target.Timeout <= 0 {
+		h.target.Timeout = routing.DefaultHookTimeout
+	}
+	if policyhook.IsLambda(hp.URL) {
+		return h
+	}
+	var raw []string
+	switch {
+	case g.cfg.PolicyHookSecret != "":
+		raw = []string{g.cfg.PolicyHookSecret}
+	case hp.Secret != "":
+		raw = []string{hp.Secret}
+	case hp.SecretEnv != "" && g.cfg.Getenv != nil:
+		if v := g.cfg.Getenv(hp.SecretEnv); v != "" {
+			raw = strings.Split(v, ",")
+		}
+	}
+	if len(raw) == 0 {
+		h.err = fmt.Errorf("no signing secret: set LETTERBOX_POLICY_HOOK_SECRET or policy.hook.secret_env (%q is empty)", hp.SecretEnv)
+		return h
+	}
+	for _, r := range raw {
+		k, err := webhook.ParseSecret(strings.TrimSpace(r))
+		if err != nil {
+			h.err = errors.New("the signing secret is not \"whsec_\" followed by base64")
+			return h
+		}
+		h.target.Secrets = append(h.target.Secrets, k)
+	}
+	return h
+}
+
+// checkPolicyHook refuses a gateway start whose --policy-hook cannot sign.
+func (g *Gateway) checkPolicyHook(ctx context.Context) error {
+	if g.cfg.PolicyHook == "" {
+		return nil
+	}
+	if h := g.policyHook(ctx); h != nil && h.err != nil {
+		return fmt.Errorf("--policy-hook: %w", h.err)
+	}
+	return nil
+}
+
+// askHook asks the hook and turns its answer, or its failure, into the
+// reply to give: nil to go on. quarantine reports a quarantine answer.
+func (s *session) askHook(ctx context.Context, h *activeHook, tx *transaction, stage string, q *policyhook.Query) (reply *smtp.SMTPError, quarantine bool) {
+	if h == nil {
+		return nil, false
+	}
+	tx.hookAsked++
+	q.Stage, q.SessionID, q.MessageID = stage, s.c.id, tx.id
+	q.Client = policyhook.SMTPClient{IP: s.c.remote.Addr().String(), HELO: s.c.helo, TLS: s.isTLS(), AuthUser: s.authUser}
+	q.MailFrom = tx.from
+	start := time.Now()
+	ans, err := (*policyhook.Answer)(nil), h.err
+	if err == nil {
+		ans, err = s.g.hook.Ask(ctx, h.target, tx.id+"."+stage+"."+strconv.Itoa(tx.hookAsked), q)
+	}
+	s.g.hookM.latency.WithLabelValues(stage).Observe(time.Since(start).Seconds())
+	log := tx.log.With("stage", stage, "hook_ms", time.Since(start).Milliseconds())
+	if q.Rcpt != "" {
+		log = log.With("rcpt", q.Rcpt)
+	}
+	if err != nil {
+		s.g.hookM.asked.WithLabelValues(stage, "error").Inc()
+		if h.fail == routing.FailOpen {
+			log.Warn("policy hook failed; accepting (hook.fail: open)", "err", err, "fail", h.fail)
+			return nil, false
+		}
+		s.g.m.rejections.WithLabelValues(reasonPolicyHook).Inc()
+		log.Warn("policy hook failed; deferring (hook.fail: closed)", "err", err, "fail", h.fail, "code", 451)
+		return smtpErr(451, "4.7.0", "Policy check temporarily unavailable; try again later"), false
+	}
+	s.g.hookM.asked.WithLabelValues(stage, ans.Action).Inc()
+	switch ans.Action {
+	case policyhook.Reject, policyhook.Defer:
+		s.g.m.rejections.WithLabelValues(reasonPolicyHook).Inc()
+		log.Info("policy hook refused", "reason", reasonPolicyHook, "action", ans.Action, "code", ans.Code, "enhanced", ans.EnhancedCode)
+		return smtpErr(ans.Code, ans.EnhancedCode, ans.Message), false
+	case policyhook.Quarantine:
+		log.Info("policy hook: quarantine", "action", ans.Action)
+		return nil, true
+	}
+	log.Debug("policy hook accepted", "action", ans.Action)
+	return nil, false
+}
+
+// rcptHook asks the hook about a recipient the routes accepted.
+func (s *session) rcptHook(ctx context.Context, tx *transaction, rcpt string) *smtp.SMTPError {
+	reply, quarantine := s.askHook(ctx, s.g.policyHook(ctx), tx, policyhook.StageRcpt, &policyhook.Query{Rcpt: rcpt, RcptTo: append([]string(nil), tx.rcpts...)})
+	if quarantine {
+		tx.hookQuarantine = true
+	}
+	return reply
+}
+
+// maxHookHeaderBytes bounds the header section sent to the hook.
+const maxHookHeaderBytes = 64 << 10
+
+// policyHookData asks the hook at the end of DATA, once the message is
+// stored, with its header fields and the scanners' verdicts (either may be
+// nil). It returns nil when the client gets the 250. Otherwise the
+// message, refused or quarantined, is moved to quarantine/ (never
+// delivered, never silently deleted), the transaction is logged, and the
+// reply to give is returned: the hook's code, 451 4.7.0 (hook.fail:
+// closed), or 250 for a quarantine.
+func (s *session) policyHookData(ctx context.Context, tx *transaction, size int64, spam *message.Spam, virus *message.Virus) *smtp.SMTPError {
+	h := s.g.policyHook(ctx)
+	if h == nil && !tx.hookQuarantine {
+		return nil
+	}
+	var reply *smtp.SMTPError
+	quarantine := tx.hookQuarantine
+	if h != nil {
+		q := &policyhook.Query{RcptTo: tx.rcpts, Size: size, Spam: spam, Virus: virus}
+		q.Headers = s.storedHeaders(ctx, tx)
+		var qa bool
+		reply, qa = s.askHook(ctx, h, tx, policyhook.StageData, q)
+		quarantine = quarantine || qa
+	}
+	if reply == nil && !quarantine {
+		return nil
+	}
+	result, code := "quarantined", 250
+	if reply != nil {
+		result, code = "refused", reply.Code
+	}
+	if err := s.g.quarantineStored(ctx, tx.id, "policy_hook"); err != nil {
+		// The message is still where the pipeline picks it up: refusing
+		// it now would deliver a refused message. Ask the client to
+		// retry instead; the stored copy is delivered once.
+		tx.log.Error("policy hook: moving the message to quarantine failed", "err", err)
+		s.c.setCode(451)
+		s.endTx(451, "quarantine_failed", []any{"size", size, "err", err.Error()})
+		return smtpErr(451, "4.3.0", "Temporary failure storing the message; try again later")
+	}
+	s.c.setCode(code)
+	s.endTx(code, result, []any{"size", size, "reason", reasonPolicyHook, "quarantine_key", quarantineKey(tx.id)})
+	if reply != nil {
+		return reply
+	}
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + tx.id}
+}
+
+// storedHeaders reads the stored message's header section (bounded),
+// unfolded, in order.
+func (s *session) storedHeaders(ctx context.Context, tx *transaction) []policyhook.Header {
+	rc, _, err := s.g.store.Get(ctx, store.RawKey(tx.id))
+	if err != nil {
+		tx.log.Warn("policy hook: reading the stored header failed; asking without it", "err", err)
+		return nil
+	}
+	defer rc.Close()
+	return parseHeader(io.LimitReader(rc, maxHookHeaderBytes))
+}
+
+// parseHeader reads header fields (RFC 5322 §2.2) up to the blank line,
+// unfolding continuation lines; it stops at the first malformed line.
+func parseHeader(r io.Reader) []policyhook.Header {
+	br := bufio.NewReader(r)
+	var out []policyhook.Header
+	for {
+		line, err := br.ReadString('\n')
+		line = strings.TrimRight(line, "\r\n")
+		if line == "" {
+			return out
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			if len(out) > 0 {
+				out[len(out)-1].Value += " " + strings.TrimSpace(line)
+			}
+		} else if name, value, ok := strings.Cut(line, ":"); ok && name != "" && !strings.ContainsAny(name, " \t") {
+			out = append(out, policyhook.Header{Name: name, Value: strings.TrimSpace(value)})
+		} else {
+			return out
+		}
+		if err != nil {
+			return out
+		}
+	}
+}
+
+// quarantinePrefix holds messages refused or quarantined after they were
+// stored.
+const quarantinePrefix = "quarantine/"
+
+func quarantineKey(id string) string { return quarantinePrefix + id + ".eml" }
+
+// quarantineStored moves a stored message from raw/ to quarantine/, with
+// its metadata (the envelope) and the reason.
+//
+// MERGE NOTE: the scanners' quarantine (policy.spam, policy.virus) does
+// the same; when both land, the policy hook uses that one.
+func (g *Gateway) quarantineStored(ctx context.Context, id, reason string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.StoreTimeout)
+	defer cancel()
+	rc, obj, err := g.store.Get(ctx, store.RawKey(id))
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	meta := map[string]string{"quarantine-reason": reason}
+	for k, v := range obj.Meta {
+		meta[k] = v
+	}
+	if _, err := g.store.Put(ctx, quarantineKey(id), rc, meta); err != nil {
+		return err
+	}
+	return g.store.Delete(ctx, store.RawKey(id))
+}

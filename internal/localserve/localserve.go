@@ -216,7 +216,13 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.deliver.Metrics = delivery.NewMetrics(reg)
-	if s.gw, err = smtpgw.New(cfg.Gateway, s.store, s.routes, s.log, reg); err != nil {
+	// The policy hook may be on this machine, as webhooks may.
+	gwc := cfg.Gateway
+	gwc.HookEgress = policy
+	if gwc.Getenv == nil {
+		gwc.Getenv = getenv
+	}
+	if s.gw, err = smtpgw.New(gwc, s.store, s.routes, s.log, reg); err != nil {
 		return nil, err
 	}
 

@@ -216,13 +216,14 @@ func (s *session) policyHookData(ctx context.Context, tx *transaction, size int6
 		result, code = "refused", reply.Code
 	}
 	if err := s.g.quarantineStored(ctx, tx.id, "policy_hook"); err != nil {
-		// The message is still where the pipeline picks it up: refusing
-		// it now would deliver a refused message. Ask the client to
-		// retry instead; the stored copy is delivered once.
-		tx.log.Error("policy hook: moving the message to quarantine failed", "err", err)
-		s.c.setCode(451)
-		s.endTx(451, "quarantine_failed", []any{"size", size, "err", err.Error()})
-		return smtpErr(451, "4.3.0", "Temporary failure storing the message; try again later")
+		// The message stays where the pipeline delivers it from. A
+		// refusal now would be untrue, and a 4xx would bring it back to
+		// be stored (and delivered) again: say 250, loudly.
+		tx.log.Error("policy hook: moving the stored message to quarantine failed; it will be delivered",
+			"err", err, "action", result)
+		s.endTx(250, "stored", []any{"size", size, "err", err.Error()})
+		s.c.setCode(250)
+		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + tx.id}
 	}
 	s.c.setCode(code)
 	s.endTx(code, result, []any{"size", size, "reason", reasonPolicyHook, "quarantine_key", quarantineKey(tx.id)})

@@ -16,12 +16,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/letterboxmail/letterbox/internal/routing"
-	"github.com/letterboxmail/letterbox/internal/storeurl"
 	"github.com/letterboxmail/letterbox/internal/smtpgw"
+	"github.com/letterboxmail/letterbox/internal/storeurl"
 )
 
 func main() {
@@ -57,6 +59,13 @@ func main() {
 	exitOn(err)
 	routes, err := routing.NewLive(ctx, loader, 10*time.Second)
 	exitOn(err)
+	// A policy hook that is a Lambda function ARN is invoked with the
+	// task role's credentials (template.yaml: GatewayPolicyHookFunction).
+	if awsCfg, err := config.LoadDefaultConfig(ctx); err == nil {
+		cfg.HookLambda = lambda.NewFromConfig(awsCfg)
+	} else {
+		log.Warn("no AWS configuration: a Lambda policy hook would fail", "err", err)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	gw, err := smtpgw.New(cfg, st, routes, log, reg)

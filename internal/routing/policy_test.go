@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/netip"
 	"os"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,18 +73,9 @@ func TestPolicyHookSecretNotInErrors(t *testing.T) {
 	if err == nil {
 		t.Fatal("Parse succeeded")
 	}
-	if s := err.Error(); contains(s, "hunter2") {
+	if s := err.Error(); strings.Contains(s, "hunter2") {
 		t.Fatalf("error repeats the secret: %s", s)
 	}
-}
-
-func contains(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return true
-		}
-	}
-	return false
 }
 
 func TestPolicyValid(t *testing.T) {
@@ -169,7 +162,40 @@ func TestLiveReloadsPolicy(t *testing.T) {
 	if !lv.Get(ctx).Policy.Clients.Denied(ip) {
 		t.Fatal("invalid policy replaced the good one")
 	}
-	if err := lv.Err(); err == nil || !contains(err.Error(), "policy.clients.deny[0]") {
+	if err := lv.Err(); err == nil || !strings.Contains(err.Error(), "policy.clients.deny[0]") {
 		t.Fatalf("Err = %v", err)
 	}
+}
+
+// docs/routes.md documents every field of the policy: key.
+func TestPolicyFieldsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/routes.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var walk func(prefix string, typ reflect.Type)
+	walk = func(prefix string, typ reflect.Type) {
+		for typ.Kind() == reflect.Pointer {
+			typ = typ.Elem()
+		}
+		for i := 0; i < typ.NumField(); i++ {
+			f := typ.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			ft := f.Type
+			for ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct && ft != reflect.TypeOf(routing.Duration(0)) {
+				walk(prefix+name+".", ft)
+				continue
+			}
+			if !strings.Contains(string(doc), "| `"+prefix+name+"` |") {
+				t.Errorf("docs/routes.md has no row for policy field %s%s", prefix, name)
+			}
+		}
+	}
+	walk("", reflect.TypeOf(routing.Policy{}))
 }

@@ -2,6 +2,7 @@ package smtpgw
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -22,13 +23,15 @@ import (
 
 // The policy hook (policy.hook in the routes file, or --policy-hook) is
 // asked at RCPT, for each recipient the routes accept, and at the end of
-// DATA, once the message is stored. Its answer:
+// DATA, when the data has ended and before the store commits it (with the
+// header section and the scanners' verdicts). Its answer:
 //
 //   - accept: the recipient or message goes on (250);
-//   - reject: its 5xx code, enhanced code and message;
-//   - defer: its 4xx code, enhanced code and message;
-//   - quarantine: 250 to the client; the message is kept in quarantine/
-//     and not delivered (at RCPT, the whole message is).
+//   - reject: its 5xx code, enhanced code and message; at the end of DATA
+//     the store's write is abandoned, so nothing is kept;
+//   - defer: the same with its 4xx code;
+//   - quarantine: 250 to the client; the message is stored, then moved to
+//     quarantine/ and not delivered (at RCPT: the whole message).
 //
 // The hook's message reaches the client: it is validated as one line of
 // printable ASCII of at most 200 bytes (package policyhook), so it cannot
@@ -187,62 +190,114 @@ func (s *session) rcptHook(ctx context.Context, tx *transaction, rcpt string) *s
 // maxHookHeaderBytes bounds the header section sent to the hook.
 const maxHookHeaderBytes = 64 << 10
 
-// policyHookData asks the hook at the end of DATA, once the message is
-// stored, with its header fields and the scanners' verdicts (either may be
-// nil). It returns nil when the client gets the 250. Otherwise the
-// message, refused or quarantined, is moved to quarantine/ (never
-// delivered, never silently deleted), the transaction is logged, and the
-// reply to give is returned: the hook's code, 451 4.7.0 (hook.fail:
-// closed), or 250 for a quarantine.
-func (s *session) policyHookData(ctx context.Context, tx *transaction, size int64, spam *message.Spam, virus *message.Virus) *smtp.SMTPError {
+// errHookRefused ends the store's read of a message the policy hook
+// refused at the end of DATA: the write is abandoned, nothing is kept.
+var errHookRefused = errors.New("smtpgw: the policy hook refused the message")
+
+// hookGate sits between the message data and the store. It keeps the
+// header section (up to maxHookHeaderBytes) as it streams by and, when the
+// data ends and before the store sees the end (so before the commit),
+// asks the policy hook. A reject or defer makes the store's read fail, so
+// nothing is stored; a quarantine lets the write commit and is acted on
+// after it (policyHookData). The scanners' verdicts, when they ran, come
+// from verdicts, called once the data has ended.
+type hookGate struct {
+	s        *session
+	ctx      context.Context
+	tx       *transaction
+	h        *activeHook
+	r        io.Reader
+	verdicts func() (*message.Spam, *message.Virus)
+
+	head     []byte
+	headDone bool
+	n        int64
+
+	asked      bool
+	reply      *smtp.SMTPError // reject or defer (or fail: closed)
+	quarantine bool
+}
+
+// newHookGate wraps src when a policy hook is in force, or a quarantine
+// was asked at RCPT; otherwise it returns nil and the data goes straight
+// to the store.
+func (s *session) newHookGate(ctx context.Context, tx *transaction, src io.Reader, verdicts func() (*message.Spam, *message.Virus)) *hookGate {
 	h := s.g.policyHook(ctx)
 	if h == nil && !tx.hookQuarantine {
 		return nil
 	}
-	var reply *smtp.SMTPError
-	quarantine := tx.hookQuarantine
-	if h != nil {
-		q := &policyhook.Query{RcptTo: tx.rcpts, Size: size, Spam: spam, Virus: virus}
-		q.Headers = s.storedHeaders(ctx, tx)
-		var qa bool
-		reply, qa = s.askHook(ctx, h, tx, policyhook.StageData, q)
-		quarantine = quarantine || qa
-	}
-	if reply == nil && !quarantine {
-		return nil
-	}
-	result, code := "quarantined", 250
-	if reply != nil {
-		result, code = "refused", reply.Code
-	}
-	if err := s.g.quarantineStored(ctx, tx.id, "policy_hook"); err != nil {
-		// The message stays where the pipeline delivers it from. A
-		// refusal now would be untrue, and a 4xx would bring it back to
-		// be stored (and delivered) again: say 250, loudly.
-		tx.log.Error("policy hook: moving the stored message to quarantine failed; it will be delivered",
-			"err", err, "action", result)
-		s.endTx(250, "stored", []any{"size", size, "err", err.Error()})
-		s.c.setCode(250)
-		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + tx.id}
-	}
-	s.c.setCode(code)
-	s.endTx(code, result, []any{"size", size, "reason", reasonPolicyHook, "quarantine_key", quarantineKey(tx.id)})
-	if reply != nil {
-		return reply
-	}
-	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + tx.id}
+	return &hookGate{s: s, ctx: ctx, tx: tx, h: h, r: src, verdicts: verdicts, quarantine: tx.hookQuarantine}
 }
 
-// storedHeaders reads the stored message's header section (bounded),
-// unfolded, in order.
-func (s *session) storedHeaders(ctx context.Context, tx *transaction) []policyhook.Header {
-	rc, _, err := s.g.store.Get(ctx, store.RawKey(tx.id))
-	if err != nil {
-		tx.log.Warn("policy hook: reading the stored header failed; asking without it", "err", err)
+func (g *hookGate) Read(p []byte) (int, error) {
+	if g.asked && g.reply != nil {
+		return 0, errHookRefused
+	}
+	n, err := g.r.Read(p)
+	g.n += int64(n)
+	if !g.headDone && n > 0 {
+		room := maxHookHeaderBytes - len(g.head)
+		g.head = append(g.head, p[:min(n, room)]...)
+		if bytes.Contains(g.head, []byte("\r\n\r\n")) || len(g.head) >= maxHookHeaderBytes {
+			g.headDone = true
+		}
+	}
+	if err == io.EOF && !g.asked {
+		g.ask()
+		if g.reply != nil {
+			return n, errHookRefused
+		}
+	}
+	return n, err
+}
+
+// ask asks the hook at the end of the data.
+func (g *hookGate) ask() {
+	g.asked = true
+	if g.h == nil {
+		return
+	}
+	var spam *message.Spam
+	var virus *message.Virus
+	if g.verdicts != nil {
+		spam, virus = g.verdicts()
+	}
+	q := &policyhook.Query{RcptTo: g.tx.rcpts, Size: g.n, Spam: spam, Virus: virus, Headers: parseHeader(bytes.NewReader(g.head))}
+	reply, quarantine := g.s.askHook(g.ctx, g.h, g.tx, policyhook.StageData, q)
+	g.reply = reply
+	g.quarantine = g.quarantine || quarantine
+}
+
+// refused reports whether the store's write failed because the hook
+// refused the message (errHookRefused).
+func (g *hookGate) refused(err error) bool {
+	// The store wraps the read error its own way; a refusal is the only
+	// reason the gate fails a read.
+	return g != nil && g.reply != nil && err != nil
+}
+
+// hookRefused answers a message the hook refused at the end of DATA:
+// nothing was stored.
+func (s *session) hookRefused(g *hookGate, extra []any) error {
+	s.endTx(g.reply.Code, "refused", append(extra, "reason", reasonPolicyHook))
+	return s.reject(g.reply)
+}
+
+// policyHookData acts on a quarantine answer (at RCPT or at the end of
+// DATA) once the message is stored: it moves the message to quarantine/
+// and answers 250. It returns nil when the message goes on as usual.
+func (s *session) policyHookData(ctx context.Context, tx *transaction, g *hookGate, size int64) *smtp.SMTPError {
+	if g == nil || !g.quarantine {
 		return nil
 	}
-	defer rc.Close()
-	return parseHeader(io.LimitReader(rc, maxHookHeaderBytes))
+	if err := s.g.quarantineStored(ctx, tx.id, "policy_hook"); err != nil {
+		// The message stays where the pipeline delivers it from: say so.
+		tx.log.Error("policy hook: moving the stored message to quarantine failed; it will be delivered", "err", err)
+		return nil
+	}
+	s.c.setCode(250)
+	s.endTx(250, "quarantined", []any{"size", size, "reason", reasonPolicyHook, "quarantine_key", quarantineKey(tx.id)})
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + tx.id}
 }
 
 // parseHeader reads header fields (RFC 5322 §2.2) up to the blank line,

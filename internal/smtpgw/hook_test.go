@@ -1,6 +1,7 @@
 package smtpgw
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-lambda-go/events"
 	"github.com/emersion/go-smtp"
 
 	"github.com/letterboxmail/letterbox/internal/egress"
@@ -351,4 +353,43 @@ func parseRoutes(t *testing.T, src string) *routing.Config {
 		t.Fatal(err)
 	}
 	return rc
+}
+
+// TestPolicyHookRefusesBeforeCommit: a reject at the end of DATA is
+// decided before the store commits: no raw object, no storage event (so
+// nothing is routed), no quarantine copy; the session goes on.
+func TestPolicyHookRefusesBeforeCommit(t *testing.T) {
+	hs := startHook(t)
+	hs.set(policyhook.StageData, answerJSON(`{"action":"reject","code":554,"enhanced_code":"5.7.1","message":"Content refused"}`))
+	var mu sync.Mutex
+	seen := 0
+	st := store.WithEvents(tmpStore(t), "bucket", func(context.Context, events.S3EventRecord) {
+		mu.Lock()
+		seen++
+		mu.Unlock()
+	})
+	h := startGatewayWith(t, hookConfig(), st, hookRoutes(hs.URL, ""))
+	c := dialRaw(t, h.addr)
+	c.hello("client.test")
+	c.envelope("s@remote.test", "a@example.test")
+	c.cmd("DATA", 354, "")
+	c.send(testMessage("refused") + ".\r\n")
+	c.expect(554, "5.7.1")
+	// The session goes on: the next message is accepted.
+	hs.set(policyhook.StageData, nil)
+	c.envelope("s@remote.test", "a@example.test")
+	c.cmd("DATA", 354, "")
+	c.send(testMessage("accepted") + ".\r\n")
+	c.expect(250, "2.0.0")
+	mu.Lock()
+	defer mu.Unlock()
+	if seen != 1 || len(h.rawKeys()) != 1 {
+		t.Fatalf("%d storage events, raw/ %v; want only the accepted message", seen, h.rawKeys())
+	}
+	var quarantined []string
+	h.st.List(t.Context(), quarantinePrefix, "", func(o store.Object) bool { quarantined = append(quarantined, o.Key); return true })
+	if len(quarantined) != 0 {
+		t.Fatalf("quarantine/ holds %v", quarantined)
+	}
+	h.waitLog("transaction", "code", float64(554), "result", "refused", "reason", reasonPolicyHook)
 }

@@ -349,7 +349,14 @@ func (s *session) Data(r io.Reader) error {
 	defer cancel()
 	var storeTimer *time.Timer
 	body.onEOF = func() { storeTimer = time.AfterFunc(s.g.cfg.StoreTimeout, cancel) }
-	_, err := store.PutRaw(ctx, s.g.store, tx.id, env, io.MultiReader(strings.NewReader(head), body))
+	var src io.Reader = io.MultiReader(strings.NewReader(head), body)
+	// POLICY HOOK (end of DATA): asked when the data ends, before the
+	// store commits; the scanners' verdicts go in its last argument.
+	hook := s.newHookGate(ctx, tx, src, nil)
+	if hook != nil {
+		src = hook
+	}
+	_, err := store.PutRaw(ctx, s.g.store, tx.id, env, src)
 	if storeTimer != nil {
 		storeTimer.Stop()
 	}
@@ -373,15 +380,18 @@ func (s *session) Data(r io.Reader) error {
 		s.c.mu.Lock()
 		s.c.stored++
 		s.c.mu.Unlock()
-		// POLICY HOOK (end of DATA), after the durable write: the hook's
-		// answer on the stored message, given the scanners' verdicts
-		// (nil here until they run). hook.go.
-		if reply := s.policyHookData(ctx, tx, body.n, nil, nil); reply != nil {
+		// POLICY HOOK: a quarantine answer, acted on after the durable
+		// write (hook.go).
+		if reply := s.policyHookData(ctx, tx, hook, body.n); reply != nil {
 			return reply
 		}
 		s.c.setCode(250)
 		s.endTx(250, "stored", result())
 		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + tx.id}
+
+	case body.err == nil && hook.refused(err):
+		// POLICY HOOK: refused at the end of DATA; nothing was stored.
+		return s.hookRefused(hook, result())
 
 	case errors.Is(body.err, errBareLF) || errors.Is(body.err, errBareCR):
 		if !body.bdat {

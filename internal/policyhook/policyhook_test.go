@@ -238,3 +238,22 @@ func TestAskLambda(t *testing.T) {
 		t.Fatalf("without a Lambda client: %v", err)
 	}
 }
+
+// BenchmarkAsk: one signed question to a loopback hook and its answer.
+func BenchmarkAsk(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, `{"action":"accept"}`)
+	}))
+	defer srv.Close()
+	k, _ := webhook.ParseSecret(secret)
+	c := policyhook.New(loopback, nil)
+	t := policyhook.Target{URL: srv.URL, Secrets: []webhook.Secret{k}, Timeout: 5 * time.Second}
+	q := query()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.Ask(context.Background(), t, "id", q); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -267,3 +267,20 @@ func TestAllowSkipsDNSBL(t *testing.T) {
 	c.hello("client.test")
 	c.cmd("MAIL FROM:<s@remote.test>", 554, "5.7.1")
 }
+
+// BenchmarkRateReserve: one MAIL FROM's rate check, over many clients.
+func BenchmarkRateReserve(b *testing.B) {
+	l := newRateLimiter(nil)
+	p := &routing.RatePolicy{PerIP: 1 << 30, Per24: 1 << 30, Window: routing.Duration(time.Hour)}
+	ips := make([]netip.Addr, 4096)
+	for i := range ips {
+		ips[i] = netip.AddrFrom4([4]byte{198, 51, byte(i >> 8), byte(i)})
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		r, _ := l.reserve(ips[i%len(ips)], p)
+		if i%2 == 0 {
+			r.cancel()
+		}
+	}
+}

@@ -180,7 +180,7 @@ func (s *session) askHook(ctx context.Context, h *activeHook, tx *transaction, s
 
 // rcptHook asks the hook about a recipient the routes accepted.
 func (s *session) rcptHook(ctx context.Context, tx *transaction, rcpt string) *smtp.SMTPError {
-	reply, quarantine := s.askHook(ctx, s.g.policyHook(ctx), tx, policyhook.StageRcpt, &policyhook.Query{Rcpt: rcpt, RcptTo: append([]string(nil), tx.rcpts...)})
+	reply, quarantine := s.askHook(ctx, s.g.policyHook(ctx), tx, policyhook.StageRcpt, &policyhook.Query{Rcpt: rcpt, RcptTo: append(make([]string, 0, len(tx.rcpts)), tx.rcpts...)})
 	if quarantine {
 		tx.hookQuarantine = true
 	}

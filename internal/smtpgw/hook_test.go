@@ -164,7 +164,7 @@ func TestPolicyHookReplies(t *testing.T) {
 		}
 	}
 	if rcptQ == nil || rcptQ.Rcpt != "a@example.test" || rcptQ.MailFrom != "s@remote.test" || rcptQ.Client.IP != "127.0.0.1" ||
-		rcptQ.Client.HELO != "client.test" || len(rcptQ.RcptTo) != 0 || rcptQ.MessageID == "" || rcptQ.SessionID == "" {
+		rcptQ.Client.HELO != "client.test" || rcptQ.RcptTo == nil || len(rcptQ.RcptTo) != 0 || rcptQ.MessageID == "" || rcptQ.SessionID == "" {
 		t.Errorf("rcpt query = %+v", rcptQ)
 	}
 	if dataQ == nil || len(dataQ.RcptTo) != 1 || dataQ.Size == 0 || !hasHeader(dataQ.Headers, "Subject", "hooked") || !hasHeader(dataQ.Headers, "Received", "") {

@@ -123,15 +123,20 @@ func (g *Gateway) policyHook(ctx context.Context) *activeHook {
 	return h
 }
 
-// checkPolicyHook refuses a gateway start whose --policy-hook cannot sign.
+// checkPolicyHook refuses a gateway start whose policy hook cannot sign
+// its requests (no secret in LETTERBOX_POLICY_HOOK_SECRET, policy.hook's
+// secret or the variable its secret_env names). A routes file reloaded
+// later with the same problem is logged at each question, and hook.fail
+// applies.
 func (g *Gateway) checkPolicyHook(ctx context.Context) error {
-	if g.cfg.PolicyHook == "" {
+	h := g.policyHook(ctx)
+	if h == nil || h.err == nil {
 		return nil
 	}
-	if h := g.policyHook(ctx); h != nil && h.err != nil {
+	if g.cfg.PolicyHook != "" {
 		return fmt.Errorf("--policy-hook: %w", h.err)
 	}
-	return nil
+	return fmt.Errorf("policy.hook: %w", h.err)
 }
 
 // askHook asks the hook and turns its answer, or its failure, into the

@@ -333,6 +333,11 @@ func TestPolicyHookFlag(t *testing.T) {
 		t.Fatalf("RCPT = %v", err)
 	}
 
+	// A routes file's hook whose secret_env is empty stops the start too.
+	if _, err := New(Config{Addr: "127.0.0.1:0", Getenv: func(string) string { return "" }}, tmpStore(t),
+		routing.Static(parseRoutes(t, hookRoutes(hs.URL, ""))), nil, nil); err == nil || !strings.Contains(err.Error(), `policy.hook: no signing secret`) {
+		t.Errorf("New with an empty secret_env = %v", err)
+	}
 	for _, bad := range []Config{
 		{Addr: "127.0.0.1:0", PolicyHook: hs.URL},
 		{Addr: "127.0.0.1:0", PolicyHook: hs.URL, PolicyHookSecret: "whsec_%%%"},

@@ -91,9 +91,10 @@ type Query struct {
 	// RcptTo is the recipients accepted so far (rcpt) or all of them
 	// (data).
 	RcptTo []string `json:"rcpt_to"`
-	// At the data stage: the message's size, its header fields (as
-	// received, unfolded, not decoded; the gateway's own trace fields
-	// first) and the scanners' verdicts, when they ran.
+	// At the data stage: the message's size as stored (with the
+	// gateway's trace fields), its header fields (as received, unfolded,
+	// not decoded; the gateway's own trace fields first) and the
+	// scanners' verdicts, when they ran.
 	Size    int64          `json:"size,omitempty"`
 	Headers []Header       `json:"headers,omitempty"`
 	Spam    *message.Spam  `json:"spam,omitempty"`

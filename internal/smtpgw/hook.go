@@ -267,10 +267,26 @@ func (g *hookGate) ask() {
 	if g.verdicts != nil {
 		spam, virus = g.verdicts()
 	}
-	q := &policyhook.Query{RcptTo: g.tx.rcpts, Size: g.n, Spam: spam, Virus: virus, Headers: parseHeader(bytes.NewReader(g.head))}
-	reply, quarantine := g.s.askHook(g.ctx, g.h, g.tx, policyhook.StageData, q)
+	reply, quarantine := g.s.askDataHook(g.ctx, g.h, g.tx, g.n, g.headers(), spam, virus)
 	g.reply = reply
 	g.quarantine = g.quarantine || quarantine
+}
+
+// headers is the header section seen so far, parsed.
+func (g *hookGate) headers() []policyhook.Header {
+	return parseHeader(bytes.NewReader(g.head))
+}
+
+// askDataHook asks the hook at the end of DATA, with what the gateway
+// knows of the message then; reply is the refusal to give (reject, defer
+// or fail: closed), quarantine a quarantine answer. It is the whole
+// end-of-DATA question, whoever decides when to ask it (hookGate here; a
+// content check that runs with the scanners' verdicts would call it the
+// same way).
+func (s *session) askDataHook(ctx context.Context, h *activeHook, tx *transaction, size int64, headers []policyhook.Header,
+	spam *message.Spam, virus *message.Virus) (reply *smtp.SMTPError, quarantine bool) {
+	q := &policyhook.Query{RcptTo: tx.rcpts, Size: size, Spam: spam, Virus: virus, Headers: headers}
+	return s.askHook(ctx, h, tx, policyhook.StageData, q)
 }
 
 // refused reports whether the store's write failed because the hook

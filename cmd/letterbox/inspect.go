@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,12 +16,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/letterboxmail/letterbox/internal/delivery"
-	"github.com/letterboxmail/letterbox/internal/ingest"
 	"github.com/letterboxmail/letterbox/internal/inspect"
-	"github.com/letterboxmail/letterbox/internal/mailauth"
+	"github.com/letterboxmail/letterbox/internal/pipeline"
 	"github.com/letterboxmail/letterbox/internal/replay"
-	"github.com/letterboxmail/letterbox/internal/routing"
+	"github.com/letterboxmail/letterbox/internal/store"
 	"github.com/letterboxmail/letterbox/internal/storeurl"
 )
 
@@ -68,13 +67,28 @@ func runInspect(ctx context.Context, args []string) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
-	st, closer, err := storeurl.Open(ctx, *storeURL)
-	if err != nil {
-		return err
-	}
-	defer closer.Close()
-	if err := st.Ping(ctx); err != nil {
-		return fmt.Errorf("store %s is not reachable: %w", *storeURL, err)
+	// With routes, the store, the routes and the replay's ingest handler
+	// come from the composition package, as for `letterbox replay`;
+	// without, only the store is opened.
+	var (
+		p  *pipeline.Pipeline
+		st store.Store
+	)
+	if *routesPath != "" {
+		if p, err = pipeline.Open(ctx, pipeline.Config{StoreURL: *storeURL, Routes: *routesPath, RoutesInterval: 5 * time.Second, Ping: true, Logger: log}); err != nil {
+			return err
+		}
+		defer p.Close()
+		st = p.Store
+	} else {
+		var closer io.Closer
+		if st, closer, err = storeurl.Open(ctx, *storeURL); err != nil {
+			return err
+		}
+		defer closer.Close()
+		if err := st.Ping(ctx); err != nil {
+			return fmt.Errorf("store %s is not reachable: %w", *storeURL, err)
+		}
 	}
 	if *indexPath == "" {
 		if *indexPath, err = defaultIndexPath(*storeURL); err != nil {
@@ -87,15 +101,8 @@ func runInspect(ctx context.Context, args []string) error {
 	}
 	defer ix.Close()
 	cfg := inspect.Config{Source: inspect.Source{Store: st, MaxBodyBytes: maxBodyBytes}, Index: ix, Token: token, Poll: *poll, Log: log}
-	if *routesPath != "" {
-		loader, err := storeurl.RoutesLoader(ctx, *routesPath)
-		if err != nil {
-			return err
-		}
-		if cfg.Routes, err = routing.NewLive(ctx, loader, 5*time.Second); err != nil {
-			return &exitError{1, err}
-		}
-		cfg.RoutesName = *routesPath
+	if p != nil {
+		cfg.Routes, cfg.RoutesName = p.Routes, *routesPath
 	}
 	if *allowReplay {
 		q, qcloser, err := replay.OpenQueue(ctx, *queue, *storeURL)
@@ -105,14 +112,9 @@ func runInspect(ctx context.Context, args []string) error {
 			return err
 		}
 		defer qcloser.Close()
-		var auth *mailauth.Checker
-		if !*noAuth {
-			if auth, err = mailauth.New(mailauth.Config{}); err != nil {
-				return err
-			}
+		if cfg.Replayer, err = p.Ingest(pipeline.IngestConfig{Queue: q, NoAuth: *noAuth, MaxBodyBytes: maxBodyBytes}); err != nil {
+			return err
 		}
-		cfg.Replayer = &ingest.Handler{Store: st, Routes: cfg.Routes, Queue: q, Journal: delivery.Journal{Store: st}, Auth: auth,
-			MaxBodyBytes: maxBodyBytes, Log: log}
 	}
 	in, err := inspect.New(cfg)
 	if err != nil {

@@ -32,6 +32,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -42,12 +43,9 @@ import (
 	"github.com/letterboxmail/letterbox/internal/ingest"
 	"github.com/letterboxmail/letterbox/internal/inspect"
 	"github.com/letterboxmail/letterbox/internal/localqueue"
-	"github.com/letterboxmail/letterbox/internal/mailauth"
-	"github.com/letterboxmail/letterbox/internal/publish"
-	"github.com/letterboxmail/letterbox/internal/routing"
-	"github.com/letterboxmail/letterbox/internal/store"
-	"github.com/letterboxmail/letterbox/internal/storeurl"
+	"github.com/letterboxmail/letterbox/internal/pipeline"
 	"github.com/letterboxmail/letterbox/internal/smtpgw"
+	"github.com/letterboxmail/letterbox/internal/store"
 )
 
 // Config configures a local pipeline.
@@ -102,13 +100,11 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	store   store.Store
-	closer  io.Closer
-	routes  *routing.Live
+	p       *pipeline.Pipeline
 	gw      *smtpgw.Gateway
 	http    *http.Server
 	httpLn  net.Listener
 	rawQ    *localqueue.Queue
-	prefix  string // the store's key prefix, as S3 event keys carry it
 	jobQ    *localqueue.Queue
 	ingest  *ingest.Handler
 	deliver *delivery.Handler
@@ -138,18 +134,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		}
 	}()
 	var err error
-	s.routes, err = routing.NewLive(ctx, routing.FileLoader(cfg.RoutesPath), time.Second)
-	if err != nil {
+	if s.p, err = pipeline.Open(ctx, pipeline.Config{StoreURL: cfg.StoreURL, Routes: cfg.RoutesPath, RoutesFileOnly: true,
+		RoutesInterval: time.Second, Ping: true, Logger: s.log}); err != nil {
 		return nil, err
 	}
-	base, closer, err := storeurl.Open(ctx, cfg.StoreURL)
-	if err != nil {
-		return nil, fmt.Errorf("store %s: %w", cfg.StoreURL, err)
-	}
-	s.closer = closer
-	if err := base.Ping(ctx); err != nil {
-		return nil, fmt.Errorf("store %s is not reachable: %w", cfg.StoreURL, err)
-	}
+	base := s.p.Store
 	qdir := cfg.QueueDir
 	if qdir == "" {
 		if strings.HasPrefix(cfg.StoreURL, "s3://") {
@@ -168,63 +157,58 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	// Ingest takes milliseconds; after a crash, an event that was being
 	// processed comes back this soon.
 	s.rawQ.Visibility = 10 * time.Second
-	s.prefix = storeurl.Prefix(cfg.StoreURL)
 	s.store = base
 	if !cfg.ExternalEvents {
-		s.store = store.WithEvents(base, storeurl.Bucket(cfg.StoreURL), s.onRaw)
+		s.store = store.WithEvents(base, s.p.Bucket, s.onRaw)
 	}
 	if s.jobQ, err = localqueue.Open(ctx, qdir, "letterbox-deliveries"); err != nil {
 		return nil, err
 	}
 	s.jobQ.Log = s.log
+	jobs := localqueue.Deliveries{Queue: s.jobQ}
 
-	var auth *mailauth.Checker
-	if !cfg.NoAuth {
-		if auth, err = mailauth.New(mailauth.Config{Resolver: cfg.Gateway.Resolver}); err != nil {
-			return nil, err
-		}
-	}
-	journal := delivery.Journal{Store: base}
-	s.ingest = &ingest.Handler{Store: base, Routes: s.routes, Queue: localqueue.Deliveries{Queue: s.jobQ}, Journal: journal,
-		Auth: auth, Log: s.log, KeepParsed: true, KeyPrefix: s.prefix,
-		MaxBodyBytes: cfg.MaxBodyBytes,
+	if s.ingest, err = s.p.Ingest(pipeline.IngestConfig{Queue: jobs, NoAuth: cfg.NoAuth, Resolver: cfg.Gateway.Resolver,
+		MaxBodyBytes: cfg.MaxBodyBytes, KeepParsed: true,
 		DeadLetter: func(ctx context.Context, rec events.SQSMessage) error {
 			return s.rawQ.DeadLetterBody(ctx, rec.MessageId, []byte(rec.Body))
-		}}
-	policy := egress.Policy{AllowLoopback: true, AllowPrivate: cfg.AllowPrivate}
-	getenv := cfg.Getenv
-	if getenv == nil {
-		getenv = func(string) string { return "" }
+		}}); err != nil {
+		return nil, err
 	}
-	s.deliver = &delivery.Handler{Store: base, Routes: s.routes, Queue: localqueue.Deliveries{Queue: s.jobQ}, Journal: journal,
-		Webhooks: delivery.NewWebhooks(policy, getenv), Log: s.log}
-	s.deliver.Webhooks.Store = base
-	fc := cfg.Forward
-	if fc == nil {
-		if fc, err = s.devForward(ctx, base); err != nil {
+	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("http listen: %w", err)
+	}
+	// Attachment links: the deployed stack's link format, served here.
+	signer, links := newLinks("http://"+s.httpLn.Addr().String(), base, s.log)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	dc := pipeline.DeliverConfig{Queue: jobs, Egress: egress.Policy{AllowLoopback: true, AllowPrivate: cfg.AllowPrivate},
+		Getenv: cfg.Getenv, Forward: cfg.Forward, Links: signer, Metrics: reg}
+	if dc.Forward == nil {
+		if dc.Forward, err = s.devForward(ctx, base); err != nil {
 			return nil, fmt.Errorf("forwarding: %w", err)
 		}
-	}
-	fcopy := *fc
-	fcopy.Store, fcopy.Policy, fcopy.Logger = base, policy, s.log
-	if fcopy.Getenv == nil {
-		fcopy.Getenv = getenv
-	}
-	if s.deliver.Forwarder, err = forward.New(fcopy); err != nil {
-		return nil, fmt.Errorf("forwarding: %w", err)
 	}
 	if cfg.AWSActions {
 		awsCfg, err := config.LoadDefaultConfig(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("AWS configuration for the AWS actions: %w", err)
 		}
-		s.deliver.Publisher = publish.New(awsCfg)
+		dc.AWS = &awsCfg
 	}
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	s.deliver.Metrics = delivery.NewMetrics(reg)
-	if s.gw, err = smtpgw.New(cfg.Gateway, s.store, s.routes, s.log, reg); err != nil {
+	if s.deliver, err = s.p.Deliver(dc); err != nil {
+		return nil, err
+	}
+	// The policy hook may be on this machine, as webhooks may.
+	gwc := cfg.Gateway
+	gwc.HookEgress = dc.Egress
+	if dc.AWS != nil && gwc.HookLambda == nil {
+		// With --aws-actions a Lambda function ARN can be the hook too.
+		gwc.HookLambda = lambda.NewFromConfig(*dc.AWS)
+	}
+	if gwc.Getenv == nil {
+		gwc.Getenv = cfg.Getenv
+	}
+	if s.gw, err = s.p.Gateway(gwc, s.store, reg); err != nil {
 		return nil, err
 	}
 
@@ -232,7 +216,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if out == nil {
 		out = os.Stdout
 	}
-	s.recv = NewReceiver(s.routes, out)
+	s.recv = NewReceiver(s.p.Routes, out)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
@@ -245,20 +229,14 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.Handle("/dev/webhook/", s.recv)
 	mux.HandleFunc("POST /dev/s3-events", s.s3Events)
-	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-		return nil, fmt.Errorf("http listen: %w", err)
-	}
-	// Attachment links: the deployed stack's link format, served here.
-	signer, links := newLinks("http://"+s.httpLn.Addr().String(), base, s.log)
 	mux.Handle(linksPath+"/", links)
-	s.deliver.Webhooks.Links = signer
 	// The inspector (package inspect), at /: replay is allowed, it is the
 	// developer's own pipeline.
 	if s.index, err = inspect.OpenIndex(qdir + "-inspect.db"); err != nil {
 		return nil, err
 	}
 	if s.inspect, err = inspect.New(inspect.Config{Source: inspect.Source{Store: base, MaxBodyBytes: cfg.MaxBodyBytes}, Index: s.index,
-		Routes: s.routes, RoutesName: cfg.RoutesPath, Replayer: s.ingest, Token: cfg.InspectToken, Poll: 500 * time.Millisecond, Log: s.log}); err != nil {
+		Routes: s.p.Routes, RoutesName: cfg.RoutesPath, Replayer: s.ingest, Token: cfg.InspectToken, Poll: 500 * time.Millisecond, Log: s.log}); err != nil {
 		return nil, err
 	}
 	mux.Handle("/", s.inspect)
@@ -301,7 +279,7 @@ const SRSSecretKey = "dev/srs-secret"
 // secret generated into the store on first use, so that SRS addresses
 // minted before a restart still verify after it.
 func (s *Server) devForward(ctx context.Context, st store.Store) (*forward.Config, error) {
-	cfg := s.routes.Get(ctx)
+	cfg := s.p.Routes.Get(ctx)
 	domain := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(cfg.Domains[0]), "."))
 	secret, err := store.ReadAll(ctx, st, SRSSecretKey)
 	switch {
@@ -335,7 +313,7 @@ func (s *Server) onRaw(ctx context.Context, rec events.S3EventRecord) {
 
 func (s *Server) queueRaw(ctx context.Context, rec events.S3EventRecord) {
 	body, _ := json.Marshal(events.S3Event{Records: []events.S3EventRecord{rec}})
-	id, _ := store.IDFromRawKey(strings.TrimPrefix(rec.S3.Object.URLDecodedKey, s.prefix))
+	id, _ := store.IDFromRawKey(strings.TrimPrefix(rec.S3.Object.URLDecodedKey, s.p.KeyPrefix))
 	if err := s.rawQ.Send(ctx, id, body, 0); err != nil {
 		s.log.ErrorContext(ctx, "cannot queue storage event; the restart scan will find it", "key", rec.S3.Object.URLDecodedKey, "err", err)
 	}
@@ -361,7 +339,7 @@ func (s *Server) s3Events(w http.ResponseWriter, r *http.Request) {
 		if !strings.HasPrefix(strings.TrimPrefix(rec.EventName, "s3:"), "ObjectCreated:") {
 			continue
 		}
-		if _, ok := store.IDFromRawKey(strings.TrimPrefix(rec.S3.Object.URLDecodedKey, s.prefix)); ok {
+		if _, ok := store.IDFromRawKey(strings.TrimPrefix(rec.S3.Object.URLDecodedKey, s.p.KeyPrefix)); ok {
 			s.queueRaw(r.Context(), rec)
 			n++
 		}
@@ -414,8 +392,8 @@ func (s *Server) recover(ctx context.Context, st store.Store) error {
 			return true
 		}
 		if _, err := st.Stat(ctx, store.ParsedKey(id)); store.IsNotFound(err) {
-			o.Key = s.prefix + o.Key // as S3 would name it
-			s.queueRaw(ctx, store.EventRecord(storeurl.Bucket(s.cfg.StoreURL), o))
+			o.Key = s.p.KeyPrefix + o.Key // as S3 would name it
+			s.queueRaw(ctx, store.EventRecord(s.p.Bucket, o))
 			n++
 		}
 		return true
@@ -437,6 +415,9 @@ func (s *Server) Store() store.Store { return s.ingest.Store }
 
 // Receiver returns the built-in webhook receiver.
 func (s *Server) Receiver() *Receiver { return s.recv }
+
+// ReloadTLS reloads the gateway's TLS certificate and key files now.
+func (s *Server) ReloadTLS(ctx context.Context) error { return s.gw.ReloadTLS(ctx) }
 
 // Err returns a channel that receives a listener's fatal error.
 func (s *Server) Err() <-chan error { return s.errc }
@@ -473,8 +454,11 @@ func (s *Server) close() error {
 	if s.index != nil {
 		s.index.Close()
 	}
-	if s.closer != nil {
-		return s.closer.Close()
+	if s.http == nil && s.httpLn != nil {
+		s.httpLn.Close()
+	}
+	if s.p != nil {
+		return s.p.Close()
 	}
 	return nil
 }

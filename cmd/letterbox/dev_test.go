@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"crypto/tls"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,8 +9,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/emersion/go-smtp"
 
 	"github.com/letterboxmail/letterbox/internal/testenv"
 )
@@ -50,7 +47,7 @@ func TestDevReloadsTLSOnSIGHUP(t *testing.T) {
 	if !ok {
 		t.Fatalf("start line %q", line)
 	}
-	if got := peerName(t, addr); got != "before.test" {
+	if got := testenv.PeerName(t, addr); got != "before.test" {
 		t.Fatalf("certificate %q, want before.test", got)
 	}
 	testenv.WriteCert(t, dir, "after.test")
@@ -69,7 +66,7 @@ func TestDevReloadsTLSOnSIGHUP(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if got := peerName(t, addr); got != "after.test" {
+	if got := testenv.PeerName(t, addr); got != "after.test" {
 		t.Errorf("after SIGHUP: certificate %q, want after.test", got)
 	}
 	if err := dev.Process.Signal(os.Interrupt); err != nil {
@@ -83,19 +80,4 @@ func TestDevReloadsTLSOnSIGHUP(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("letterbox dev did not stop on SIGINT")
 	}
-}
-
-// peerName is the common name of the certificate addr offers on STARTTLS.
-func peerName(t *testing.T, addr string) string {
-	t.Helper()
-	c, err := smtp.DialStartTLS(addr, &tls.Config{InsecureSkipVerify: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Noop(); err != nil {
-		t.Fatal(err)
-	}
-	st, _ := c.TLSConnectionState()
-	return st.PeerCertificates[0].Subject.CommonName
 }

@@ -3,7 +3,6 @@ package smtpgw
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/letterboxmail/letterbox/internal/filestore"
@@ -371,17 +369,7 @@ func testMessage(subject string) string {
 // peerName says STARTTLS at addr and returns the common name of the
 // certificate the gateway presents.
 func peerName(t testing.TB, addr string) string {
-	t.Helper()
-	c, err := smtp.DialStartTLS(addr, &tls.Config{InsecureSkipVerify: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Noop(); err != nil {
-		t.Fatal(err)
-	}
-	st, _ := c.TLSConnectionState()
-	return st.PeerCertificates[0].Subject.CommonName
+	return testenv.PeerName(t, addr)
 }
 
 // writeCert writes a self-signed certificate for name and returns the

@@ -44,6 +44,7 @@ import (
 	"github.com/letterboxmail/letterbox/internal/inspect"
 	"github.com/letterboxmail/letterbox/internal/localqueue"
 	"github.com/letterboxmail/letterbox/internal/pipeline"
+	"github.com/letterboxmail/letterbox/internal/routing"
 	"github.com/letterboxmail/letterbox/internal/smtpgw"
 	"github.com/letterboxmail/letterbox/internal/store"
 )
@@ -134,8 +135,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		}
 	}()
 	var err error
+	// Without LETTERBOX_SRS_DOMAIN, forwarding needs no setup (devForward)
+	// but has no ARC key: arc_seal is then refused when the routes load.
 	if s.p, err = pipeline.Open(ctx, pipeline.Config{StoreURL: cfg.StoreURL, Routes: cfg.RoutesPath, RoutesFileOnly: true,
-		RoutesInterval: time.Second, Ping: true, Logger: s.log}); err != nil {
+		RoutesInterval: time.Second, Ping: true, Logger: s.log,
+		Limits: routing.Limits{NoARC: pipeline.NoARC(cfg.Forward)}}); err != nil {
 		return nil, err
 	}
 	base := s.p.Store

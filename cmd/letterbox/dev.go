@@ -12,6 +12,7 @@ import (
 	"github.com/letterboxmail/letterbox/internal/lambdaenv"
 	"github.com/letterboxmail/letterbox/internal/localserve"
 	"github.com/letterboxmail/letterbox/internal/smtpgw"
+	"github.com/letterboxmail/letterbox/internal/telemetry"
 )
 
 func init() {
@@ -35,6 +36,7 @@ func runDev(ctx context.Context, args []string) error {
 	fs.BoolVar(&cfg.AllowPrivate, "allow-private-webhooks", false, "let webhooks reach private networks (loopback is always allowed in dev)")
 	logLevel := fs.String("log-level", envOr("LETTERBOX_LOG_LEVEL", "info"), "log `level`: debug, info, warn or error")
 	logFormat := fs.String("log-format", envOr("LETTERBOX_LOG_FORMAT", "text"), "log `format`: text or json")
+	spans := fs.String("spans", envOr("LETTERBOX_SPANS", ""), "span `file` that letterbox trace reads, or off (default: traces.jsonl in a file store; env LETTERBOX_SPANS)")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{2, err}
 	}
@@ -58,6 +60,19 @@ func runDev(ctx context.Context, args []string) error {
 	if cfg.Forward, err = lambdaenv.ForwardConfig(os.Getenv); err != nil {
 		return &exitError{2, err}
 	}
+	// Tracing: spans go to the span file, and to an OTLP endpoint when
+	// OTEL_EXPORTER_OTLP_ENDPOINT is set (docs/observability.md).
+	if *spans == "" {
+		*spans = spansFile(cfg.StoreURL)
+	}
+	if *spans == "off" {
+		*spans = ""
+	}
+	tel, err := telemetry.Setup(ctx, telemetry.Config{Service: "letterbox-dev", Getenv: os.Getenv, SpanFile: *spans})
+	if err != nil {
+		return &exitError{2, err}
+	}
+	defer tel.Shutdown(context.WithoutCancel(ctx))
 	srv, err := localserve.Start(ctx, cfg)
 	if err != nil {
 		return err
@@ -85,9 +100,9 @@ func newLogger(level, format string) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: lv}
 	switch format {
 	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+		return slog.New(telemetry.LogHandler(slog.NewTextHandler(os.Stderr, opts))), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+		return slog.New(telemetry.LogHandler(slog.NewJSONHandler(os.Stderr, opts))), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }

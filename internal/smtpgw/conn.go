@@ -11,6 +11,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // conn is an admitted client connection: the net.Conn go-smtp reads and
@@ -32,6 +34,8 @@ type conn struct {
 	id       string
 	start    time.Time
 	log      *slog.Logger
+	ctx      context.Context // holds span, the smtp.session span (trace.go)
+	span     trace.Span
 
 	dnsblOnce sync.Once
 	dnsblCh   chan *dnsblResult
@@ -126,6 +130,7 @@ func (c *conn) finish() {
 	}
 	d := time.Since(c.start)
 	c.g.m.sessionsDuration.Observe(d.Seconds())
+	c.endSpan()
 	c.mu.Lock()
 	attrs := []any{
 		"event", "session",

@@ -25,6 +25,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -265,4 +266,21 @@ func (p *invocationProcessor) ForceFlush(ctx context.Context) error {
 
 func (p *invocationProcessor) Shutdown(ctx context.Context) error {
 	return errors.Join(p.ForceFlush(ctx), p.exp.Shutdown(ctx))
+}
+
+// Flushing wraps a Lambda handler so that the invocation's spans are
+// exported before it returns (Config.PerInvocation); a failed export is
+// logged, never the invocation's failure.
+func Flushing[E, R any](p *Provider, log *slog.Logger, fn func(context.Context, E) (R, error)) func(context.Context, E) (R, error) {
+	if !p.Enabled() {
+		return fn
+	}
+	return func(ctx context.Context, ev E) (R, error) {
+		defer func() {
+			if err := p.Flush(context.WithoutCancel(ctx)); err != nil {
+				log.WarnContext(ctx, "cannot export spans", "err", err)
+			}
+		}()
+		return fn(ctx, ev)
+	}
 }

@@ -20,8 +20,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/letterboxmail/letterbox/internal/routing"
-	"github.com/letterboxmail/letterbox/internal/storeurl"
 	"github.com/letterboxmail/letterbox/internal/smtpgw"
+	"github.com/letterboxmail/letterbox/internal/storeurl"
+	"github.com/letterboxmail/letterbox/internal/telemetry"
 )
 
 func main() {
@@ -43,10 +44,13 @@ func main() {
 
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(env("LETTERBOX_LOG_LEVEL", "info")))
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := slog.New(telemetry.LogHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
 	slog.SetDefault(log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	tel, err := telemetry.Setup(ctx, telemetry.Config{Service: "letterbox-smtpgw", Getenv: os.Getenv})
+	exitOn(err)
+	defer tel.Shutdown(context.Background())
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 

@@ -345,9 +345,12 @@ func (s *session) Data(r io.Reader) (reply error) {
 	// deadline passes (Gateway.Shutdown) or the store takes too long.
 	ctx, cancel := context.WithCancel(s.g.hard)
 	defer cancel()
-	_, span := tx.step(ctx, "smtp.data")
-	ctx = trace.ContextWithSpan(ctx, span)
-	defer func() { span.SetAttributes(attribute.Int64(telemetry.AttrSize, body.n)); endStep(span, reply) }()
+	// The DATA span goes into the write's context (scanners' spans, when
+	// they run, are its children too).
+	if _, span := tx.step(ctx, "smtp.data"); span.IsRecording() {
+		ctx = trace.ContextWithSpan(ctx, span)
+		defer func() { span.SetAttributes(attribute.Int64(telemetry.AttrSize, body.n)); endStep(span, reply) }()
+	}
 	var storeTimer *time.Timer
 	body.onEOF = func() { storeTimer = time.AfterFunc(s.g.cfg.StoreTimeout, cancel) }
 	_, err := store.PutRaw(ctx, s.g.store, tx.id, env, io.MultiReader(strings.NewReader(head), body))

@@ -30,6 +30,9 @@ var tracer = otel.Tracer("github.com/letterboxmail/letterbox/internal/smtpgw")
 
 // startSpan starts the connection's smtp.session span.
 func (c *conn) startSpan() {
+	if !telemetry.On() {
+		return
+	}
 	c.ctx, c.span = tracer.Start(context.Background(), "smtp.session", trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithAttributes(attribute.String("client.address", c.remote.Addr().String()), attribute.String("letterbox.smtp.listener", c.listener),
 			attribute.String("letterbox.session_id", c.id)))
@@ -50,6 +53,9 @@ func (c *conn) endSpan() {
 // trace: a new trace linked to the session's, so that one connection's
 // messages are one trace each.
 func (s *session) startTxSpan(tx *transaction) {
+	if !telemetry.On() {
+		return
+	}
 	opts := []trace.SpanStartOption{trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithAttributes(telemetry.MessageID(tx.id))}
 	if s.c.span != nil {
@@ -60,12 +66,17 @@ func (s *session) startTxSpan(tx *transaction) {
 }
 
 // step starts the span of one command of tx.
+// Tracing off, it returns ctx and a no-op span, at no cost.
 func (tx *transaction) step(ctx context.Context, name string) (context.Context, trace.Span) {
-	if tx.ctx != nil {
-		ctx = trace.ContextWithSpan(ctx, tx.span)
+	if tx.span == nil {
+		return ctx, noSpan
 	}
+	ctx = trace.ContextWithSpan(ctx, tx.span)
 	return tracer.Start(ctx, name, trace.WithAttributes(telemetry.MessageID(tx.id)))
 }
+
+// noSpan is a non-recording span.
+var noSpan = trace.SpanFromContext(context.Background())
 
 // endStep ends a command's span with its reply code; a temporary failure
 // of ours (4xx other than policy) marks it as an error.

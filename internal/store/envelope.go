@@ -46,8 +46,11 @@ var tracer = otel.Tracer("github.com/letterboxmail/letterbox/internal/store")
 // as its own object, and the raw object, written last, points to it; either
 // way the raw object is the commit point.
 func PutRaw(ctx context.Context, s Store, id string, env message.Envelope, body io.Reader) (obj Object, err error) {
-	ctx, span := tracer.Start(ctx, "store.put_raw", trace.WithAttributes(telemetry.MessageID(id), attribute.String(telemetry.AttrKey, RawKey(id))))
-	defer func() { telemetry.Fail(span, err); span.End() }()
+	if telemetry.On() {
+		var span trace.Span
+		ctx, span = tracer.Start(ctx, "store.put_raw", trace.WithAttributes(telemetry.MessageID(id), attribute.String(telemetry.AttrKey, RawKey(id))))
+		defer func() { telemetry.Fail(span, err); span.End() }()
+	}
 	js, err := json.Marshal(env)
 	if err != nil {
 		return Object{}, fault.Permanent(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -65,3 +66,13 @@ func WithRemoteParent(ctx context.Context, tp string) context.Context {
 	}
 	return trace.ContextWithRemoteSpanContext(ctx, sc)
 }
+
+// defaultProvider is OpenTelemetry's global provider before anything
+// installs one: its tracers make non-recording spans.
+var defaultProvider = otel.GetTracerProvider()
+
+// On reports whether a tracer provider has been installed (Setup, or a
+// test's otel.SetTracerProvider). Hot paths (the gateway's commands, the
+// raw store write) skip building spans and their attributes when it is
+// off, so that tracing off costs an atomic load.
+func On() bool { return otel.GetTracerProvider() != defaultProvider }

@@ -104,10 +104,11 @@ func (m *Metrics) emitEMF(ctx context.Context, j *Job, outcome string, seconds f
 	}
 	props["message_id"], props["job_id"] = j.MessageID, j.ID
 	dims := []emf.Dim{{Name: "Function", Value: "deliver"}, {Name: "Kind", Value: j.Kind}, {Name: "Outcome", Value: outcome}}
-	_ = m.emf.Emit(dims, props,
+	// Per kind, and for all kinds (the alarms' and dashboard's).
+	_ = m.emf.EmitSets(dims, [][]string{{"Function", "Outcome"}}, props,
 		emf.Metric{Name: "DeliveryAttempts", Unit: emf.Count, Value: 1},
 		emf.Metric{Name: "DeliveryLatency", Unit: emf.Milliseconds, Value: seconds * 1000})
 	if outcome == StatusFailed {
-		_ = m.emf.Emit(dims[:2], props, emf.Metric{Name: "DeadLetters", Unit: emf.Count, Value: 1})
+		_ = m.emf.EmitSets(dims[:2], [][]string{{"Function"}}, props, emf.Metric{Name: "DeadLetters", Unit: emf.Count, Value: 1})
 	}
 }

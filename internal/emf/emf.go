@@ -68,9 +68,18 @@ type meta struct {
 	CloudWatchMetrics []directive `json:"CloudWatchMetrics"`
 }
 
-// Emit writes one line with metrics under one dimension set, plus
-// properties (nil for none). Members are written in a stable order.
+// Emit writes one line with metrics under one dimension set (all of
+// dims), plus properties (nil for none). Members are written in a stable
+// order.
 func (w *Writer) Emit(dims []Dim, props map[string]string, metrics ...Metric) error {
+	return w.EmitSets(dims, nil, props, metrics...)
+}
+
+// EmitSets is Emit with more dimension sets: the full set of dims, then
+// each of rollups (names among dims), so that one line gives the metric
+// both per kind and in total, e.g. [Function Kind Outcome] and
+// [Function Outcome].
+func (w *Writer) EmitSets(dims []Dim, rollups [][]string, props map[string]string, metrics ...Metric) error {
 	if w == nil || len(metrics) == 0 {
 		return nil
 	}
@@ -83,6 +92,7 @@ func (w *Writer) Emit(dims []Dim, props map[string]string, metrics ...Metric) er
 		d.Dimensions[0] = append(d.Dimensions[0], dm.Name)
 		line[dm.Name] = dm.Value
 	}
+	d.Dimensions = append(d.Dimensions, rollups...)
 	for _, m := range metrics {
 		d.Metrics = append(d.Metrics, metricDef{Name: m.Name, Unit: m.Unit})
 		line[m.Name] = m.Value

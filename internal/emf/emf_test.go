@@ -44,3 +44,14 @@ func TestEmit(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestEmitSets(t *testing.T) {
+	var buf bytes.Buffer
+	w := New(&buf, "letterbox/stack")
+	w.now = func() time.Time { return time.UnixMilli(1) }
+	w.EmitSets([]Dim{{"Function", "deliver"}, {"Kind", "sqs"}, {"Outcome", "retry"}}, [][]string{{"Function", "Outcome"}}, nil,
+		Metric{"DeliveryAttempts", Count, 1})
+	if !bytes.Contains(buf.Bytes(), []byte(`"Dimensions":[["Function","Kind","Outcome"],["Function","Outcome"]]`)) {
+		t.Fatalf("line %s", buf.String())
+	}
+}

@@ -169,7 +169,7 @@ func attrValue(v attribute.Value) any {
 	case attribute.STRING:
 		return v.AsString()
 	}
-	return v.Emit()
+	return v.String()
 }
 
 // ReadSpans reads a span file (and its rotated predecessor NAME.1, first),

@@ -154,12 +154,9 @@ func Setup(ctx context.Context, cfg Config) (*Provider, error) {
 		}
 	}
 	opts := []sdktrace.TracerProviderOption{sdktrace.WithSampler(sampler), sdktrace.WithResource(res)}
-	var inv []*invocationProcessor
 	for _, e := range exporters {
 		if cfg.PerInvocation {
-			ip := &invocationProcessor{exp: e}
-			inv = append(inv, ip)
-			opts = append(opts, sdktrace.WithSpanProcessor(ip))
+			opts = append(opts, sdktrace.WithSpanProcessor(&invocationProcessor{exp: e}))
 			continue
 		}
 		opts = append(opts, sdktrace.WithBatcher(e, sdktrace.WithBatchTimeout(batchTimeout(getenv))))

@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/letterboxmail/letterbox/internal/delivery"
+	"github.com/letterboxmail/letterbox/internal/pipeline"
 	"github.com/letterboxmail/letterbox/internal/store"
 	"github.com/letterboxmail/letterbox/internal/storeurl"
 	"github.com/letterboxmail/letterbox/internal/telemetry"
@@ -20,16 +20,6 @@ import (
 
 func init() {
 	commands["trace"] = command{summary: "print the trace of a message as a tree with durations (trace --store URL ID)", run: runTrace}
-}
-
-// spansFile is the dev span file of a store: traces.jsonl in a file
-// store's directory, .letterbox-traces.jsonl in the working directory for
-// an S3 store (`letterbox dev` writes it there).
-func spansFile(storeURL string) string {
-	if dir, ok := strings.CutPrefix(storeURL, "file://"); ok {
-		return filepath.Join(dir, telemetry.SpanFileName)
-	}
-	return ".letterbox-" + telemetry.SpanFileName
 }
 
 func runTrace(ctx context.Context, args []string) error {
@@ -45,7 +35,7 @@ func runTrace(ctx context.Context, args []string) error {
 	}
 	id := pos[0]
 	if *spans == "" {
-		*spans = spansFile(*storeURL)
+		*spans = pipeline.DevSpanFile(*storeURL)
 	}
 	st, closer, err := storeurl.Open(ctx, *storeURL)
 	if err != nil {

@@ -2,8 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/hex"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -11,89 +9,17 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/letterboxmail/letterbox/internal/testenv"
 	"github.com/letterboxmail/letterbox/webhook"
 )
-
-// otlpReceiver is an OTLP/HTTP endpoint (POST /v1/traces, binary
-// protobuf) that keeps every span it is sent, with its service name.
-type otlpReceiver struct {
-	srv   *httptest.Server
-	mu    sync.Mutex
-	spans []otlpSpan
-}
-
-type otlpSpan struct {
-	service string
-	*tracepb.Span
-}
-
-func newOTLPReceiver(t *testing.T) *otlpReceiver {
-	r := &otlpReceiver{}
-	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if req.Method != http.MethodPost || req.URL.Path != "/v1/traces" || req.Header.Get("Content-Type") != "application/x-protobuf" {
-			http.Error(w, "want POST /v1/traces application/x-protobuf", http.StatusBadRequest)
-			return
-		}
-		body, err := io.ReadAll(req.Body)
-		var ex coltracepb.ExportTraceServiceRequest
-		if err == nil {
-			err = proto.Unmarshal(body, &ex)
-		}
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		r.mu.Lock()
-		for _, rs := range ex.ResourceSpans {
-			service := ""
-			for _, a := range rs.GetResource().GetAttributes() {
-				if a.Key == "service.name" {
-					service = a.Value.GetStringValue()
-				}
-			}
-			for _, ss := range rs.ScopeSpans {
-				for _, s := range ss.Spans {
-					r.spans = append(r.spans, otlpSpan{service, s})
-				}
-			}
-		}
-		r.mu.Unlock()
-		resp, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
-		w.Header().Set("Content-Type", "application/x-protobuf")
-		w.Write(resp)
-	}))
-	t.Cleanup(r.srv.Close)
-	return r
-}
-
-func (r *otlpReceiver) snapshot() []otlpSpan {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]otlpSpan(nil), r.spans...)
-}
-
-func findAttr(s *tracepb.Span, key string) *commonpb.AnyValue {
-	for _, a := range s.GetAttributes() {
-		if a.Key == key {
-			return a.Value
-		}
-	}
-	return nil
-}
-
-func strAttr(s *tracepb.Span, key string) string { return findAttr(s, key).GetStringValue() }
-func intAttr(s *tracepb.Span, key string) int64  { return findAttr(s, key).GetIntValue() }
-func boolAttr(s *tracepb.Span, key string) bool  { return findAttr(s, key).GetBoolValue() }
 
 // syncBuffer is a bytes.Buffer a child process writes while the test
 // reads it.
@@ -138,7 +64,7 @@ func waitListening(t *testing.T, addr string) {
 // trace naming its attempt's webhook span, log lines carry the trace id,
 // and `letterbox trace` prints the tree from the dev span file.
 func TestTraceOfOneMessage(t *testing.T) {
-	otlp := newOTLPReceiver(t)
+	otlp := testenv.StartOTLP(t)
 	type hook struct{ traceparent, id string }
 	var mu sync.Mutex
 	var hooks []hook
@@ -178,7 +104,7 @@ routes:
 	storeDir := filepath.Join(dir, "store")
 	smtpAddr, httpAddr := freeAddr(t), freeAddr(t)
 	dev := exec.Command(bin, "dev", "--store", "file://"+storeDir, "--routes", routes, "--smtp", smtpAddr, "--http", httpAddr, "--no-auth")
-	dev.Env = append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT="+otlp.srv.URL, "OTEL_BSP_SCHEDULE_DELAY=100")
+	dev.Env = append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT="+otlp.URL, "OTEL_BSP_SCHEDULE_DELAY=100")
 	var devErr syncBuffer
 	dev.Stderr = &devErr
 	if err := dev.Start(); err != nil {
@@ -203,10 +129,10 @@ routes:
 	// attempt's webhook span ends before its attempt span).
 	want := []string{"smtp.session", "smtp.transaction", "smtp.mail", "smtp.rcpt", "smtp.data", "store.put_raw", "storage.event",
 		"ingest", "ingest.parse", "ingest.route", "delivery.job", "delivery.batch", "delivery.attempt", "delivery.webhook"}
-	var spans []otlpSpan
+	var spans []testenv.Span
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		spans = otlp.snapshot()
+		spans = otlp.Spans()
 		n := map[string]int{}
 		for _, s := range spans {
 			n[s.Name]++
@@ -226,19 +152,19 @@ routes:
 		time.Sleep(50 * time.Millisecond) // polling the receiver, with a deadline
 	}
 
-	byName := map[string][]otlpSpan{}
-	byID := map[string]otlpSpan{}
+	byName := map[string][]testenv.Span{}
+	byID := map[string]testenv.Span{}
 	for _, s := range spans {
 		byName[s.Name] = append(byName[s.Name], s)
-		byID[hex.EncodeToString(s.SpanId)] = s
+		byID[s.SpanID] = s
 	}
 	tx := byName["smtp.transaction"][0]
-	traceID := hex.EncodeToString(tx.TraceId)
-	if tx.service != "letterbox-dev" || strAttr(tx.Span, "letterbox.message_id") != id {
-		t.Fatalf("smtp.transaction: service %q, message id %q; want letterbox-dev, %s", tx.service, strAttr(tx.Span, "letterbox.message_id"), id)
+	traceID := tx.TraceID
+	if tx.Service != "letterbox-dev" || tx.Str("letterbox.message_id") != id {
+		t.Fatalf("smtp.transaction: service %q, message id %q; want letterbox-dev, %s", tx.Service, tx.Str("letterbox.message_id"), id)
 	}
-	parentName := func(s otlpSpan) string {
-		p, ok := byID[hex.EncodeToString(s.ParentSpanId)]
+	parentName := func(s testenv.Span) string {
+		p, ok := byID[s.ParentID]
 		if !ok {
 			return ""
 		}
@@ -251,13 +177,13 @@ routes:
 		"delivery.attempt": "delivery.job", "delivery.webhook": "delivery.attempt",
 	} {
 		for _, s := range byName[child] {
-			if hex.EncodeToString(s.TraceId) != traceID {
-				t.Errorf("%s is in trace %x, not the message's %s", child, s.TraceId, traceID)
+			if s.TraceID != traceID {
+				t.Errorf("%s is in trace %s, not the message's %s", child, s.TraceID, traceID)
 			}
 			if got := parentName(s); got != parent {
 				t.Errorf("%s's parent is %q, want %s", child, got, parent)
 			}
-			if strAttr(s.Span, "letterbox.message_id") != id {
+			if s.Str("letterbox.message_id") != id {
 				t.Errorf("%s has no letterbox.message_id %s", child, id)
 			}
 		}
@@ -266,36 +192,31 @@ routes:
 	if len(tx.Links) != 1 {
 		t.Fatalf("smtp.transaction has %d links, want its session's", len(tx.Links))
 	}
-	if sess, ok := byID[hex.EncodeToString(tx.Links[0].SpanId)]; !ok || sess.Name != "smtp.session" || bytes.Equal(sess.TraceId, tx.TraceId) ||
-		intAttr(sess.Span, "letterbox.smtp.stored") != 1 {
-		t.Errorf("smtp.transaction's link goes to %q (stored %d), want its smtp.session in a trace of its own", sess.Name, intAttr(sess.Span, "letterbox.smtp.stored"))
+	if sess, ok := byID[tx.Links[0]]; !ok || sess.Name != "smtp.session" || sess.TraceID == tx.TraceID || sess.Int("letterbox.smtp.stored") != 1 {
+		t.Errorf("smtp.transaction's link goes to %q (stored %d), want its smtp.session in a trace of its own", sess.Name, sess.Int("letterbox.smtp.stored"))
 	}
 	// Each attempt links to its batch, and the batch back to it.
 	for _, a := range byName["delivery.attempt"] {
 		if len(a.Links) != 1 {
 			t.Fatalf("attempt has %d links, want its batch", len(a.Links))
 		}
-		b, ok := byID[hex.EncodeToString(a.Links[0].SpanId)]
-		if !ok || b.Name != "delivery.batch" || bytes.Equal(b.TraceId, a.TraceId) {
+		b, ok := byID[a.Links[0]]
+		if !ok || b.Name != "delivery.batch" || b.TraceID == a.TraceID {
 			t.Fatalf("attempt's link goes to %q", b.Name)
 		}
-		back := false
-		for _, l := range b.Links {
-			back = back || bytes.Equal(l.SpanId, a.SpanId)
-		}
-		if !back {
-			t.Errorf("batch %x has no link back to its attempt", b.SpanId)
+		if !slices.Contains(b.Links, a.SpanID) {
+			t.Errorf("batch %s has no link back to its attempt", b.SpanID)
 		}
 	}
 	// The first attempt failed and is an error; the second is a retry.
-	attempts := map[int64]otlpSpan{}
+	attempts := map[int64]testenv.Span{}
 	for _, a := range byName["delivery.attempt"] {
-		attempts[intAttr(a.Span, "letterbox.attempt")] = a
+		attempts[a.Int("letterbox.attempt")] = a
 	}
-	if a := attempts[1]; a.Span == nil || a.Status.GetCode() != tracepb.Status_STATUS_CODE_ERROR || strAttr(a.Span, "letterbox.outcome") != "retry" {
+	if a := attempts[1]; a.Span == nil || a.Status.GetCode() != tracepb.Status_STATUS_CODE_ERROR || a.Str("letterbox.outcome") != "retry" {
 		t.Errorf("first attempt: %v", a.Span)
 	}
-	if a := attempts[2]; a.Span == nil || !boolAttr(a.Span, "letterbox.retry") || strAttr(a.Span, "letterbox.outcome") != "delivered" {
+	if a := attempts[2]; a.Span == nil || !a.Bool("letterbox.retry") || a.Str("letterbox.outcome") != "delivered" {
 		t.Errorf("second attempt: %v", a.Span)
 	}
 	// Every webhook request carried the trace, naming its webhook span.

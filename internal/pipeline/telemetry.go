@@ -5,6 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/letterboxmail/letterbox/internal/emf"
 	"github.com/letterboxmail/letterbox/internal/telemetry"
@@ -39,4 +42,18 @@ func (f *Function) metricsWriter() *emf.Writer {
 		ns = "letterbox"
 	}
 	return emf.New(os.Stdout, ns)
+}
+
+// GatewayMetrics writes the gateway's Prometheus counters and histograms
+// as EMF lines to stdout every minute until ctx ends (emf.Prometheus),
+// when LETTERBOX_METRICS_NAMESPACE is set (the stack sets it): the
+// gateway's metrics reach CloudWatch through its log stream, with no
+// agent. It returns at once otherwise.
+func GatewayMetrics(ctx context.Context, getenv func(string) string, g prometheus.Gatherer) {
+	ns := getenv("LETTERBOX_METRICS_NAMESPACE")
+	if ns == "" {
+		return
+	}
+	p := &emf.Prometheus{W: emf.New(os.Stdout, ns), Gatherer: g, Dims: []emf.Dim{{Name: "Service", Value: "smtpgw"}}, Prefix: "letterbox_smtp_"}
+	p.Run(ctx, time.Minute)
 }

@@ -64,6 +64,7 @@ func main() {
 	gw, err := p.Gateway(cfg, p.Store, reg)
 	exitOn(err)
 	go reloadOnHangup(ctx, hup, gw, log)
+	go pipeline.GatewayMetrics(ctx, os.Getenv, reg)
 	exitOn(gw.Run(ctx, *httpAddr, reg))
 }
 

@@ -154,11 +154,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	s.tx = tx
 	mctx, span := tx.step(ctx, "smtp.mail")
 	err := s.mailPolicy(mctx, tx)
-	if err != nil {
-		endStep(span, err) // not a nil *SMTPError in an error
-	} else {
-		endStep(span, nil)
-	}
+	endStep(span, replyErr(err))
 	if err != nil {
 		s.endTx(err.Code, "refused", nil)
 		s.tx = nil

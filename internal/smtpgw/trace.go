@@ -97,6 +97,15 @@ func endStep(span trace.Span, reply error) {
 	span.End()
 }
 
+// replyErr returns e as an error, nil when e is nil (not a nil
+// *smtp.SMTPError inside a non-nil error).
+func replyErr(e *smtp.SMTPError) error {
+	if e == nil {
+		return nil
+	}
+	return e
+}
+
 // endTxSpan ends the transaction's span.
 func (tx *transaction) endTxSpan(code int, result string) {
 	if tx.span == nil {

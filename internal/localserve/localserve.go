@@ -8,7 +8,8 @@
 // A built-in webhook receiver (/dev/webhook/…) verifies and prints what it
 // receives, so the whole path can be tried with no other server running.
 // Attachment links (/dev/links/…) have the deployed stack's format and are
-// checked by the same handler as the link function's (package links).
+// checked by the same handler as the link function's (package links). The
+// inspector (package inspect) is served at /.
 package localserve
 
 import (
@@ -31,6 +32,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -39,6 +41,7 @@ import (
 	"github.com/letterboxmail/letterbox/internal/egress"
 	"github.com/letterboxmail/letterbox/internal/forward"
 	"github.com/letterboxmail/letterbox/internal/ingest"
+	"github.com/letterboxmail/letterbox/internal/inspect"
 	"github.com/letterboxmail/letterbox/internal/localqueue"
 	"github.com/letterboxmail/letterbox/internal/pipeline"
 	"github.com/letterboxmail/letterbox/internal/smtpgw"
@@ -86,6 +89,10 @@ type Config struct {
 	Logger  *slog.Logger
 	// Out receives the dev receiver's printout; nil means os.Stdout.
 	Out io.Writer
+	// InspectToken, when set, is required by the inspector served at /
+	// (LETTERBOX_INSPECT_TOKEN); without it the inspector answers only
+	// loopback connections.
+	InspectToken string
 }
 
 // Server is a running local pipeline.
@@ -102,6 +109,8 @@ type Server struct {
 	ingest  *ingest.Handler
 	deliver *delivery.Handler
 	recv    *Receiver
+	inspect *inspect.Inspector
+	index   *inspect.Index
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -189,7 +198,17 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if s.deliver, err = s.p.Deliver(dc); err != nil {
 		return nil, err
 	}
-	if s.gw, err = s.p.Gateway(cfg.Gateway, s.store, reg); err != nil {
+	// The policy hook may be on this machine, as webhooks may.
+	gwc := cfg.Gateway
+	gwc.HookEgress = dc.Egress
+	if dc.AWS != nil && gwc.HookLambda == nil {
+		// With --aws-actions a Lambda function ARN can be the hook too.
+		gwc.HookLambda = lambda.NewFromConfig(*dc.AWS)
+	}
+	if gwc.Getenv == nil {
+		gwc.Getenv = cfg.Getenv
+	}
+	if s.gw, err = s.p.Gateway(gwc, s.store, reg); err != nil {
 		return nil, err
 	}
 
@@ -211,11 +230,23 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	mux.Handle("/dev/webhook/", s.recv)
 	mux.HandleFunc("POST /dev/s3-events", s.s3Events)
 	mux.Handle(linksPath+"/", links)
+	// The inspector (package inspect), at /: replay is allowed, it is the
+	// developer's own pipeline.
+	if s.index, err = inspect.OpenIndex(qdir + "-inspect.db"); err != nil {
+		return nil, err
+	}
+	if s.inspect, err = inspect.New(inspect.Config{Source: inspect.Source{Store: base, MaxBodyBytes: cfg.MaxBodyBytes}, Index: s.index,
+		Routes: s.p.Routes, RoutesName: cfg.RoutesPath, Replayer: s.ingest, Token: cfg.InspectToken, Poll: 500 * time.Millisecond, Log: s.log}); err != nil {
+		return nil, err
+	}
+	mux.Handle("/", s.inspect)
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	s.http.RegisterOnShutdown(s.inspect.Close) // end the inspector's event streams
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
-	s.wg.Add(3)
+	s.wg.Add(4)
+	go func() { defer s.wg.Done(); s.inspect.Run(runCtx) }()
 	go func() { defer s.wg.Done(); s.rawQ.Run(runCtx, s.cfg.Workers, s.handleRaw) }()
 	go func() { defer s.wg.Done(); s.jobQ.Run(runCtx, s.cfg.Workers, s.deliver.Handle) }()
 	go func() {
@@ -419,6 +450,9 @@ func (s *Server) close() error {
 	}
 	if s.jobQ != nil {
 		s.jobQ.Close()
+	}
+	if s.index != nil {
+		s.index.Close()
 	}
 	if s.http == nil && s.httpLn != nil {
 		s.httpLn.Close()

@@ -41,6 +41,11 @@ type GatewayFlags struct {
 //	--dnsbl                  LETTERBOX_DNSBL
 //	--proxy-protocol-from    LETTERBOX_PROXY_PROTOCOL_FROM
 //	--auth-users             LETTERBOX_AUTH_USERS
+//	--policy-hook            LETTERBOX_POLICY_HOOK
+//
+// The policy hook's signing secret comes from LETTERBOX_POLICY_HOOK_SECRET
+// only, never a flag (flags show in process listings); getenv also
+// resolves the routes file's policy.hook.secret_env.
 //
 // This is the one place a gateway setting becomes a flag: a new
 // smtpgw.Config field gets its line here (and in docs/gateway.md). The
@@ -67,6 +72,9 @@ func RegisterGatewayFlags(fs *flag.FlagSet, getenv func(string) string) *Gateway
 	r.value(&listValue{p: &c.DNSBL}, "", "dnsbl", "LETTERBOX_DNSBL", "comma-separated DNS blocklist zones; listed clients get 554 5.7.1")
 	r.value(&prefixListValue{p: &c.ProxyProtocolFrom}, "", "proxy-protocol-from", "LETTERBOX_PROXY_PROTOCOL_FROM", "comma-separated CIDRs (load balancers) that must send a PROXY v1/v2 header")
 	r.str(&c.AuthUsersFile, "auth-users", "LETTERBOX_AUTH_USERS", "file of user:bcrypt-hash lines for AUTH on the submission listener")
+	r.str(&c.PolicyHook, "policy-hook", "LETTERBOX_POLICY_HOOK", "policy hook URL or Lambda function ARN, asked at RCPT and end of DATA; overrides policy.hook.url (secret: LETTERBOX_POLICY_HOOK_SECRET)")
+	c.PolicyHookSecret = getenv("LETTERBOX_POLICY_HOOK_SECRET")
+	c.Getenv = getenv
 	return g
 }
 

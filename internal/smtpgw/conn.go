@@ -34,6 +34,7 @@ type conn struct {
 	id       string
 	start    time.Time
 	log      *slog.Logger
+	allowed  bool            // in policy.clients.allow: no DNSBL, no rate limits
 	ctx      context.Context // holds span, the smtp.session span (trace.go)
 	span     trace.Span
 

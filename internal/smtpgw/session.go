@@ -65,16 +65,21 @@ type session struct {
 // transaction is one mail transaction, from MAIL FROM to the reply to
 // DATA (or RSET).
 type transaction struct {
-	id       string // the message id, assigned at MAIL FROM
-	log      *slog.Logger
-	start    time.Time
-	from     string
-	opts     smtp.MailOptions
-	rcpts    []string
-	spf      *spfResult
-	finished bool
-	ctx      context.Context // holds span, the root of the message's trace (trace.go)
-	span     trace.Span
+	id    string // the message id, assigned at MAIL FROM
+	log   *slog.Logger
+	start time.Time
+	from  string
+	opts  smtp.MailOptions
+	rcpts []string
+	spf   *spfResult
+	rate  *rateReservation // uncounted unless the message is accepted
+	// hookAsked counts the policy hook's questions; hookQuarantine is set
+	// when it answered quarantine at RCPT (hook.go).
+	hookAsked      int
+	hookQuarantine bool
+	finished       bool
+	ctx            context.Context // holds span, the root of the message's trace (trace.go)
+	span           trace.Span
 }
 
 func smtpErr(code int, enhanced string, msg string) *smtp.SMTPError {
@@ -183,11 +188,18 @@ func checkAddress(addr string, utf8 bool, badSyntax, role string) *smtp.SMTPErro
 	return nil
 }
 
-// mailPolicy applies the checks decided at MAIL FROM: DNS blocklists and
-// SPF. Authenticated submissions skip both.
+// mailPolicy applies the checks decided at MAIL FROM: the client's
+// message rate (clients.go), DNS blocklists and SPF. Authenticated
+// submissions skip all three; clients in policy.clients.allow skip the
+// first two.
 func (s *session) mailPolicy(ctx context.Context, tx *transaction) *smtp.SMTPError {
 	if s.authUser != "" {
 		return nil
+	}
+	if !s.c.allowed {
+		if err := s.checkRate(ctx, tx); err != nil {
+			return err
+		}
 	}
 	ip := s.c.remote.Addr()
 	if res := s.c.dnsblListing(ctx); res != nil && res.zone != "" {
@@ -249,6 +261,9 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) (reply error) {
 		tx.log.Info("recipient refused", attrs...)
 		return s.reject(&smtp.SMTPError{Code: rej.Code, EnhancedCode: parseEnhanced(rej.Enhanced, rej.Code), Message: rej.Message})
 	}
+	if err := s.rcptHook(ctx, tx, to); err != nil {
+		return s.reject(err)
+	}
 	tx.rcpts = append(tx.rcpts, to)
 	return nil
 }
@@ -276,6 +291,9 @@ func (s *session) endTx(code int, result string, extra []any) {
 	}
 	tx.finished = true
 	tx.endTxSpan(code, result)
+	if code != 250 {
+		tx.rate.cancel()
+	}
 	s.g.m.transactions.WithLabelValues(s.c.listener, strconv.Itoa(code)).Inc()
 	attrs := []any{
 		"event", "transaction",
@@ -349,7 +367,14 @@ func (s *session) Data(r io.Reader) (reply error) {
 	}
 	var storeTimer *time.Timer
 	body.onEOF = func() { storeTimer = time.AfterFunc(s.g.cfg.StoreTimeout, cancel) }
-	_, err := store.PutRaw(ctx, s.g.store, tx.id, env, io.MultiReader(strings.NewReader(head), body))
+	var src io.Reader = io.MultiReader(strings.NewReader(head), body)
+	// POLICY HOOK (end of DATA): asked when the data ends, before the
+	// store commits; the scanners' verdicts go in its last argument.
+	hook := s.newHookGate(ctx, tx, src, nil)
+	if hook != nil {
+		src = hook
+	}
+	_, err := store.PutRaw(ctx, s.g.store, tx.id, env, src)
 	if storeTimer != nil {
 		storeTimer.Stop()
 	}
@@ -373,9 +398,18 @@ func (s *session) Data(r io.Reader) (reply error) {
 		s.c.mu.Lock()
 		s.c.stored++
 		s.c.mu.Unlock()
+		// POLICY HOOK: a quarantine answer, acted on after the durable
+		// write (hook.go).
+		if reply := s.policyHookData(ctx, tx, hook, body.n); reply != nil {
+			return reply
+		}
 		s.c.setCode(250)
 		s.endTx(250, "stored", result())
 		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + tx.id}
+
+	case body.err == nil && hook.refused(err):
+		// POLICY HOOK: refused at the end of DATA; nothing was stored.
+		return s.hookRefused(hook, result())
 
 	case errors.Is(body.err, errBareLF) || errors.Is(body.err, errBareCR):
 		if !body.bdat {

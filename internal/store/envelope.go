@@ -9,7 +9,12 @@ import (
 	"fmt"
 	"io"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/letterboxmail/letterbox/internal/fault"
+	"github.com/letterboxmail/letterbox/internal/telemetry"
 	"github.com/letterboxmail/letterbox/message"
 )
 
@@ -19,18 +24,33 @@ const (
 	MetaEnvelope = "letterbox-envelope"
 	// MetaEnvelopeKey names the envelope object when it does not.
 	MetaEnvelopeKey = "letterbox-envelope-key"
+	// MetaTraceparent is the W3C traceparent of the write (55 bytes),
+	// when the writer traces: ingest continues the message's trace from it.
+	MetaTraceparent = telemetry.HeaderTraceparent
 )
 
 // maxInlineEnvelope keeps the metadata under S3's 2 KiB limit for all
-// user-defined metadata, with room for the key names.
+// user-defined metadata, with room for the key names: with the envelope
+// (18 + 1800 bytes) and the traceparent (11 + 55), 1884 of 2048 bytes.
 const maxInlineEnvelope = 1800
+
+// MaxRawMeta is S3's limit on an object's user-defined metadata, keys and
+// values together (2 KiB); PutRaw's metadata stays under it.
+const MaxRawMeta = 2048
+
+var tracer = otel.Tracer("github.com/letterboxmail/letterbox/internal/store")
 
 // PutRaw stores a raw message under RawKey(id) with its envelope, in one
 // atomic step when the envelope fits in metadata (the common case: one
 // write per message). A larger envelope (many recipients) is written first
 // as its own object, and the raw object, written last, points to it; either
 // way the raw object is the commit point.
-func PutRaw(ctx context.Context, s Store, id string, env message.Envelope, body io.Reader) (Object, error) {
+func PutRaw(ctx context.Context, s Store, id string, env message.Envelope, body io.Reader) (obj Object, err error) {
+	if telemetry.On() {
+		var span trace.Span
+		ctx, span = tracer.Start(ctx, "store.put_raw", trace.WithAttributes(telemetry.MessageID(id), attribute.String(telemetry.AttrKey, RawKey(id))))
+		defer func() { telemetry.Fail(span, err); span.End() }()
+	}
 	js, err := json.Marshal(env)
 	if err != nil {
 		return Object{}, fault.Permanent(err)
@@ -45,6 +65,7 @@ func PutRaw(ctx context.Context, s Store, id string, env message.Envelope, body 
 		}
 		meta[MetaEnvelopeKey] = ek
 	}
+	telemetry.InjectMap(ctx, meta)
 	return s.Put(ctx, RawKey(id), body, meta)
 }
 

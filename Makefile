@@ -18,6 +18,7 @@ test: tools
 	$(GO) vet ./...
 	CI=$${CI:-1} $(GO) test -count=1 -timeout 20m ./...
 	@$(GO) test -count=1 -run '^TestSPFSuite$$' -v ./internal/mailauth/ | grep '^SPF suite:'
+	$(MAKE) --no-print-directory test-bench  # bench/ is its own module (mk/bench.mk)
 
 ## test-short: unit tests only, no external programs required
 test-short:
@@ -25,6 +26,7 @@ test-short:
 
 vet:
 	$(GO) vet ./...
+	cd bench && $(GO) vet ./...
 
 ## tools: install the real peers the tests use (versitygw; Debian packages if root)
 tools:

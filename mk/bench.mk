@@ -3,12 +3,35 @@
 # their sections of docs/benchmarks.md and draws the charts in docs/.
 # Included by the root Makefile. Benchmarks are never timed tests: on these
 # shared 2-core machines, read medians and ratios from one run.
+#
+# bench/ is a module of its own (bench/go.mod, replacing letterbox with this
+# checkout), so its dependencies (gonum/plot, enmime) stay out of
+# letterbox's go.mod. Each program is built there into bin/bench/ and run
+# from the repository's root, where it finds the checkout it measures.
 
-.PHONY: bench charts
+.PHONY: bench charts bench-smtp test-bench vet-bench
+
+BENCH_BIN := $(CURDIR)/bin/bench
+# bench_build builds bench/PROGRAM into bin/bench/PROGRAM.
+bench_build = cd bench && $(GO) build -o $(BENCH_BIN)/$(1) ./$(1)
 
 ## bench: bench-smtp, bench-parse and bench-e2e, then the charts (~45 min)
 bench: bench-smtp bench-parse bench-e2e charts
 
 ## charts: draw docs/smtp-throughput-*.png and docs/e2e-latency.png from the benchmarks' CSV files
 charts:
-	$(GO) run ./bench/charts -smtp docs/smtp-throughput.csv -e2e docs/e2e-latency.csv -out docs
+	$(call bench_build,charts)
+	$(BENCH_BIN)/charts -smtp docs/smtp-throughput.csv -e2e docs/e2e-latency.csv -out docs
+
+## bench-smtp: the gateway on the embedded store beside smtp-sink and a private Postfix, driven by smtp-source (needs Debian's postfix; root for the Postfix peer). BENCH_SMTP_FLAGS="-runs 5 -out FILE" to change it.
+BENCH_SMTP_FLAGS ?= -csv docs/smtp-throughput.csv -docs docs/benchmarks.md
+bench-smtp:
+	$(call bench_build,smtp)
+	PATH="/usr/sbin:$$PATH" $(BENCH_BIN)/smtp $(BENCH_SMTP_FLAGS)
+
+## test-bench: the bench module's vet and tests (part of make test)
+test-bench:
+	cd bench && $(GO) vet ./... && $(GO) test -count=1 ./...
+
+vet-bench:
+	cd bench && $(GO) vet ./...

@@ -111,9 +111,15 @@ func run() error {
 	if dir, err = filepath.Abs(dir); err != nil {
 		return err
 	}
+	root, err := results.Root()
+	if err != nil {
+		return err
+	}
 	bin := filepath.Join(dir, "smtpgw")
 	log.Printf("building the gateway")
-	if outb, err := exec.Command("go", "build", "-o", bin, "./smtpgw/cmd/smtpgw").CombinedOutput(); err != nil {
+	build := exec.Command("go", "build", "-o", bin, "./smtpgw/cmd/smtpgw")
+	build.Dir = root
+	if outb, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build: %v\n%s", err, outb)
 	}
 	routes := filepath.Join(dir, "routes.yaml")

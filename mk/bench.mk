@@ -23,11 +23,26 @@ charts:
 	$(call bench_build,charts)
 	$(BENCH_BIN)/charts -smtp docs/smtp-throughput.csv -e2e docs/e2e-latency.csv -out docs
 
-## bench-smtp: the gateway on the embedded store beside smtp-sink and a private Postfix, driven by smtp-source (needs Debian's postfix; root for the Postfix peer). BENCH_SMTP_FLAGS="-runs 5 -out FILE" to change it.
+## bench-smtp: the gateway on the embedded store beside smtp-sink, a private Postfix and Haraka (to disk, fsync), driven by smtp-source (needs Debian's postfix, root for the Postfix peer, npm for Haraka). BENCH_SMTP_FLAGS="-runs 5 -out FILE" to change it.
 BENCH_SMTP_FLAGS ?= -csv docs/smtp-throughput.csv -docs docs/benchmarks.md
-bench-smtp:
+bench-smtp: haraka
 	$(call bench_build,smtp)
-	PATH="/usr/sbin:$$PATH" $(BENCH_BIN)/smtp $(BENCH_SMTP_FLAGS)
+	PATH="/usr/sbin:$$PATH" $(BENCH_BIN)/smtp -haraka $(HARAKA_DIR) $(BENCH_SMTP_FLAGS)
+
+# Haraka, the Node.js MTA, pinned and installed from npm into .tools/haraka
+# (bench/smtp/haraka has its configuration and the queue plugin that
+# writes each message to a file and fsyncs it before answering 250).
+HARAKA_VERSION := 3.3.4
+HARAKA_DIR := $(CURDIR)/.tools/haraka
+.PHONY: haraka
+haraka:
+	@if [ "$$(node -p "require('$(HARAKA_DIR)/node_modules/Haraka/package.json').version" 2>/dev/null)" != "$(HARAKA_VERSION)" ]; then \
+		command -v npm >/dev/null || { echo "bench-smtp: npm is needed to install Haraka $(HARAKA_VERSION)" >&2; exit 1; }; \
+		echo "bench-smtp: Haraka@$(HARAKA_VERSION) into $(HARAKA_DIR)"; \
+		mkdir -p $(HARAKA_DIR) && \
+		{ [ -e $(HARAKA_DIR)/package.json ] || printf '{"name":"letterbox-bench-haraka","private":true}\n' >$(HARAKA_DIR)/package.json; } && \
+		npm install --prefix $(HARAKA_DIR) --no-audit --no-fund --save-exact --omit=optional --loglevel=error Haraka@$(HARAKA_VERSION); \
+	fi
 
 ## test-bench: the bench module's vet and tests (part of make test)
 test-bench:

@@ -44,8 +44,10 @@ haraka:
 		npm install --prefix $(HARAKA_DIR) --no-audit --no-fund --save-exact --omit=optional --loglevel=error Haraka@$(HARAKA_VERSION); \
 	fi
 
-## test-bench: the bench module's vet and tests (part of make test)
+## test-bench: the bench module's go.mod is tidy against letterbox's, then its vet and tests (part of make test)
 test-bench:
+	@cd bench && $(GO) mod tidy -diff >/dev/null || { \
+		echo "test-bench: bench/go.mod or go.sum does not follow letterbox's go.mod; run: cd bench && go mod tidy" >&2; exit 1; }
 	cd bench && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 vet-bench:

@@ -29,19 +29,22 @@ bench-smtp: haraka
 	$(call bench_build,smtp)
 	PATH="/usr/sbin:$$PATH" $(BENCH_BIN)/smtp -haraka $(HARAKA_DIR) $(BENCH_SMTP_FLAGS)
 
-# Haraka, the Node.js MTA, pinned and installed from npm into .tools/haraka
-# (bench/smtp/haraka has its configuration and the queue plugin that
-# writes each message to a file and fsyncs it before answering 250).
+# Haraka, the Node.js MTA, pinned with its dependencies by
+# bench/smtp/haraka/package-lock.json and installed from npm with npm ci into
+# .tools/haraka (bench/smtp/haraka also has the queue plugin that writes
+# each message to a file and fsyncs it before answering 250). To move to
+# another version, change HARAKA_VERSION, package.json and harakaVersion in
+# bench/smtp/haraka.go, and run npm install --package-lock-only there.
 HARAKA_VERSION := 3.3.4
 HARAKA_DIR := $(CURDIR)/.tools/haraka
 .PHONY: haraka
 haraka:
-	@if [ "$$(node -p "require('$(HARAKA_DIR)/node_modules/Haraka/package.json').version" 2>/dev/null)" != "$(HARAKA_VERSION)" ]; then \
+	@if ! cmp -s bench/smtp/haraka/package-lock.json $(HARAKA_DIR)/package-lock.json || \
+		[ "$$(node -p "require('$(HARAKA_DIR)/node_modules/Haraka/package.json').version" 2>/dev/null)" != "$(HARAKA_VERSION)" ]; then \
 		command -v npm >/dev/null || { echo "bench-smtp: npm is needed to install Haraka $(HARAKA_VERSION)" >&2; exit 1; }; \
-		echo "bench-smtp: Haraka@$(HARAKA_VERSION) into $(HARAKA_DIR)"; \
-		mkdir -p $(HARAKA_DIR) && \
-		{ [ -e $(HARAKA_DIR)/package.json ] || printf '{"name":"letterbox-bench-haraka","private":true}\n' >$(HARAKA_DIR)/package.json; } && \
-		npm install --prefix $(HARAKA_DIR) --no-audit --no-fund --save-exact --omit=optional --loglevel=error Haraka@$(HARAKA_VERSION); \
+		echo "bench-smtp: Haraka@$(HARAKA_VERSION) into $(HARAKA_DIR) (npm ci)"; \
+		mkdir -p $(HARAKA_DIR) && cp bench/smtp/haraka/package.json bench/smtp/haraka/package-lock.json $(HARAKA_DIR)/ && \
+		npm ci --prefix $(HARAKA_DIR) --no-audit --no-fund --omit=optional --loglevel=error; \
 	fi
 
 ## test-bench: the bench module's go.mod is tidy against letterbox's, then its vet and tests (part of make test)

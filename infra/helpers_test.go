@@ -1,8 +1,8 @@
 // Package infra holds the deployment's checks: template.yaml against the
 // contracts the code relies on and the rules a security review applies,
-// the AWS resource specification, the build targets SAM calls, and the
-// gateway's container definition. docs/deploy.md lists what is and is not
-// checked.
+// the build targets SAM calls, and the gateway's container definition.
+// Whether the template is valid CloudFormation is cfn-lint's job (make
+// lint-template). docs/deploy.md lists what is and is not checked.
 package infra
 
 import (

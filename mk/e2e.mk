@@ -13,8 +13,10 @@ E2E_SPANS ?= off
 
 ## bench-e2e: p50/p95/p99 at 50 and 200 msg/s for 60 s and the highest sustained rate, 3 runs, file store on disk and on tmpfs (~25 min); writes docs/benchmarks.md (e2e section) and docs/e2e-latency.csv
 bench-e2e:
-	LETTERBOX_SPANS=$(if $(filter on,$(E2E_SPANS)),,off) $(GO) run ./bench/e2e -docs $(E2E_FLAGS)
+	$(call bench_build,e2e)
+	LETTERBOX_SPANS=$(if $(filter on,$(E2E_SPANS)),,off) $(BENCH_BIN)/e2e -docs $(E2E_FLAGS)
 
 ## bench-e2e-profile: one 60 s run at 200 msg/s with the pipeline in-process under a CPU profile (bench/e2e/devprof); prints the top functions
 bench-e2e-profile:
-	$(GO) run ./bench/e2e -rates 200 -cpuprofile $(or $(TMPDIR),/tmp)/letterbox-e2e-cpu.prof $(E2E_FLAGS)
+	$(call bench_build,e2e)
+	$(BENCH_BIN)/e2e -rates 200 -cpuprofile $(or $(TMPDIR),/tmp)/letterbox-e2e-cpu.prof $(E2E_FLAGS)

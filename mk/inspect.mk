@@ -6,4 +6,5 @@ BENCH_INSPECT_TIME ?= 3s
 ## bench-inspect: the inspector's first page, searches and index sync with 100,000 messages,
 ## in the file store and in versitygw (~15 min); medians into docs/benchmarks.md
 bench-inspect:
-	$(GO) run ./bench/inspect -benchtime $(BENCH_INSPECT_TIME) -docs docs/benchmarks.md
+	$(call bench_build,inspect)
+	$(BENCH_BIN)/inspect -benchtime $(BENCH_INSPECT_TIME) -docs docs/benchmarks.md

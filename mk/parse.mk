@@ -5,9 +5,11 @@ BENCH_COUNT ?= 10
 FUZZ_TIME ?= 3m
 
 ## bench-parse: parse throughput (MB/s) and allocations per message on a mixed
-## corpus, letterbox beside enmime in the same run; medians and ratios into docs/benchmarks.md
+## corpus, letterbox beside enmime in the same run (bench/parse, in the bench
+## module); medians and ratios into docs/benchmarks.md
 bench-parse:
-	$(GO) run ./bench/parse -count $(BENCH_COUNT) -docs docs/benchmarks.md
+	$(call bench_build,parse)
+	$(BENCH_BIN)/parse -count $(BENCH_COUNT) -docs docs/benchmarks.md
 
 ## fuzz-parse: run each parser fuzz target for FUZZ_TIME
 fuzz-parse:

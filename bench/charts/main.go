@@ -98,8 +98,16 @@ func throughput(rows []map[string]string, size, path string) error {
 	p.Y.Label.Text = "messages per second (median)"
 	p.X.Scale = plot.LogScale{}
 	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
-	labels := map[string]string{"letterbox": "letterbox (durable)", "postfix": "Postfix queue (durable)", "sink": "smtp-sink (discards: ceiling)"}
-	for i, tg := range []string{"letterbox", "postfix", "sink"} {
+	labels := map[string]string{"letterbox": "letterbox (durable)", "postfix": "Postfix queue (durable)",
+		"haraka": "Haraka, file + fsync (durable)", "sink": "smtp-sink (discards: ceiling)"}
+	// Every target in the CSV, in its order (bench/smtp's targets list).
+	var targets []string
+	for _, r := range rows {
+		if !slices.Contains(targets, r["target"]) {
+			targets = append(targets, r["target"])
+		}
+	}
+	for i, tg := range targets {
 		var pts plotter.XYs
 		for _, r := range rows {
 			if r["target"] == tg && r["size_bytes"] == size {
@@ -117,7 +125,11 @@ func throughput(rows []map[string]string, size, path string) error {
 		l.Color, s.Color = plotutil.Color(i), plotutil.Color(i)
 		s.Shape = plotutil.Shape(i)
 		p.Add(l, s)
-		p.Legend.Add(labels[tg], l, s)
+		label := labels[tg]
+		if label == "" {
+			label = tg
+		}
+		p.Legend.Add(label, l, s)
 	}
 	p.Legend.Top = true
 	p.Legend.Left = true

@@ -152,7 +152,7 @@ func (s *summary) markdown(cfg config, started time.Time) string {
 	fmt.Fprintf(&b, "- Date: %s\n", started.UTC().Format("2006-01-02"))
 	fmt.Fprintf(&b, "- Machine: %s\n", s.machine)
 	fmt.Fprintf(&b, "- Code: %s\n", s.commit)
-	fmt.Fprintf(&b, "- Command: `make bench-e2e` (= `go run ./bench/e2e -docs -runs %d -duration %v -rates %s`)\n", cfg.runs, cfg.duration, strings.ReplaceAll(joinRates(cfg.rates), " ", ""))
+	fmt.Fprintf(&b, "- Command: `make bench-e2e` (= `bin/bench/e2e -docs -runs %d -duration %v -rates %s`)\n", cfg.runs, cfg.duration, strings.ReplaceAll(joinRates(cfg.rates), " ", ""))
 	fmt.Fprintf(&b, "- Pipeline: `letterbox dev --store file://… --no-auth --log-level %s`, one catch-all webhook route to a receiver in the benchmark process that verifies each signature; %d-byte messages, up to %d per SMTP session; %v warm-up before each measurement\n",
 		cfg.logLevel, cfg.size, cfg.perSession, cfg.warmup)
 	b.WriteString("- Stores: ")

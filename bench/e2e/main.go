@@ -16,7 +16,7 @@
 // the rate). It writes its section of docs/benchmarks.md and
 // docs/e2e-latency.csv.
 //
-//	go run ./bench/e2e [-runs 3] [-duration 60s] [-rates 50,200] [-docs]
+//	make bench-e2e E2E_FLAGS="[-runs 3] [-duration 60s] [-rates 50,200]"
 //
 // With -cpuprofile FILE one run at the first rate uses bench/e2e/devprof —
 // the same pipeline in-process with a CPU profile — and prints the top of
@@ -43,6 +43,7 @@ import (
 	"syscall"
 	"time"
 
+	results "github.com/letterboxmail/letterbox/bench/report"
 	"github.com/letterboxmail/letterbox/internal/e2e"
 )
 
@@ -109,7 +110,7 @@ func main() {
 func run() error {
 	var cfg config
 	var rates, steps, stores string
-	flag.StringVar(&cfg.bin, "bin", "", "letterbox binary (default: build ./cmd/letterbox)")
+	flag.StringVar(&cfg.bin, "bin", "", "letterbox binary (default: build the checkout's ./cmd/letterbox)")
 	flag.StringVar(&rates, "rates", "50,200", "fixed rates in messages per second")
 	flag.DurationVar(&cfg.duration, "duration", 60*time.Second, "measured time per fixed-rate run")
 	flag.DurationVar(&cfg.warmup, "warmup", 5*time.Second, "unmeasured load before each measurement")
@@ -138,7 +139,7 @@ func run() error {
 	if cfg.stores, err = parseStores(stores); err != nil {
 		return err
 	}
-	if cfg.root, err = moduleRoot(); err != nil {
+	if cfg.root, err = results.Root(); err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -401,7 +402,7 @@ func report(r result) {
 // profile during one run at the first rate.
 func profile(ctx context.Context, cfg config, tmp string) error {
 	bin := filepath.Join(tmp, "devprof")
-	if err := build(cfg.root, bin, "./bench/e2e/devprof"); err != nil {
+	if err := build(filepath.Join(cfg.root, "bench"), bin, "./e2e/devprof"); err != nil {
 		return err
 	}
 	prof, err := filepath.Abs(cfg.cpuprofile)
@@ -496,18 +497,6 @@ func build(root, out, pkg string) error {
 		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
 	}
 	return nil
-}
-
-func moduleRoot() (string, error) {
-	b, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", err
-	}
-	mod := strings.TrimSpace(string(b))
-	if mod == "" || mod == os.DevNull {
-		return "", errors.New("run inside the letterbox module")
-	}
-	return filepath.Dir(mod), nil
 }
 
 // machine describes the CPU, core count and Go version.

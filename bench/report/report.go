@@ -1,14 +1,59 @@
-// Package report holds what the benchmark commands share for their results:
-// the machine's description and load, and replacing a marked section of a
-// Markdown file (docs/benchmarks.md) with a new run's results.
+// Package report holds what the benchmark commands share: the letterbox
+// checkout they measure, the machine's description and load, and replacing
+// a marked section of a Markdown file (docs/benchmarks.md) with a new run's
+// results.
 package report
 
 import (
+	"bufio"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 )
+
+// Module is the module path of the letterbox checkout the benchmarks
+// measure (bench is a module of its own inside it).
+const Module = "github.com/letterboxmail/letterbox"
+
+// Root returns the root of the letterbox checkout: the nearest directory
+// at or above the working directory whose go.mod declares Module. The
+// benchmarks build letterbox's programs (go build ./smtpgw/cmd/smtpgw) and
+// run its tests there, whether started from the root (make) or from bench/.
+func Root() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if modulePath(filepath.Join(dir, "go.mod")) == Module {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("not inside a letterbox checkout (no go.mod declaring " + Module + " at or above the working directory)")
+		}
+		dir = parent
+	}
+}
+
+// modulePath is the module path a go.mod declares ("" if none).
+func modulePath(gomod string) string {
+	f, err := os.Open(gomod)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "module "); ok {
+			return strings.Trim(strings.TrimSpace(rest), `"`)
+		}
+	}
+	return ""
+}
 
 // LoadAvg returns the 1-, 5- and 15-minute load averages: on a shared
 // machine, other work moves the numbers.

@@ -23,3 +23,19 @@ func TestReplaceSection(t *testing.T) {
 		t.Fatalf("missing section: %v", err)
 	}
 }
+
+// TestRoot finds the letterbox checkout from bench/report (the test's
+// working directory), not bench's own module.
+func TestRoot(t *testing.T) {
+	root, err := report.Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "smtpgw", "cmd", "smtpgw")); err != nil {
+		t.Fatalf("Root() = %s, which has no smtpgw/cmd/smtpgw: %v", root, err)
+	}
+	t.Chdir(t.TempDir())
+	if _, err := report.Root(); err == nil || !strings.Contains(err.Error(), "not inside a letterbox checkout") {
+		t.Fatalf("Root() outside a checkout: %v", err)
+	}
+}

@@ -1,12 +1,14 @@
 // Command smtp benchmarks letterbox's SMTP gateway (make bench-smtp).
 //
-// It drives Postfix's smtp-source on loopback against three servers under
-// the same load: the gateway over the file store (every 250 follows a
-// durable write), smtp-sink (accepts and discards: the ceiling) and a
-// private Postfix instance whose queue keeps every message (held, so no
-// delivery runs: the durable peer). For 1, 20 and 100 sessions and 4 KiB
+// It drives Postfix's smtp-source on loopback against several servers
+// under the same load, in the same run (the targets list): the gateway
+// over the embedded store (every 250 follows a durable write), a private
+// Postfix instance whose queue keeps every message (held, so no delivery
+// runs), Haraka with a queue plugin that writes each message to a file and
+// fsyncs it before answering 250 (bench/smtp/haraka), and smtp-sink
+// (accepts and discards: the ceiling). For 1, 20 and 100 sessions and 4 KiB
 // and 100 KiB messages it takes the median of several runs and prints
-// messages per second, MB/s and the ratios to both peers. It also measures
+// messages per second, MB/s and the gateway's ratio to each peer. It also measures
 // the gateway's RSS with 1,000 idle sessions and its RSS growth while it
 // accepts one 50 MiB message, counts the store's sync calls in one run with
 // strace, and probes the disk's sync latency.
@@ -32,6 +34,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -50,7 +53,8 @@ var (
 	csvOut = flag.String("csv", "", "also write every median as CSV to this file (for bench/charts)")
 	docs   = flag.String("docs", "", "replace the marked latest-run section of this Markdown file (docs/benchmarks.md) with the report")
 	work   = flag.String("dir", "", "work directory on the disk to measure (default: a new directory under $TMPDIR, removed at the end; a given one is left with every run's files)")
-	only   = flag.String("only", "", "comma-separated targets to run: letterbox, sink, postfix (default all)")
+	only   = flag.String("only", "", "comma-separated targets to run: "+targetNames()+" (default all)")
+	haraka = flag.String("haraka", "", "npm prefix Haraka is installed under (DIR/node_modules/Haraka; make bench-smtp installs it into .tools/haraka); without it the Haraka peer is skipped")
 	skipMe = flag.Bool("skip-memory", false, "skip the RSS measurements")
 	sessF  = flag.String("sessions", "1,20,100", "comma-separated numbers of concurrent sessions to measure")
 	sizesF = flag.String("sizes", "4096,102400", "comma-separated message sizes in bytes to measure")
@@ -111,27 +115,50 @@ func run() error {
 	if dir, err = filepath.Abs(dir); err != nil {
 		return err
 	}
+	root, err := results.Root()
+	if err != nil {
+		return err
+	}
 	bin := filepath.Join(dir, "smtpgw")
 	log.Printf("building the gateway")
-	if outb, err := exec.Command("go", "build", "-o", bin, "./smtpgw/cmd/smtpgw").CombinedOutput(); err != nil {
+	build := exec.Command("go", "build", "-o", bin, "./smtpgw/cmd/smtpgw")
+	build.Dir = root
+	if outb, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build: %v\n%s", err, outb)
 	}
 	routes := filepath.Join(dir, "routes.yaml")
 	if err := os.WriteFile(routes, []byte(routesYAML), 0o644); err != nil {
 		return err
 	}
-	targets := map[string]bool{"letterbox": true, "sink": true, "postfix": true}
+	chosen := map[string]bool{}
+	for _, t := range targets {
+		chosen[t.name] = true
+	}
 	if *only != "" {
-		targets = map[string]bool{}
-		for t := range strings.SplitSeq(*only, ",") {
-			targets[strings.TrimSpace(t)] = true
+		chosen = map[string]bool{}
+		for n := range strings.SplitSeq(*only, ",") {
+			n = strings.TrimSpace(n)
+			if !slices.ContainsFunc(targets, func(t target) bool { return t.name == n }) {
+				return fmt.Errorf("-only: no target %q (have %s)", n, targetNames())
+			}
+			chosen[n] = true
 		}
 	}
-	if targets["postfix"] && os.Geteuid() != 0 {
+	if chosen["postfix"] && os.Geteuid() != 0 {
 		log.Printf("not root: skipping the Postfix peer (its queue must be owned by the postfix user)")
-		delete(targets, "postfix")
+		delete(chosen, "postfix")
 	}
-	env := &benchEnv{dir: dir, bin: bin, routes: routes, source: source}
+	if chosen["haraka"] && *haraka == "" {
+		log.Printf("no -haraka: skipping the Haraka peer (make bench-smtp installs it)")
+		delete(chosen, "haraka")
+	}
+	var run []target
+	for _, t := range targets {
+		if chosen[t.name] {
+			run = append(run, t)
+		}
+	}
+	env := &benchEnv{dir: dir, bin: bin, routes: routes, source: source, haraka: *haraka}
 	var rep report
 	rep.started = time.Now()
 	rep.loadStart = loadavg()
@@ -151,28 +178,25 @@ func run() error {
 			n := messages(s, size)
 			res := map[string]*result{}
 			for r := 0; r < *runs; r++ {
-				for _, tg := range []string{"sink", "postfix", "letterbox"} {
-					if !targets[tg] {
-						continue
-					}
+				for _, tg := range run {
 					rate, cpu, err := env.measure(tg, s, size, n)
 					if err != nil {
-						return fmt.Errorf("%s, %d sessions, %d bytes: %w", tg, s, size, err)
+						return fmt.Errorf("%s, %d sessions, %d bytes: %w", tg.name, s, size, err)
 					}
-					if res[tg] == nil {
-						res[tg] = &result{target: tg, sessions: s, msg: size}
+					if res[tg.name] == nil {
+						res[tg.name] = &result{target: tg.name, sessions: s, msg: size}
 					}
-					res[tg].rates = append(res[tg].rates, rate)
+					res[tg.name].rates = append(res[tg.name].rates, rate)
 					if cpu > 0 {
-						res[tg].cpu = append(res[tg].cpu, cpu)
+						res[tg.name].cpu = append(res[tg.name].cpu, cpu)
 					}
-					log.Printf("%-9s sessions=%-3d size=%-6d messages=%-5d run %d: %7.0f msg/s, %5.0f µs CPU/msg, load %s", tg, s, size, n, r+1, rate, cpu, loadavg())
+					log.Printf("%-9s sessions=%-3d size=%-6d messages=%-5d run %d: %7.0f msg/s, %5.0f µs CPU/msg, load %s", tg.name, s, size, n, r+1, rate, cpu, loadavg())
 				}
 			}
 			rep.rows = append(rep.rows, row{sessions: s, size: size, n: n, res: res})
 		}
 	}
-	if targets["letterbox"] {
+	if chosen["letterbox"] {
 		if st, err := env.straceSyncs(); err != nil {
 			log.Printf("sync count: %v", err)
 		} else {
@@ -211,12 +235,12 @@ func (r *report) csv() string {
 	var b strings.Builder
 	b.WriteString("target,sessions,size_bytes,messages,runs,median_msg_s,median_cpu_us_per_msg\n")
 	for _, rw := range r.rows {
-		for _, tg := range []string{"letterbox", "sink", "postfix"} {
-			x := rw.res[tg]
+		for _, tg := range targets {
+			x := rw.res[tg.name]
 			if x == nil {
 				continue
 			}
-			fmt.Fprintf(&b, "%s,%d,%d,%d,%d,%.1f,%.0f\n", tg, rw.sessions, rw.size, rw.n, len(x.rates), x.median(), median(x.cpu))
+			fmt.Fprintf(&b, "%s,%d,%d,%d,%d,%.1f,%.0f\n", tg.name, rw.sessions, rw.size, rw.n, len(x.rates), x.median(), median(x.cpu))
 		}
 	}
 	return b.String()
@@ -264,7 +288,49 @@ func lookTool(name string) (string, error) {
 
 type benchEnv struct {
 	dir, bin, routes, source string
+	haraka                   string // npm prefix holding node_modules/Haraka
 	seq                      int
+}
+
+// A target is one server smtp-source is run against. To add one (the
+// gateway with other flags: gatewayTarget("--flag", "value"); another
+// MTA: a start function), add an entry to targets: the runs, the report,
+// the CSV and the charts follow. The ratios are the "letterbox" target's.
+type target struct {
+	name  string // for -only and the CSV
+	label string // in the report
+	start func(e *benchEnv, d string) (*server, error)
+}
+
+// targets in the order they run in each round and are reported; the
+// gateway, the subject, comes first.
+var targets = []target{
+	{"letterbox", "letterbox gateway (embedded SQLite store)", gatewayTarget()},
+	{"postfix", "Postfix (queue, held)", (*benchEnv).startPostfix},
+	{"haraka", "Haraka " + harakaVersion + " (file per message, fsync)", (*benchEnv).startHaraka},
+	{"sink", "smtp-sink (discards)", (*benchEnv).startSink},
+}
+
+func targetNames() string {
+	var n []string
+	for _, t := range targets {
+		n = append(n, t.name)
+	}
+	return strings.Join(n, ", ")
+}
+
+// A server is a started target.
+type server struct {
+	addr string
+	// pid is measured for CPU time while smtp-source runs (0: not
+	// measured, e.g. for servers of several processes).
+	pid int
+	// stop stops the server; it may be called more than once.
+	stop func()
+	// count, after stop, returns how many messages the server holds (nil:
+	// it keeps none); cpuAtExit, after stop, its CPU time up to its exit.
+	count     func() (int, error)
+	cpuAtExit func() time.Duration
 }
 
 func (e *benchEnv) fresh(name string) (string, error) {
@@ -274,77 +340,77 @@ func (e *benchEnv) fresh(name string) (string, error) {
 }
 
 // measure starts a fresh target, runs smtp-source and returns accepted
-// messages per second and, for the single-process servers (letterbox,
-// smtp-sink), their CPU time per message in µs, after checking the target
-// holds every message.
-func (e *benchEnv) measure(target string, sessions, size, n int) (float64, float64, error) {
+// messages per second and, where measured, the server's CPU time per
+// message in µs, after checking the target holds every message.
+func (e *benchEnv) measure(tg target, sessions, size, n int) (float64, float64, error) {
 	// The run's directory stays until the whole benchmark ends: on ext4
 	// without a journal (this machine's disk), every inode freed in the
 	// last half minute or so makes each new file's creation slower, so
 	// deleting one run's thousands of files would tax the next run (and
-	// letterbox and Postfix, which create a file per message, more than
-	// smtp-sink). A server in service rarely deletes mail at that rate.
-	d, err := e.fresh(target)
+	// the servers that create a file per message more than smtp-sink). A
+	// server in service rarely deletes mail at that rate.
+	d, err := e.fresh(tg.name)
 	if err != nil {
 		return 0, 0, err
 	}
-	var addr string
-	var count func() (int, error)
-	var stop func()
-	var total time.Duration // CPU time at exit, for targets that report it
-	pid := 0
-	switch target {
-	case "letterbox":
-		g, err := e.startGateway(d, nil)
-		if err != nil {
-			return 0, 0, err
-		}
-		addr, stop, pid = g.smtp, g.stop, g.cmd.Process.Pid
-		// Stop the gateway first, so its CPU time is counted up to its
-		// exit, then count the messages in its store.
-		count = func() (int, error) {
-			g.stop()
-			if ps := g.cmd.ProcessState; ps != nil {
-				total = ps.UserTime() + ps.SystemTime()
-			}
-			return countRaw(filepath.Join(d, "store"))
-		}
-	case "sink":
-		addr, stop, pid, err = startSink()
-		if err != nil {
-			return 0, 0, err
-		}
-	case "postfix":
-		addr, stop, err = startPostfix(d)
-		if err != nil {
-			return 0, 0, err
-		}
-		count = func() (int, error) { return countFiles(filepath.Join(d, "queue", "hold")) }
+	srv, err := tg.start(e, d)
+	if err != nil {
+		return 0, 0, err
 	}
-	defer stop()
+	srv.stop = sync.OnceFunc(srv.stop)
+	defer srv.stop()
 	args := []string{"-s", strconv.Itoa(sessions), "-m", strconv.Itoa(n), "-l", strconv.Itoa(size),
-		"-f", "bench@remote.test", "-t", "rcpt@example.test", "-M", "client.bench.test", addr}
-	cpu0 := cpuTime(pid)
+		"-f", "bench@remote.test", "-t", "rcpt@example.test", "-M", "client.bench.test", srv.addr}
+	cpu0 := cpuTime(srv.pid)
 	start := time.Now()
 	outb, err := exec.Command(e.source, args...).CombinedOutput()
 	elapsed := time.Since(start)
-	cpu := cpuTime(pid) - cpu0
+	cpu := cpuTime(srv.pid) - cpu0
 	if err != nil {
 		return 0, 0, fmt.Errorf("smtp-source %s: %v\n%s", strings.Join(args, " "), err, outb)
 	}
-	if count != nil {
-		got, err := count()
+	// Stop first, so that the count sees everything the server wrote
+	// and the CPU time runs up to its exit.
+	srv.stop()
+	if srv.count != nil {
+		got, err := srv.count()
 		if err != nil {
 			return 0, 0, err
 		}
 		if got != n {
-			return 0, 0, fmt.Errorf("%s holds %d messages, smtp-source sent %d", target, got, n)
+			return 0, 0, fmt.Errorf("%s holds %d messages, smtp-source sent %d", tg.name, got, n)
 		}
 	}
-	if total > 0 {
-		cpu = total - cpu0
+	if srv.cpuAtExit != nil {
+		if total := srv.cpuAtExit(); total > 0 {
+			cpu = total - cpu0
+		}
 	}
 	return float64(n) / elapsed.Seconds(), float64(cpu.Microseconds()) / float64(n), nil
+}
+
+// gatewayTarget runs the gateway, with extra flags, on a fresh embedded
+// store.
+func gatewayTarget(extra ...string) func(*benchEnv, string) (*server, error) {
+	return func(e *benchEnv, d string) (*server, error) { return e.startLetterbox(d, extra...) }
+}
+
+// startLetterbox runs the gateway on a fresh embedded store in d.
+func (e *benchEnv) startLetterbox(d string, extra ...string) (*server, error) {
+	g, err := e.startGateway(d, nil, extra...)
+	if err != nil {
+		return nil, err
+	}
+	return &server{
+		addr: g.smtp, pid: g.cmd.Process.Pid, stop: g.stop,
+		count: func() (int, error) { return countRaw(filepath.Join(d, "store")) },
+		cpuAtExit: func() time.Duration {
+			if ps := g.cmd.ProcessState; ps != nil {
+				return ps.UserTime() + ps.SystemTime()
+			}
+			return 0
+		},
+	}, nil
 }
 
 // cpuTime is a process's user and system CPU time so far (0 for pid 0).
@@ -497,14 +563,14 @@ func (e *benchEnv) startGateway(d string, wrap []string, extra ...string) (*gate
 }
 
 // startSink runs smtp-sink, which accepts every message and keeps none.
-func startSink() (string, func(), int, error) {
+func (e *benchEnv) startSink(string) (*server, error) {
 	sink, err := lookTool("smtp-sink")
 	if err != nil {
-		return "", nil, 0, err
+		return nil, err
 	}
 	addr, err := freeAddr()
 	if err != nil {
-		return "", nil, 0, err
+		return nil, err
 	}
 	args := []string{"-m", "1000", addr, "1000"}
 	if os.Geteuid() == 0 {
@@ -512,16 +578,16 @@ func startSink() (string, func(), int, error) {
 	}
 	cmd := exec.Command(sink, args...)
 	if err := cmd.Start(); err != nil {
-		return "", nil, 0, err
+		return nil, err
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
 	stop := func() { _ = cmd.Process.Kill(); <-exited }
 	if err := waitDial(addr, exited); err != nil {
 		stop()
-		return "", nil, 0, err
+		return nil, err
 	}
-	return addr, stop, cmd.Process.Pid, nil
+	return &server{addr: addr, pid: cmd.Process.Pid, stop: stop}, nil
 }
 
 // startPostfix runs a private Postfix instance in d: its own main.cf and
@@ -529,23 +595,23 @@ func startSink() (string, func(), int, error) {
 // (there is no syslog here). Every message is put on hold, so the queue
 // manager delivers nothing and the measurement is the durable acceptance
 // path: smtpd, cleanup writing and fsyncing the queue file.
-func startPostfix(d string) (string, func(), error) {
+func (e *benchEnv) startPostfix(d string) (*server, error) {
 	postfix, err := lookTool("postfix")
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	addr, err := freeAddr()
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	conf := filepath.Join(d, "conf")
 	for _, sub := range []string{"conf", "queue", "data"} {
 		if err := os.MkdirAll(filepath.Join(d, sub), 0o755); err != nil {
-			return "", nil, err
+			return nil, err
 		}
 	}
 	if err := exec.Command("chown", "postfix", filepath.Join(d, "data")).Run(); err != nil {
-		return "", nil, fmt.Errorf("chown postfix: %w", err)
+		return nil, fmt.Errorf("chown postfix: %w", err)
 	}
 	mainCF := fmt.Sprintf(`compatibility_level = 3.6
 queue_directory = %[1]s/queue
@@ -594,14 +660,14 @@ scache    unix  - - n -  1 scache
 postlog   unix-dgram n - n - 1 postlogd
 `
 	if err := os.WriteFile(filepath.Join(conf, "main.cf"), []byte(mainCF), 0o644); err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	if err := os.WriteFile(filepath.Join(conf, "master.cf"), []byte(masterCF), 0o644); err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	if outb, err := exec.Command(postfix, "-c", conf, "start").CombinedOutput(); err != nil {
 		logb, _ := os.ReadFile(filepath.Join(d, "maillog"))
-		return "", nil, fmt.Errorf("postfix start: %v\n%s\n%s", err, outb, logb)
+		return nil, fmt.Errorf("postfix start: %v\n%s\n%s", err, outb, logb)
 	}
 	stop := func() {
 		_ = exec.Command(postfix, "-c", conf, "stop").Run()
@@ -616,9 +682,9 @@ postlog   unix-dgram n - n - 1 postlogd
 	}
 	if err := waitDial(addr, nil); err != nil {
 		stop()
-		return "", nil, err
+		return nil, err
 	}
-	return addr, stop, nil
+	return &server{addr: addr, stop: stop, count: func() (int, error) { return countFiles(filepath.Join(d, "queue", "hold")) }}, nil
 }
 
 // syncStats is what strace counted in one letterbox run.
@@ -953,38 +1019,29 @@ func machine() string {
 func (r *report) markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "### Run of %s\n\n", r.started.UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(&b, "- Command: `make bench-smtp` (`go run ./bench/smtp -runs %d`)\n", *runs)
+	fmt.Fprintf(&b, "- Command: `make bench-smtp` (`bin/bench/smtp -runs %d -sessions %s -sizes %s`)\n", *runs, *sessF, *sizesF)
 	fmt.Fprintf(&b, "- Machine: %s\n", machine())
 	fmt.Fprintf(&b, "- Disk (work directory): %s\n", r.disk)
 	fmt.Fprintf(&b, "- Load average (1, 5, 15 min) at the start: %s; at the end: %s\n", r.loadStart, r.loadEnd)
-	fmt.Fprintf(&b, "- Load: `smtp-source -s SESSIONS -m MESSAGES -l SIZE` on loopback, a new connection per message; median of %d runs; MB/s counts the SIZE payload (10^6 bytes)\n\n", *runs)
-	b.WriteString("| sessions | size | messages | letterbox msg/s | letterbox MB/s | smtp-sink msg/s | Postfix msg/s | letterbox / smtp-sink | letterbox / Postfix | CPU µs/msg letterbox | CPU µs/msg smtp-sink |\n")
-	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "- Load: `smtp-source -s SESSIONS -m MESSAGES -l SIZE` on loopback, a new connection per message; median of %d runs; MB/s counts the SIZE payload (10^6 bytes); CPU is the server's user+system time per message where it is one process\n\n", *runs)
+	b.WriteString("| sessions | size | messages | server | msg/s | MB/s | letterbox ÷ this | CPU µs/msg |\n")
+	b.WriteString("|---:|---:|---:|---|---:|---:|---:|---:|\n")
 	for _, rw := range r.rows {
-		lb, sink, pf := rw.res["letterbox"], rw.res["sink"], rw.res["postfix"]
-		cell := func(x *result) string {
+		lb := rw.res["letterbox"]
+		for _, tg := range targets {
+			x := rw.res[tg.name]
 			if x == nil {
-				return "–"
+				continue
 			}
-			return fmt.Sprintf("%.0f", x.median())
+			ratio, cpu := "–", "–"
+			if lb != nil && tg.name != "letterbox" && x.median() > 0 {
+				ratio = fmt.Sprintf("%.2f×", lb.median()/x.median())
+			}
+			if len(x.cpu) > 0 {
+				cpu = fmt.Sprintf("%.0f", median(x.cpu))
+			}
+			fmt.Fprintf(&b, "| %d | %d KiB | %d | %s | %.0f | %.1f | %s | %s |\n", rw.sessions, rw.size>>10, rw.n, tg.label, x.median(), x.median()*float64(rw.size)/1e6, ratio, cpu)
 		}
-		mbs, rs, rp := "–", "–", "–"
-		if lb != nil {
-			mbs = fmt.Sprintf("%.1f", lb.median()*float64(rw.size)/1e6)
-			if sink != nil {
-				rs = fmt.Sprintf("%.0f%%", 100*lb.median()/sink.median())
-			}
-			if pf != nil {
-				rp = fmt.Sprintf("%.1f×", lb.median()/pf.median())
-			}
-		}
-		cpu := func(x *result) string {
-			if x == nil || len(x.cpu) == 0 {
-				return "–"
-			}
-			return fmt.Sprintf("%.0f", median(x.cpu))
-		}
-		fmt.Fprintf(&b, "| %d | %d KiB | %d | %s | %s | %s | %s | %s | %s | %s | %s |\n", rw.sessions, rw.size>>10, rw.n, cell(lb), mbs, cell(sink), cell(pf), rs, rp, cpu(lb), cpu(sink))
 	}
 	if s := r.syncs; s != nil {
 		fmt.Fprintf(&b, "\nGroup commit (one extra run of letterbox, 20 sessions × 4 KiB, under `strace -f -c`): %d messages in %.1f s made %d sync calls (%s): %.1f messages per sync call, %.0f sync calls/s, %.2f ms in each on average.\n",

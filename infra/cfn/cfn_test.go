@@ -1,9 +1,6 @@
 package cfn
 
 import (
-	"compress/gzip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -69,159 +66,26 @@ func TestParseRejects(t *testing.T) {
 	}
 }
 
-func TestCheckReferences(t *testing.T) {
-	tpl := mustParse(t, `
-Parameters:
-  Used: {Type: String}
-  Unused: {Type: String}
-Mappings:
-  M: {a: {b: c}}
-Conditions:
-  C: !Equals [!Ref Used, x]
-  D: !And [!Condition C, !Equals [1, 1]]
-  Dangling: !Not [!Condition Nope]
-Resources:
-  Cond:
-    Type: AWS::X::Y
-    Condition: C
-  Plain:
-    Type: AWS::X::Y
-    DependsOn: [Missing]
-    Properties:
-      A: !Ref Cond
-      B: !If [C, !GetAtt Cond.Arn, !Ref AWS::NoValue]
-      C: !Sub "${Ghost}"
-      D: !FindInMap [M, zz, b]
-      E: !Sub ["${Local}", {Local: !Ref Used}]
-      F: !Ref Generated
-  Guarded:
-    Type: AWS::X::Y
-    Condition: D
-    Properties:
-      A: !GetAtt Cond.Arn
-Outputs:
-  O:
-    Value: !Ref Cond
-`)
-	errs := tpl.CheckReferences(Options{Generated: []string{"Generated"}})
-	var msgs []string
-	for _, e := range errs {
-		msgs = append(msgs, e.Error())
-	}
-	all := strings.Join(msgs, "\n")
-	for _, want := range []string{
-		"DependsOn Missing: no resource",
-		"Ref Cond: Cond exists only when C",  // Plain.A, and Outputs/O
-		"Outputs/O): Ref Cond",               // the output is not guarded
-		"Sub Ghost: no parameter",            //
-		"FindInMap M.zz: mapping has no key", //
-		"Condition Nope: no condition",       //
-		"parameter Unused is never used",     //
-		"condition Dangling is never used",   //
-	} {
-		if !strings.Contains(all, want) {
-			t.Errorf("missing error %q in:\n%s", want, all)
-		}
-	}
-	for _, unwanted := range []string{"GetAtt Cond.Arn", "Local", "Generated", "parameter Used"} {
-		if strings.Contains(all, unwanted) {
-			t.Errorf("unexpected error about %q in:\n%s", unwanted, all)
-		}
-	}
-}
-
-// A miniature of the specification database, in its real shape.
-const miniDB = `{"idCtr":3,"schema":{
- "resource":{"type":"entities","entities":[
-  {"$id":"1","cloudFormationType":"AWS::SQS::Queue","name":"Queue",
-   "attributes":{"Arn":{"type":{"type":"string"}}},
-   "properties":{
-     "VisibilityTimeout":{"type":{"type":"integer"}},
-     "RedrivePolicy":{"type":{"type":"json"}},
-     "Tags":{"type":{"type":"array","element":{"type":"tag"}}},
-     "Nested":{"type":{"type":"ref","reference":{"$ref":"2"}}},
-     "Flag":{"type":{"type":"boolean"}},
-     "Either":{"type":{"type":"union","types":[{"type":"boolean"},{"type":"ref","reference":{"$ref":"2"}}]}}}}]},
- "typeDefinition":{"type":"entities","entities":[
-  {"$id":"2","name":"Nested","properties":{
-     "Name":{"type":{"type":"string"},"required":true},
-     "Count":{"type":{"type":"integer"}}}}]}}}`
-
-func writeMiniDB(t *testing.T) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "db.json.gz")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	zw := gzip.NewWriter(f)
-	zw.Write([]byte(miniDB))
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	return p
-}
-
-func TestSpecValidate(t *testing.T) {
-	spec, err := LoadSpec(writeMiniDB(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+func TestImplies(t *testing.T) {
 	tpl := mustParse(t, `
 Conditions:
-  C: !Equals [a, b]
+  A: !Equals [!Ref P, x]
+  B: !Equals [!Ref Q, y]
+  AB: !And [!Condition A, !Condition B]
+  ABB: !And [!Condition AB, !Equals [1, 1]]
+  NotA: !Not [!Condition A]
 Resources:
-  Good:
-    Type: AWS::SQS::Queue
-    Properties:
-      VisibilityTimeout: 60
-      RedrivePolicy: {anything: [goes]}
-      Tags: [{Key: k, Value: v}]
-      Nested: {Name: n, Count: !Ref AWS::AccountId}
-      Flag: !If [C, true, !Ref AWS::NoValue]
-      Either: {Name: x}
-  Bad:
-    Type: AWS::SQS::Queue
-    Propertys: {}
-    Properties:
-      VisibilityTimeout: soon
-      Tags: {Key: k}
-      Nested: {Count: 1, Colour: red}
-      Flag: !If [C, maybe, false]
-      Typo: 1
-  Unknown:
-    Type: AWS::Nope::Thing
-  Sam:
-    Type: AWS::Serverless::Function
-    Properties: {Anything: 1}
-  User:
-    Type: AWS::SQS::Queue
-    Properties:
-      Nested: {Name: !GetAtt Good.Url}
+  R: {Type: AWS::X::Y}
 `)
-	errs := spec.Validate(tpl)
-	var msgs []string
-	for _, e := range errs {
-		msgs = append(msgs, e.Error())
-	}
-	all := strings.Join(msgs, "\n")
-	for _, want := range []string{
-		`unknown resource key "Propertys"`,
-		`VisibilityTimeout: want an integer, not "soon"`,
-		`Tags: want a list`,
-		`unknown property "Colour"`,
-		`required property "Name" is missing`,
-		`Flag[if1]: want true or false`,
-		`unknown property "Typo"`,
-		`unknown resource type "AWS::Nope::Thing"`,
-		`has no attribute "Url"`,
+	for _, c := range []struct {
+		c, d string
+		want bool
+	}{
+		{"A", "A", true}, {"AB", "A", true}, {"AB", "B", true}, {"ABB", "A", true},
+		{"A", "AB", false}, {"NotA", "A", false}, {"B", "A", false}, {"Missing", "A", false},
 	} {
-		if !strings.Contains(all, want) {
-			t.Errorf("missing error %q in:\n%s", want, all)
+		if got := tpl.Implies(c.c, c.d); got != c.want {
+			t.Errorf("Implies(%s, %s) = %v, want %v", c.c, c.d, got, c.want)
 		}
-	}
-	if strings.Contains(all, "Resources/Good/") || strings.Contains(all, "Sam") {
-		t.Errorf("valid resources reported:\n%s", all)
 	}
 }

@@ -1,8 +1,9 @@
-// Package cfn reads AWS CloudFormation and SAM templates written in YAML and
-// checks what can be checked without AWS: that every reference resolves,
-// that resources referenced from outside their condition are guarded, and
-// (spec.go) that resource types and property names exist in the AWS
-// resource specification.
+// Package cfn reads AWS CloudFormation and SAM templates written in YAML
+// into nodes that keep their line numbers, for the project's own checks of
+// template.yaml (infra/) and for running the stack locally
+// (internal/awsstack). Whether resource types, properties, values,
+// references and conditions are valid CloudFormation is cfn-lint's job
+// (make lint-template), not this package's.
 //
 // Templates are read with gopkg.in/yaml.v3. CloudFormation's short-form
 // intrinsic tags (!Ref, !GetAtt, !Sub, …) become the long form they stand
@@ -267,4 +268,46 @@ func convert(y *yaml.Node) (*Node, error) {
 		}}
 	}
 	return &Node{Kind: Map, Line: y.Line, Keys: []string{long}, Vals: []*Node{n}}, nil
+}
+
+// SubVariables returns the ${…} variable names of an Fn::Sub string,
+// skipping ${!Literal} escapes.
+func SubVariables(s string) []string {
+	var vars []string
+	for {
+		i := strings.Index(s, "${")
+		if i < 0 {
+			return vars
+		}
+		s = s[i+2:]
+		j := strings.IndexByte(s, '}')
+		if j < 0 {
+			return vars
+		}
+		v := strings.TrimSpace(s[:j])
+		s = s[j+1:]
+		if strings.HasPrefix(v, "!") {
+			continue
+		}
+		vars = append(vars, v)
+	}
+}
+
+// Implies reports whether condition c being true makes condition d true,
+// as far as can be seen without evaluating: c is d, or c is an Fn::And one
+// of whose terms implies d.
+func (t *Template) Implies(c, d string) bool {
+	if c == d {
+		return true
+	}
+	name, arg, ok := t.Conditions.Get(c).Intrinsic()
+	if !ok || name != "Fn::And" {
+		return false
+	}
+	for _, it := range arg.Items {
+		if n, a, ok := it.Intrinsic(); ok && n == "Condition" && t.Implies(a.Str(), d) {
+			return true
+		}
+	}
+	return false
 }

@@ -1,6 +1,6 @@
 // Command devprof runs the `letterbox dev` pipeline in-process (package
 // localserve, wired as cmd/letterbox wires it) with a CPU profile, for
-// `go run ./bench/e2e -cpuprofile FILE`. It takes the flags of
+// `make bench-e2e-profile` (bench/e2e -cpuprofile FILE). It takes the flags of
 // `letterbox dev` it needs, after an optional "dev", plus -cpuprofile; the
 // profile is written when it gets SIGTERM or SIGINT.
 package main

@@ -1,4 +1,4 @@
-package parser
+package main
 
 import (
 	"bytes"
@@ -7,21 +7,28 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/jhillyerd/enmime"
+
+	"github.com/letterboxmail/letterbox/internal/parser"
 )
 
 // benchCorpus is the mixed corpus of `make bench-parse`: every test message
-// (client-shaped and malformed, mostly small) plus larger messages as they
+// of internal/parser/testdata (client-shaped and malformed, mostly small) plus larger messages as they
 // arrive in practice: a 1 MiB PDF attachment, a 300 KiB HTML newsletter, a
 // long quoted-printable reply thread and a forwarded message with images.
 func benchCorpus(tb testing.TB) [][]byte {
 	tb.Helper()
+	files, err := filepath.Glob("../../internal/parser/testdata/*.eml")
+	if err != nil || len(files) == 0 {
+		tb.Fatalf("no internal/parser/testdata/*.eml: %v", err)
+	}
 	var msgs [][]byte
-	for _, p := range corpus(tb) {
+	for _, p := range files {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			tb.Fatal(err)
@@ -138,7 +145,7 @@ func BenchmarkParse(b *testing.B) {
 	}
 	b.Run("letterbox", func(b *testing.B) {
 		run(b, func(m []byte) error {
-			_, err := Parse(context.Background(), bytes.NewReader(m), Options{ID: "bench"})
+			_, err := parser.Parse(context.Background(), bytes.NewReader(m), parser.Options{ID: "bench"})
 			return err
 		})
 	})

@@ -193,10 +193,22 @@ func (h *Handler) Process(ctx context.Context, key string) error {
 	}
 	log := h.Log.With("message_id", id, "key", key)
 	start := time.Now()
-	m, err := h.Parse(ctx, key)
+	m, v, err := h.parse(ctx, key)
+	if store.IsNotFound(err) {
+		// The gateway moves a message it refused or quarantined out of
+		// raw/ (store.Quarantine); the event may arrive after the move.
+		if _, qerr := h.Store.Stat(ctx, store.QuarantineKey(id)); qerr == nil {
+			log.InfoContext(ctx, "message quarantined by the gateway; not routed", "quarantine_key", store.QuarantineKey(id))
+			return nil
+		}
+	}
 	if err != nil {
 		log.ErrorContext(ctx, "cannot read message", "err", err, "temporary", fault.IsTemporary(err))
 		return h.recordFailure(ctx, id, err)
+	}
+	if v != nil && v.Disposition != "" && v.Disposition != store.DispositionAccept {
+		log.InfoContext(ctx, "message quarantined by the gateway; not routed", "disposition", v.Disposition, "rule", v.Rule)
+		return nil
 	}
 	jobs, err := h.Route(ctx, m, RouteOptions{})
 	if err != nil {
@@ -242,26 +254,39 @@ func (h *Handler) recordFailure(ctx context.Context, id string, err error) error
 // Parse reads a raw message with its envelope and parses it, keeping the
 // parsed JSON in the store when configured to.
 func (h *Handler) Parse(ctx context.Context, key string) (*message.Message, error) {
+	m, _, err := h.parse(ctx, key)
+	return m, err
+}
+
+// parse is Parse, also returning the gateway's verdicts (nil when no
+// scanner looked at the message). The verdicts go to the message's spam
+// and virus fields; a message from SES receiving gets SES's own (ses.go).
+func (h *Handler) parse(ctx context.Context, key string) (*message.Message, *store.Verdicts, error) {
 	id, _ := store.IDFromRawKey(key)
 	rc, obj, err := h.Store.Get(ctx, key)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer rc.Close()
 	env, err := store.Envelope(ctx, h.Store, obj)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	v, err := store.ReadVerdicts(ctx, h.Store, obj)
+	if err != nil {
+		return nil, nil, err
 	}
 	m, err := parser.Parse(ctx, rc, parser.Options{ID: id, RawKey: key, Envelope: env, Store: h.Store, Auth: h.Auth, Now: h.Now, MaxBodyBytes: h.MaxBodyBytes})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	ApplyVerdicts(m, v)
 	if h.KeepParsed {
 		if err := store.PutJSON(ctx, h.Store, store.ParsedKey(id), m); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return m, nil
+	return m, v, nil
 }
 
 // RouteOptions modify Route for `letterbox replay`.

@@ -100,6 +100,13 @@ type Config struct {
 	AuthFailureBurst    int
 	AuthFailureInterval time.Duration
 
+	// Rspamd is the base URL of an rspamd normal worker (e.g.
+	// http://127.0.0.1:11333) asked about every message; Clamd is
+	// clamd's address, tcp://HOST:PORT or unix:///PATH. The routes
+	// file's policy: key says what their verdicts decide (scan.go).
+	Rspamd string
+	Clamd  string
+
 	envErrs map[string]error
 }
 
@@ -216,6 +223,8 @@ func (c *Config) validate() error {
 //	--dnsbl                  LETTERBOX_DNSBL
 //	--proxy-protocol-from    LETTERBOX_PROXY_PROTOCOL_FROM
 //	--auth-users             LETTERBOX_AUTH_USERS
+//	--rspamd                 LETTERBOX_RSPAMD
+//	--clamd                  LETTERBOX_CLAMD
 //
 // The listen address (--smtp) is registered by the command, which shares
 // it with other servers. An invalid environment value is reported by New
@@ -242,6 +251,8 @@ func RegisterFlags(fs *flag.FlagSet, c *Config, getenv func(string) string) {
 	r.value(&listValue{p: &c.DNSBL}, "", "dnsbl", "LETTERBOX_DNSBL", "comma-separated DNS blocklist zones; listed clients get 554 5.7.1")
 	r.value(&prefixListValue{p: &c.ProxyProtocolFrom}, "", "proxy-protocol-from", "LETTERBOX_PROXY_PROTOCOL_FROM", "comma-separated CIDRs (load balancers) that must send a PROXY v1/v2 header")
 	r.str(&c.AuthUsersFile, "auth-users", "LETTERBOX_AUTH_USERS", "file of user:bcrypt-hash lines for AUTH on the submission listener")
+	r.str(&c.Rspamd, "rspamd", "LETTERBOX_RSPAMD", "rspamd normal worker URL (e.g. http://127.0.0.1:11333): spam verdicts during DATA")
+	r.str(&c.Clamd, "clamd", "LETTERBOX_CLAMD", "clamd address, tcp://HOST:PORT or unix:///PATH: virus verdicts during DATA")
 }
 
 type registrar struct {

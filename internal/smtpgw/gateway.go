@@ -19,6 +19,7 @@ import (
 
 	"github.com/letterboxmail/letterbox/internal/mailauth"
 	"github.com/letterboxmail/letterbox/internal/routing"
+	"github.com/letterboxmail/letterbox/internal/scan"
 	"github.com/letterboxmail/letterbox/internal/store"
 )
 
@@ -45,6 +46,9 @@ type Gateway struct {
 	users    *userFile         // nil without a submission listener
 	authLim  *ipLimiter
 	ids      *idSource
+	scanners *scan.Scanners // nil without --rspamd and --clamd
+	// endOfData are checks run once the scan verdicts are known (scan.go).
+	endOfData []endOfDataCheck
 
 	// hard is cancelled when a shutdown's deadline passes: store writes
 	// still running then are abandoned (and leave nothing).
@@ -120,6 +124,9 @@ func New(c Config, st store.Store, routes *routing.Live, logger *slog.Logger, re
 			return nil, err
 		}
 		g.tls = g.tlsConfig()
+	}
+	if g.scanners, err = newScanners(c); err != nil {
+		return nil, err
 	}
 	if c.SubmissionAddr != "" {
 		if g.users, err = loadUserFile(c.AuthUsersFile, logger); err != nil {

@@ -331,7 +331,18 @@ func (s *session) Data(r io.Reader) error {
 	defer cancel()
 	var storeTimer *time.Timer
 	body.onEOF = func() { storeTimer = time.AfterFunc(s.g.cfg.StoreTimeout, cancel) }
-	_, err := store.PutRaw(ctx, s.g.store, tx.id, env, io.MultiReader(strings.NewReader(head), body))
+	src := io.MultiReader(strings.NewReader(head), body)
+	var gate *scanGate // non-nil when the message goes through scanners
+	var err error
+	if s.g.scanners.Enabled() {
+		sc := *s.g.scanners
+		sc.Timeout = scanTimeout(s.g.routes.Get(ctx))
+		gate = &scanGate{s: s, ctx: ctx, tee: sc.Tee(ctx, s.scanEnvelope(tx, env), src), end: endOfData{Tx: tx, Envelope: env}}
+		_, err = store.PutRawScanned(ctx, s.g.store, tx.id, env, gate)
+		gate.tee.Wait() // stops the scanners if the store ended early
+	} else {
+		_, err = store.PutRaw(ctx, s.g.store, tx.id, env, src)
+	}
 	if storeTimer != nil {
 		storeTimer.Stop()
 	}
@@ -348,6 +359,11 @@ func (s *session) Data(r io.Reader) error {
 	}
 	defer func() { s.g.m.bytes.Add(float64(body.n)) }()
 
+	var scanned []any
+	if gate != nil && gate.decided {
+		scanned = scanAttrs(gate.end.Verdicts, gate.end.Decision, gate.scanDur)
+	}
+
 	switch {
 	case body.err == nil && err == nil:
 		s.g.m.storeWrite.WithLabelValues("ok").Observe(storeDur.Seconds())
@@ -355,8 +371,23 @@ func (s *session) Data(r io.Reader) error {
 		s.c.mu.Lock()
 		s.c.stored++
 		s.c.mu.Unlock()
+		if gate != nil {
+			d := gate.end.Decision
+			if rep := s.settle(gate, tx.log); rep != nil {
+				s.g.m.rejections.WithLabelValues(d.Reason).Inc()
+				tx.log.Warn("message refused after scanning; kept under quarantine/", append([]any{"code", rep.Code, "reason", d.Reason}, scanned...)...)
+				s.endTx(rep.Code, "refused", result(append([]any{"reason", d.Reason}, scanned...)...))
+				return s.reject(rep)
+			}
+			if d.Disposition == store.DispositionQuarantine {
+				tx.log.Info("message quarantined after scanning", scanned...)
+				s.c.setCode(250)
+				s.endTx(250, "quarantined", result(scanned...))
+				return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + tx.id}
+			}
+		}
 		s.c.setCode(250)
-		s.endTx(250, "stored", result())
+		s.endTx(250, "stored", result(scanned...))
 		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + tx.id}
 
 	case errors.Is(body.err, errBareLF) || errors.Is(body.err, errBareCR):
@@ -410,6 +441,15 @@ func (s *session) Data(r io.Reader) error {
 			return smtpErr(421, "4.4.2", fmt.Sprintf("Timeout: no message data for %v; closing the connection", s.g.cfg.DataTimeout))
 		}
 		return smtpErr(421, "4.4.2", "Error reading message data; closing the connection")
+
+	case gate != nil && gate.decided && gate.end.Decision.Temporary:
+		// A scanner failed closed: nothing was stored; the client retries.
+		d := gate.end.Decision
+		s.g.m.rejections.WithLabelValues(d.Reason).Inc()
+		tx.log.Warn("message deferred: content scan failed", append([]any{"code", d.Reply.Code, "reason", d.Reason}, scanned...)...)
+		s.c.setCode(d.Reply.Code)
+		s.endTx(d.Reply.Code, "refused", result(append([]any{"reason", d.Reason}, scanned...)...))
+		return d.Reply
 
 	default:
 		body.drain()

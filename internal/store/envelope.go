@@ -31,11 +31,17 @@ const maxInlineEnvelope = 1800
 // as its own object, and the raw object, written last, points to it; either
 // way the raw object is the commit point.
 func PutRaw(ctx context.Context, s Store, id string, env message.Envelope, body io.Reader) (Object, error) {
+	return putRaw(ctx, s, RawKey(id), id, env, body, nil)
+}
+
+func putRaw(ctx context.Context, s Store, key, id string, env message.Envelope, body io.Reader, meta map[string]string) (Object, error) {
 	js, err := json.Marshal(env)
 	if err != nil {
 		return Object{}, fault.Permanent(err)
 	}
-	meta := map[string]string{}
+	if meta == nil {
+		meta = map[string]string{}
+	}
 	if enc := base64.RawURLEncoding.EncodeToString(js); len(enc) <= maxInlineEnvelope {
 		meta[MetaEnvelope] = enc
 	} else {
@@ -45,7 +51,7 @@ func PutRaw(ctx context.Context, s Store, id string, env message.Envelope, body 
 		}
 		meta[MetaEnvelopeKey] = ek
 	}
-	return s.Put(ctx, RawKey(id), body, meta)
+	return s.Put(ctx, key, body, meta)
 }
 
 // Envelope returns the envelope of a raw object, and nil when it has none

@@ -222,6 +222,8 @@ func describeAction(i int, a *routing.Action, mt routing.Matched) actionReport {
 		ar.Does = "keep in the store only"
 	case "drop":
 		ar.Does = "drop (recorded, nothing sent)"
+	case "quarantine":
+		ar.Does = "copy to quarantine/ in the store; nothing sent"
 	}
 	return ar
 }

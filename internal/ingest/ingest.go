@@ -194,19 +194,13 @@ func (h *Handler) Process(ctx context.Context, key string) error {
 	log := h.Log.With("message_id", id, "key", key)
 	start := time.Now()
 	m, v, err := h.parse(ctx, key)
-	if store.IsNotFound(err) {
-		// The gateway moves a message it refused or quarantined out of
-		// raw/ (store.Quarantine); the event may arrive after the move.
-		if _, qerr := h.Store.Stat(ctx, store.QuarantineKey(id)); qerr == nil {
-			log.InfoContext(ctx, "message quarantined by the gateway; not routed", "quarantine_key", store.QuarantineKey(id))
-			return nil
-		}
-	}
 	if err != nil {
 		log.ErrorContext(ctx, "cannot read message", "err", err, "temporary", fault.IsTemporary(err))
 		return h.recordFailure(ctx, id, err)
 	}
 	if v != nil && v.Disposition != "" && v.Disposition != store.DispositionAccept {
+		// Refused or quarantined during the SMTP session: a copy is under
+		// quarantine/, and this one expires with raw/.
 		log.InfoContext(ctx, "message quarantined by the gateway; not routed", "disposition", v.Disposition, "rule", v.Rule)
 		return nil
 	}

@@ -3,7 +3,6 @@ package ingest_test
 import (
 	"bytes"
 	"context"
-	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -92,8 +91,7 @@ func TestSESVerdicts(t *testing.T) {
 }
 
 // TestGatewayVerdicts: the gateway's verdicts reach the JSON, and a
-// message it quarantined or refused is not routed, whether the event comes
-// before or after the move to quarantine/.
+// message it quarantined or refused is not routed.
 func TestGatewayVerdicts(t *testing.T) {
 	ctx := context.Background()
 	put := func(t *testing.T, st store.Store, id string, v store.Verdicts) {
@@ -122,7 +120,7 @@ func TestGatewayVerdicts(t *testing.T) {
 			t.Fatalf("spam %+v virus %+v", m.Spam, m.Virus)
 		}
 	})
-	t.Run("quarantined, event before the move", func(t *testing.T) {
+	t.Run("quarantined", func(t *testing.T) {
 		h, st, q, logs := verdictHandler(t)
 		id := "01JKVERD000000000000000002"
 		put(t, st, id, store.Verdicts{Spam: spam, Disposition: store.DispositionQuarantine, Rule: "policy.spam.quarantine_at"})
@@ -133,27 +131,15 @@ func TestGatewayVerdicts(t *testing.T) {
 			t.Fatalf("%d jobs; log %s", len(q.jobs), logs)
 		}
 	})
-	t.Run("refused, event after the move", func(t *testing.T) {
+	t.Run("refused", func(t *testing.T) {
 		h, st, q, logs := verdictHandler(t)
 		id := "01JKVERD000000000000000003"
 		put(t, st, id, store.Verdicts{Spam: spam, Disposition: store.DispositionReject, Rule: "policy.spam.reject_at"})
-		if err := store.Quarantine(ctx, st, id); err != nil {
-			t.Fatal(err)
-		}
 		if err := h.Process(ctx, store.RawKey(id)); err != nil {
-			t.Fatalf("Process after the move: %v", err)
-		}
-		if len(q.jobs) != 0 || !strings.Contains(logs.String(), "quarantined by the gateway") {
-			t.Fatalf("%d jobs; log %s", len(q.jobs), logs)
-		}
-		rc, _, err := st.Get(ctx, store.QuarantineKey(id))
-		if err != nil {
 			t.Fatal(err)
 		}
-		b, _ := io.ReadAll(rc)
-		rc.Close()
-		if string(b) != plain {
-			t.Fatalf("quarantined bytes %q", b)
+		if len(q.jobs) != 0 || !strings.Contains(logs.String(), `"disposition":"reject"`) {
+			t.Fatalf("%d jobs; log %s", len(q.jobs), logs)
 		}
 	})
 	t.Run("verdicts object missing is a permanent error", func(t *testing.T) {

@@ -235,8 +235,9 @@ func scanTimeout(cfg *routing.Config) time.Duration {
 }
 
 // settle acts on a stored message's decision: a quarantined or refused
-// message moves to quarantine/ (it is never deleted). It returns the
-// reply for a refusal, or nil to answer 250.
+// message is copied to quarantine/ with its verdicts (nothing is deleted:
+// its raw/ object, which ingest does not route, expires with raw/). It
+// returns the reply for a refusal, or nil to answer 250.
 func (s *session) settle(g *scanGate, log *slog.Logger) *smtp.SMTPError {
 	d := g.end.Decision
 	if d.Disposition == store.DispositionAccept {
@@ -244,10 +245,10 @@ func (s *session) settle(g *scanGate, log *slog.Logger) *smtp.SMTPError {
 	}
 	ctx, cancel := context.WithTimeout(s.g.hard, s.g.cfg.StoreTimeout)
 	defer cancel()
-	if err := store.Quarantine(ctx, s.g.store, g.end.Tx.id); err != nil {
-		// The raw object stays, with verdicts that keep ingest from
+	if err := store.CopyToQuarantine(ctx, s.g.store, g.end.Tx.id); err != nil {
+		// The raw object has the verdicts that keep ingest from
 		// routing it.
-		log.Error("cannot move the message to quarantine; it stays under raw/, not routed", "err", err, "rule", d.Rule)
+		log.Error("cannot copy the message to quarantine/; it stays under raw/ only, not routed", "err", err, "rule", d.Rule)
 	}
 	return d.Reply
 }

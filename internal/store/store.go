@@ -10,10 +10,10 @@
 //	deliveries/<id>/<job>.json   delivery records: attempts and outcome
 //	verdicts/<id>.json           the scanners' verdicts (spam, virus) and
 //	                             the gateway's decision, for scanned messages
-//	quarantine/<id>.eml          a message kept out of routing: refused or
-//	                             quarantined by the gateway's policy, or by a
-//	                             route's quarantine action (with the raw
-//	                             object's metadata)
+//	quarantine/<id>.eml          a copy of a message kept out of routing:
+//	                             refused or quarantined by the gateway's
+//	                             policy, or by a route's quarantine action
+//	                             (with the raw object's metadata)
 //
 // Ids are ULIDs, so keys sort by time. A raw object is written in one atomic
 // step together with its envelope (object metadata), so a reader that can

@@ -61,23 +61,11 @@ func ReadVerdicts(ctx context.Context, s Store, obj Object) (*Verdicts, error) {
 	return &v, nil
 }
 
-// Quarantine copies a raw message, with its metadata (envelope and
-// verdicts), to QuarantineKey(id), then deletes the raw object: the
-// message stays in the store, out of routing. A failure leaves the raw
-// object in place.
-func Quarantine(ctx context.Context, s Store, id string) error {
-	if err := CopyToQuarantine(ctx, s, id); err != nil {
-		return err
-	}
-	if err := s.Delete(ctx, RawKey(id)); err != nil && !IsNotFound(err) {
-		return fmt.Errorf("quarantine %s: delete raw: %w", id, err)
-	}
-	return nil
-}
-
-// CopyToQuarantine copies a raw message with its metadata to
-// QuarantineKey(id) and leaves the raw object; copying again overwrites
-// the copy with the same bytes.
+// CopyToQuarantine copies a raw message with its metadata (envelope and
+// verdicts) to QuarantineKey(id). The raw object stays until the raw/
+// lifecycle rule expires it (nothing in letterbox deletes); its verdicts,
+// or the route that quarantined it, keep it out of routing. Copying again
+// overwrites the copy with the same bytes.
 func CopyToQuarantine(ctx context.Context, s Store, id string) error {
 	rc, obj, err := s.Get(ctx, RawKey(id))
 	if err != nil {

@@ -152,22 +152,21 @@ func TestDeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	conns := make(chan net.Conn, 4)
 	go func() {
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			conns <- c
+			held = append(held, c)
 		}
 	}()
-	t.Cleanup(func() {
-		close(conns)
-		for c := range conns {
-			c.Close()
-		}
-	})
 	// An rspamd that reads the message and never answers.
 	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

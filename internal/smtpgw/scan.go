@@ -144,7 +144,6 @@ type scanGate struct {
 	ctx      context.Context
 	tee      *scan.Tee
 	end      endOfData
-	started  time.Time
 	scanDur  time.Duration
 	decided  bool
 	err      error

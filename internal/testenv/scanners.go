@@ -35,14 +35,13 @@ const EICAR = `X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H
 // Letterbox-Test-Signature, so tests do not depend on EICAR alone.
 const TestVirus = "LETTERBOX-TEST-VIRUS-7f3a1c"
 
-// Daemon is a scanner process a test started.
+// Daemon is a scanner process a test (or a benchmark) started.
 type Daemon struct {
-	// Addr is where it listens: HOST:PORT.
+	// Addr is where it listens: HOST:PORT, or a unix socket's path.
 	Addr string
 	// Dir holds its configuration and logs.
 	Dir string
 
-	tb   testing.TB
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	out  *Buffer
@@ -70,42 +69,53 @@ func (d *Daemon) Stop() {
 	d.cmd = nil
 }
 
-func (d *Daemon) start(name string, args ...string) {
-	d.tb.Helper()
+func (d *Daemon) start(name string, args ...string) error {
 	d.out = &Buffer{}
 	cmd := exec.Command(name, args...)
 	cmd.Stdout, cmd.Stderr = d.out, d.out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		d.tb.Fatalf("%s: %v", name, err)
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	d.cmd, d.done = cmd, make(chan struct{})
 	go func() { _ = cmd.Wait(); close(d.done) }()
-	d.tb.Cleanup(func() {
-		d.Stop()
-		if d.tb.Failed() {
-			d.tb.Logf("%s output:\n%s", name, d.out.String())
-		}
-	})
+	return nil
 }
 
-func (d *Daemon) wait(what string, timeout time.Duration, ready func() error) {
-	d.tb.Helper()
+// wait polls ready until it succeeds; on failure it stops the process.
+func (d *Daemon) wait(what string, timeout time.Duration, ready func() error) error {
 	deadline := time.Now().Add(timeout)
 	var last error
 	for {
 		if last = ready(); last == nil {
-			return
+			return nil
 		}
 		select {
 		case <-d.done:
-			d.tb.Fatalf("%s exited before it was ready: %v\n%s", what, last, d.out.String())
+			return fmt.Errorf("%s exited before it was ready: %v\n%s", what, last, d.out.String())
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			d.tb.Fatalf("%s not ready after %v: %v\n%s", what, timeout, last, d.out.String())
+			d.Stop()
+			return fmt.Errorf("%s not ready after %v: %v\n%s", what, timeout, last, d.out.String())
 		}
 	}
+}
+
+// started registers a daemon a test started: it stops when the test ends,
+// and its output is logged when the test failed.
+func started(tb testing.TB, name string, d *Daemon, err error) *Daemon {
+	tb.Helper()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		d.Stop()
+		if tb.Failed() {
+			tb.Logf("%s output:\n%s", name, d.Output())
+		}
+	})
+	return d
 }
 
 // RspamdOptions configures StartRspamd. The zero value is ready to use.
@@ -115,11 +125,9 @@ type RspamdOptions struct {
 	MaxMessage int64
 }
 
-// StartRspamd runs rspamd's normal worker in the foreground on a free
-// loopback port with its own configuration (Debian's, with logging to
-// the console and no controller or proxy), waits until /checkv2 answers
-// (about 10 s) and stops it when the test ends. Network checks (DNS
-// blocklists, fuzzy hashes) fail fast here and add nothing to scores.
+// StartRspamd runs rspamd (LaunchRspamd) in a temporary directory for a
+// test and stops it when the test ends. Without rspamd the test skips
+// (locally) or fails (CI).
 func StartRspamd(tb testing.TB, opts RspamdOptions) *Daemon {
 	tb.Helper()
 	if testing.Short() {
@@ -129,10 +137,28 @@ func StartRspamd(tb testing.TB, opts RspamdOptions) *Daemon {
 	if _, err := os.Stat("/etc/rspamd/common.conf"); err != nil {
 		Missing(tb, "rspamd's configuration /etc/rspamd/common.conf is missing; "+RspamdInstall)
 	}
-	dir := tb.TempDir()
+	d, err := launchRspamd(bin, tb.TempDir(), opts)
+	return started(tb, "rspamd", d, err)
+}
+
+// LaunchRspamd runs rspamd's normal worker in the foreground on a free
+// loopback port with its own configuration under dir (Debian's, with
+// logging to the console and no controller or proxy) and waits until
+// /checkv2 answers (about 10 s). Network checks (DNS blocklists, fuzzy
+// hashes) fail fast without network and add a few points at most. The
+// caller stops it.
+func LaunchRspamd(dir string, opts RspamdOptions) (*Daemon, error) {
+	bin, err := LookPath("rspamd")
+	if err != nil {
+		return nil, fmt.Errorf("%w; install it with: %s", err, RspamdInstall)
+	}
+	return launchRspamd(bin, dir, opts)
+}
+
+func launchRspamd(bin, dir string, opts RspamdOptions) (*Daemon, error) {
 	addr, err := freeLoopbackAddr()
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	worker := ""
 	if opts.MaxMessage > 0 {
@@ -153,23 +179,25 @@ worker "normal" {
 `
 	file := filepath.Join(dir, "rspamd.conf")
 	for _, sub := range []string{"run", "db", "log", "local"} {
-		if err := os.Mkdir(filepath.Join(dir, sub), 0o755); err != nil {
-			tb.Fatal(err)
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			return nil, err
 		}
 	}
 	if err := os.WriteFile(file, []byte(conf), 0o644); err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
-	d := &Daemon{Addr: addr, Dir: dir, tb: tb}
+	d := &Daemon{Addr: addr, Dir: dir}
 	args := []string{"-f", "-c", file,
 		"--var=RUNDIR=" + filepath.Join(dir, "run"), "--var=DBDIR=" + filepath.Join(dir, "db"),
 		"--var=LOGDIR=" + filepath.Join(dir, "log"), "--var=LOCAL_CONFDIR=" + filepath.Join(dir, "local")}
 	if os.Geteuid() == 0 {
 		args = append(args, "-u", "root", "-g", "root")
 	}
-	d.start(bin, args...)
+	if err := d.start(bin, args...); err != nil {
+		return nil, err
+	}
 	client := &http.Client{Timeout: 2 * time.Second}
-	d.wait("rspamd", 90*time.Second, func() error {
+	err = d.wait("rspamd", 90*time.Second, func() error {
 		resp, err := client.Post("http://"+addr+"/checkv2", "message/rfc822", strings.NewReader("Subject: ping\r\n\r\nping\r\n"))
 		if err != nil {
 			return err
@@ -180,10 +208,10 @@ worker "normal" {
 		}
 		return nil
 	})
-	return d
+	return d, err
 }
 
-// URL is the rspamd worker's base URL.
+// URL is the rspamd worker's base URL, for --rspamd.
 func (d *Daemon) URL() string { return "http://" + d.Addr }
 
 // ClamdOptions configures StartClamd. The zero value is ready to use.
@@ -196,26 +224,41 @@ type ClamdOptions struct {
 	Unix bool
 }
 
-// StartClamd runs clamd in the foreground on a free loopback port with a
-// signature database the test writes (EICAR and TestVirus as .ndb body
-// signatures, which match inside decoded MIME parts: the signature mirror
-// is not reachable from here), waits until PING answers PONG (about a
-// second) and stops it when the test ends.
+// StartClamd runs clamd (LaunchClamd) in a temporary directory for a test
+// and stops it when the test ends. Without clamd the test skips (locally)
+// or fails (CI).
 func StartClamd(tb testing.TB, opts ClamdOptions) *Daemon {
 	tb.Helper()
 	if testing.Short() {
 		tb.Skip("starts clamd; skipped in -short mode")
 	}
 	bin := Require(tb, "clamd", ClamdInstall)
-	dir := tb.TempDir()
+	d, err := launchClamd(bin, tb.TempDir(), opts)
+	return started(tb, "clamd", d, err)
+}
+
+// LaunchClamd runs clamd in the foreground on a free loopback port (or a
+// unix socket) with a signature database written under dir (EICAR and
+// TestVirus as .ndb body signatures, which match inside decoded MIME parts:
+// the signature mirror is not reachable from here) and waits until PING
+// answers PONG (about a second). The caller stops it.
+func LaunchClamd(dir string, opts ClamdOptions) (*Daemon, error) {
+	bin, err := LookPath("clamd")
+	if err != nil {
+		return nil, fmt.Errorf("%w; install it with: %s", err, ClamdInstall)
+	}
+	return launchClamd(bin, dir, opts)
+}
+
+func launchClamd(bin, dir string, opts ClamdOptions) (*Daemon, error) {
 	db := filepath.Join(dir, "db")
-	if err := os.Mkdir(db, 0o755); err != nil {
-		tb.Fatal(err)
+	if err := os.MkdirAll(db, 0o755); err != nil {
+		return nil, err
 	}
 	ndb := "Eicar-Test-Signature:0:*:" + hex.EncodeToString([]byte(EICAR)) + "\n" +
 		"Letterbox-Test-Signature:0:*:" + hex.EncodeToString([]byte(TestVirus)) + "\n"
 	if err := os.WriteFile(filepath.Join(db, "letterbox-test.ndb"), []byte(ndb), 0o644); err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	var listen, network, addr string
 	if opts.Unix {
@@ -224,7 +267,7 @@ func StartClamd(tb testing.TB, opts ClamdOptions) *Daemon {
 	} else {
 		a, err := freeLoopbackAddr()
 		if err != nil {
-			tb.Fatal(err)
+			return nil, err
 		}
 		host, port, _ := net.SplitHostPort(a)
 		addr, network, listen = a, "tcp", "TCPSocket "+port+"\nTCPAddr "+host+"\n"
@@ -241,11 +284,13 @@ func StartClamd(tb testing.TB, opts ClamdOptions) *Daemon {
 	}
 	file := filepath.Join(dir, "clamd.conf")
 	if err := os.WriteFile(file, []byte(conf), 0o644); err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
-	d := &Daemon{Addr: addr, Dir: dir, tb: tb}
-	d.start(bin, "-c", file)
-	d.wait("clamd", 60*time.Second, func() error {
+	d := &Daemon{Addr: addr, Dir: dir}
+	if err := d.start(bin, "-c", file); err != nil {
+		return nil, err
+	}
+	err := d.wait("clamd", 60*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		var dl net.Dialer
@@ -267,7 +312,7 @@ func StartClamd(tb testing.TB, opts ClamdOptions) *Daemon {
 		}
 		return nil
 	})
-	return d
+	return d, err
 }
 
 // ClamdAddr is the address for --clamd: tcp://HOST:PORT or unix:///PATH.

@@ -18,6 +18,7 @@ import (
 	"github.com/letterboxmail/letterbox/internal/filestore"
 	"github.com/letterboxmail/letterbox/internal/ingest"
 	"github.com/letterboxmail/letterbox/internal/routing"
+	"github.com/letterboxmail/letterbox/internal/scan"
 	"github.com/letterboxmail/letterbox/internal/store"
 	"github.com/letterboxmail/letterbox/internal/testenv"
 	"github.com/letterboxmail/letterbox/message"
@@ -390,4 +391,74 @@ func (r *repeatReader) Read(p []byte) (int, error) {
 		r.off = (r.off + c) % len(r.s)
 	}
 	return n, nil
+}
+
+// TestScannerConfig: bad scanner addresses stop New, naming the flag.
+func TestScannerConfig(t *testing.T) {
+	routes := routing.Static(mustRoutes(t))
+	for _, tt := range []struct {
+		c    Config
+		want string
+	}{
+		{Config{Addr: ":0", Rspamd: "127.0.0.1:11333"}, `--rspamd: rspamd "127.0.0.1:11333": want an http or https URL`},
+		{Config{Addr: ":0", Clamd: "127.0.0.1:3310"}, `--clamd: clamd "127.0.0.1:3310": want tcp://HOST:PORT or unix:///PATH`},
+		{Config{Addr: ":0", Clamd: "unix://clamd.sock"}, "--clamd"},
+	} {
+		if _, err := New(tt.c, tmpStore(t), routes, nil, nil); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("New(%+v) = %v, want an error containing %q", tt.c, err, tt.want)
+		}
+	}
+	g, err := New(Config{Addr: ":0", Rspamd: "http://127.0.0.1:11333/", Clamd: "unix:///run/clamav/clamd.ctl"}, tmpStore(t), routes, nil, nil)
+	if err != nil || !g.scanners.Enabled() {
+		t.Fatalf("New = %v, scanners %+v", err, g)
+	}
+}
+
+// TestDecide: the order of the policy's decisions, table by table.
+func TestDecide(t *testing.T) {
+	spam := func(score float64) *message.Spam { return &message.Spam{Score: score, Action: "no action"} }
+	infected := &message.Virus{Result: "infected", Signatures: []string{"Sig"}}
+	clean := &message.Virus{Result: "clean"}
+	down := errors.New("connection refused")
+	full := &routing.Policy{
+		Spam:     &routing.SpamPolicy{RejectAt: ptr(15.0), QuarantineAt: ptr(6.0)},
+		Virus:    &routing.VirusPolicy{Infected: "quarantine"},
+		Scanners: &routing.ScannerPolicy{Fail: "closed"},
+	}
+	for _, tt := range []struct {
+		name        string
+		pol         *routing.Policy
+		res         scan.Result
+		disposition string
+		rule        string
+		code        int
+	}{
+		{"no policy tags everything", nil, scan.Result{Spam: spam(30), Virus: infected}, store.DispositionAccept, "", 0},
+		{"no policy fails open", nil, scan.Result{Spam: &message.Spam{Action: "error"}, SpamErr: down}, store.DispositionAccept, "", 0},
+		{"at reject_at", full, scan.Result{Spam: spam(15), Virus: clean}, store.DispositionReject, "policy.spam.reject_at", 550},
+		{"just under reject_at", full, scan.Result{Spam: spam(14.9), Virus: clean}, store.DispositionQuarantine, "policy.spam.quarantine_at", 0},
+		{"under quarantine_at", full, scan.Result{Spam: spam(5.9), Virus: clean}, store.DispositionAccept, "", 0},
+		{"virus reject beats spam reject", &routing.Policy{Spam: full.Spam, Virus: &routing.VirusPolicy{Infected: "reject"}}, scan.Result{Spam: spam(20), Virus: infected}, store.DispositionReject, "policy.virus.infected", 554},
+		{"spam reject beats virus quarantine", full, scan.Result{Spam: spam(20), Virus: infected}, store.DispositionReject, "policy.spam.reject_at", 550},
+		{"virus quarantine", full, scan.Result{Spam: spam(0), Virus: infected}, store.DispositionQuarantine, "policy.virus.infected", 0},
+		{"virus tag", &routing.Policy{Virus: &routing.VirusPolicy{Infected: "tag"}}, scan.Result{Virus: infected}, store.DispositionAccept, "", 0},
+		{"a verdict beats fail closed", full, scan.Result{Spam: spam(20), Virus: &message.Virus{Result: "error"}, VirusErr: down}, store.DispositionReject, "policy.spam.reject_at", 550},
+		{"fail closed", full, scan.Result{Spam: spam(1), Virus: &message.Virus{Result: "error"}, VirusErr: down}, store.DispositionReject, "policy.scanners.fail", 451},
+		{"too large is not failed closed", full, scan.Result{Spam: &message.Spam{Action: "error"}, SpamErr: scan.ErrTooLarge, Virus: clean}, store.DispositionAccept, "", 0},
+		{"a failed spam scan has no score", full, scan.Result{Spam: &message.Spam{Action: "error", Score: 99}, SpamErr: down, Virus: clean}, store.DispositionReject, "policy.scanners.fail", 451},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d := decide(tt.pol, tt.res, "01ID")
+			code := 0
+			if d.Reply != nil {
+				code = d.Reply.Code
+			}
+			if d.Disposition != tt.disposition || d.Rule != tt.rule || code != tt.code {
+				t.Fatalf("decide = %+v (code %d), want %s %q %d", d, code, tt.disposition, tt.rule, tt.code)
+			}
+			if code == 451 && !d.Temporary {
+				t.Error("451 must store nothing (Temporary)")
+			}
+		})
+	}
 }

@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
-	"github.com/letterboxmail/letterbox/internal/lambdaenv"
 	"github.com/letterboxmail/letterbox/internal/localserve"
-	"github.com/letterboxmail/letterbox/internal/smtpgw"
+	"github.com/letterboxmail/letterbox/internal/pipeline"
 )
 
 func init() {
@@ -21,9 +22,8 @@ func init() {
 func runDev(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	cfg := localserve.Config{}
-	gw := smtpgw.Config{}
-	smtpgw.RegisterFlags(fs, &gw, os.Getenv)
-	fs.StringVar(&gw.Addr, "smtp", envOr("LETTERBOX_SMTP_ADDR", "127.0.0.1:2525"), "SMTP listen `address` (env LETTERBOX_SMTP_ADDR)")
+	gw := pipeline.RegisterGatewayFlags(fs, os.Getenv)
+	fs.StringVar(gw.Addr(), "smtp", envOr("LETTERBOX_SMTP_ADDR", "127.0.0.1:2525"), "SMTP listen `address` (env LETTERBOX_SMTP_ADDR)")
 	fs.StringVar(&cfg.HTTPAddr, "http", envOr("LETTERBOX_HTTP_ADDR", "127.0.0.1:8025"), "HTTP `address` for /healthz, /readyz, /metrics and the dev webhook receiver (env LETTERBOX_HTTP_ADDR)")
 	fs.StringVar(&cfg.StoreURL, "store", envOr("LETTERBOX_STORE", "file://.letterbox"), "store `URL`: file://DIR or s3://BUCKET[/PREFIX] (env LETTERBOX_STORE)")
 	fs.StringVar(&cfg.RoutesPath, "routes", envOr("LETTERBOX_ROUTES", "routes.yaml"), "routes `file` (env LETTERBOX_ROUTES)")
@@ -48,16 +48,23 @@ func runDev(ctx context.Context, args []string) error {
 	if cfg.MaxBodyBytes, err = maxBody(); err != nil {
 		return &exitError{2, err}
 	}
-	cfg.Gateway, cfg.Logger, cfg.Getenv = gw, logger, os.Getenv
+	if cfg.Gateway, err = gw.Config(); err != nil {
+		return &exitError{2, err}
+	}
+	cfg.Logger, cfg.Getenv = logger, os.Getenv
 	// Forwarding is configured by environment, as in the deliver function;
 	// LETTERBOX_SECRETS_ARN (Secrets Manager) is refused rather than ignored.
 	// Without LETTERBOX_SRS_DOMAIN, localserve forwards with no setup.
-	if _, err := lambdaenv.LoadSecrets(ctx, os.Getenv, nil); err != nil {
+	if _, err := pipeline.LoadSecrets(ctx, os.Getenv, nil); err != nil {
 		return &exitError{2, err}
 	}
-	if cfg.Forward, err = lambdaenv.ForwardConfig(os.Getenv); err != nil {
+	if cfg.Forward, err = pipeline.LoadForwardConfig(ctx, os.Getenv, nil); err != nil {
 		return &exitError{2, err}
 	}
+	// SIGHUP reloads the TLS certificate, as in the smtpgw binary.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	srv, err := localserve.Start(ctx, cfg)
 	if err != nil {
 		return err
@@ -65,11 +72,19 @@ func runDev(ctx context.Context, args []string) error {
 	fmt.Printf("letterbox dev: SMTP on %s, HTTP on http://%s (health /healthz, metrics /metrics, webhook receiver /dev/webhook/)\n", srv.SMTPAddr(), srv.HTTPAddr())
 	fmt.Printf("letterbox dev: store %s, routes %s; webhooks may reach loopback (dev default)\n", cfg.StoreURL, cfg.RoutesPath)
 	fmt.Printf("letterbox dev: try: letterbox send --smtp %s --to support@example.test --subject hello\n", srv.SMTPAddr())
-	select {
-	case <-ctx.Done():
-	case err := <-srv.Err():
-		srv.Shutdown(context.Background())
-		return err
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case <-hup:
+			if err := srv.ReloadTLS(ctx); err != nil {
+				logger.ErrorContext(ctx, "TLS reload failed; keeping the certificate in use", "err", err)
+			}
+		case err := <-srv.Err():
+			srv.Shutdown(context.Background())
+			return err
+		}
 	}
 	fmt.Println("letterbox dev: shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

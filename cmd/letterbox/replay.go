@@ -19,11 +19,9 @@ import (
 	"github.com/letterboxmail/letterbox/internal/delivery"
 	"github.com/letterboxmail/letterbox/internal/ingest"
 	"github.com/letterboxmail/letterbox/internal/localqueue"
-	"github.com/letterboxmail/letterbox/internal/mailauth"
-	"github.com/letterboxmail/letterbox/internal/routing"
+	"github.com/letterboxmail/letterbox/internal/pipeline"
 	"github.com/letterboxmail/letterbox/internal/sqsqueue"
 	"github.com/letterboxmail/letterbox/internal/store"
-	"github.com/letterboxmail/letterbox/internal/storeurl"
 	"github.com/letterboxmail/letterbox/message"
 )
 
@@ -66,37 +64,28 @@ func runReplay(ctx context.Context, args []string) error {
 		return &exitError{2, fmt.Errorf("--until: %w", err)}
 	}
 
-	st, closer, err := storeurl.Open(ctx, *storeURL)
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	p, err := pipeline.Open(ctx, pipeline.Config{StoreURL: *storeURL, Routes: *routesPath, RoutesInterval: time.Hour, Logger: log})
 	if err != nil {
 		return err
 	}
-	defer closer.Close()
-	loader, err := storeurl.RoutesLoader(ctx, *routesPath)
-	if err != nil {
-		return err
-	}
-	routes, err := routing.NewLive(ctx, loader, time.Hour)
-	if err != nil {
-		return &exitError{1, err}
-	}
-	if r := *only; r != "" && routes.Get(ctx).Route(r) == nil {
+	defer p.Close()
+	st := p.Store
+	if r := *only; r != "" && p.Routes.Get(ctx).Route(r) == nil {
 		return &exitError{2, fmt.Errorf("--route %q is not in %s", r, *routesPath)}
 	}
 	var q delivery.Queue
 	if !*dryRun {
+		var closer io.Closer
 		if q, closer, err = openReplayQueue(ctx, *queue, *storeURL); err != nil {
 			return err
 		}
 		defer closer.Close()
 	}
-	var auth *mailauth.Checker
-	if !*noAuth {
-		if auth, err = mailauth.New(mailauth.Config{Resolver: *resolver}); err != nil {
-			return err
-		}
+	h, err := p.Ingest(pipeline.IngestConfig{Queue: q, NoAuth: *noAuth, Resolver: *resolver, MaxBodyBytes: maxBodyBytes})
+	if err != nil {
+		return err
 	}
-	h := &ingest.Handler{Store: st, Routes: routes, Queue: q, Journal: delivery.Journal{Store: st}, Auth: auth, MaxBodyBytes: maxBodyBytes,
-		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 
 	if len(ids) == 0 {
 		if ids, err = idsBetween(ctx, st, from, to); err != nil {

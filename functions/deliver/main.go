@@ -1,40 +1,27 @@
 // Command deliver is the delivery Lambda function: delivery jobs from the
-// delivery SQS queue in, signed webhooks out. See internal/delivery. Its
-// secret_env and password_env variables may come from the secret
-// LETTERBOX_SECRETS_ARN names (lambdaenv.LoadSecrets).
+// delivery SQS queue in, signed webhooks, forwards and publishes out. See
+// internal/delivery; its configuration: pipeline.Function. Its secret_env
+// and password_env variables may come from the secret LETTERBOX_SECRETS_ARN
+// names (pipeline.LoadSecrets).
 package main
 
 import (
 	"context"
 	"log/slog"
+	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdacontext"
 
-	"github.com/letterboxmail/letterbox/internal/delivery"
-	"github.com/letterboxmail/letterbox/internal/egress"
-	"github.com/letterboxmail/letterbox/internal/forward"
-	"github.com/letterboxmail/letterbox/internal/lambdaenv"
-	"github.com/letterboxmail/letterbox/internal/publish"
+	"github.com/letterboxmail/letterbox/internal/pipeline"
 )
 
 func main() {
 	ctx := context.Background()
 	log := slog.New(lambdacontext.NewLogHandler())
-	env := lambdaenv.MustLoad(ctx, log)
-	lambdaenv.Check(log, env.LoadLinks(ctx), "attachment links")
-	getenv, err := env.Getenv(ctx)
-	lambdaenv.Check(log, err, "secrets")
-	fwd, err := env.ForwardConfig(ctx, getenv)
-	lambdaenv.Check(log, err, "forwarding")
-	hooks := delivery.NewWebhooks(egress.Policy{}, getenv)
-	hooks.Store, hooks.Links = env.Store, env.Links
-	h := &delivery.Handler{Store: env.Store, Routes: env.Routes, Queue: env.Queue, Journal: env.Journal, Webhooks: hooks,
-		Publisher: publish.New(env.AWS), Log: log}
-	if fwd != nil {
-		fwd.Store, fwd.Logger = env.Store, log
-		h.Forwarder, err = forward.New(*fwd)
-		lambdaenv.Check(log, err, "forwarding")
-	}
+	fn, err := pipeline.LoadFunction(ctx, os.Getenv, log)
+	pipeline.Check(log, err, "configuration")
+	h, err := fn.DeliverHandler(ctx)
+	pipeline.Check(log, err, "configuration")
 	lambda.Start(h.Handle)
 }

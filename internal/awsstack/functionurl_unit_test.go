@@ -18,9 +18,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
-	"github.com/letterboxmail/letterbox/internal/lambdaenv"
 	"github.com/letterboxmail/letterbox/internal/lambdalocal"
 	"github.com/letterboxmail/letterbox/internal/links"
+	"github.com/letterboxmail/letterbox/internal/pipeline"
 )
 
 // invokerFunc adapts a function to Invoker.
@@ -176,7 +176,7 @@ func TestFunctionURLAnswers(t *testing.T) {
 	}
 }
 
-// The template's secrets are generated; lambdaenv reads them as the
+// The template's secrets are generated; package pipeline reads them as the
 // functions do: AWSPREVIOUS is absent until a rotation, and a link signed
 // before two rotations is refused.
 func TestSecretsLinkKeyRotation(t *testing.T) {
@@ -199,7 +199,7 @@ func TestSecretsLinkKeyRotation(t *testing.T) {
 		Credentials: credentials.NewStaticCredentialsProvider("a", "b", "")})
 	getenv := func(k string) string { return map[string]string{"LETTERBOX_LINK_KEY_ARN": arn}[k] }
 	load := func() *links.Keyring {
-		kr, err := lambdaenv.LoadLinkKeys(context.Background(), getenv, api)
+		kr, err := pipeline.LoadLinkKeys(context.Background(), getenv, api)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -68,9 +68,9 @@ const (
 // delivered to, so that a retry or a redrive does not send to them again.
 const NotesPrefix = "forward/"
 
-// Config configures a Forwarder. The wiring (the deliver function's main
-// through internal/lambdaenv, `letterbox dev`) reads it from the
-// environment; nothing here reads the environment.
+// Config configures a Forwarder. The composition package
+// (internal/pipeline, for the deliver function and `letterbox dev`) reads
+// it from the environment; nothing here reads the environment.
 type Config struct {
 	Store store.Store
 	// SRSDomain and SRSSecret configure SRS (required). SRSOldSecrets

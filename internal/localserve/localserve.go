@@ -40,12 +40,9 @@ import (
 	"github.com/letterboxmail/letterbox/internal/forward"
 	"github.com/letterboxmail/letterbox/internal/ingest"
 	"github.com/letterboxmail/letterbox/internal/localqueue"
-	"github.com/letterboxmail/letterbox/internal/mailauth"
-	"github.com/letterboxmail/letterbox/internal/publish"
-	"github.com/letterboxmail/letterbox/internal/routing"
-	"github.com/letterboxmail/letterbox/internal/store"
-	"github.com/letterboxmail/letterbox/internal/storeurl"
+	"github.com/letterboxmail/letterbox/internal/pipeline"
 	"github.com/letterboxmail/letterbox/internal/smtpgw"
+	"github.com/letterboxmail/letterbox/internal/store"
 )
 
 // Config configures a local pipeline.
@@ -96,13 +93,11 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	store   store.Store
-	closer  io.Closer
-	routes  *routing.Live
+	p       *pipeline.Pipeline
 	gw      *smtpgw.Gateway
 	http    *http.Server
 	httpLn  net.Listener
 	rawQ    *localqueue.Queue
-	prefix  string // the store's key prefix, as S3 event keys carry it
 	jobQ    *localqueue.Queue
 	ingest  *ingest.Handler
 	deliver *delivery.Handler
@@ -130,18 +125,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		}
 	}()
 	var err error
-	s.routes, err = routing.NewLive(ctx, routing.FileLoader(cfg.RoutesPath), time.Second)
-	if err != nil {
+	if s.p, err = pipeline.Open(ctx, pipeline.Config{StoreURL: cfg.StoreURL, Routes: cfg.RoutesPath, RoutesFileOnly: true,
+		RoutesInterval: time.Second, Ping: true, Logger: s.log}); err != nil {
 		return nil, err
 	}
-	base, closer, err := storeurl.Open(ctx, cfg.StoreURL)
-	if err != nil {
-		return nil, fmt.Errorf("store %s: %w", cfg.StoreURL, err)
-	}
-	s.closer = closer
-	if err := base.Ping(ctx); err != nil {
-		return nil, fmt.Errorf("store %s is not reachable: %w", cfg.StoreURL, err)
-	}
+	base := s.p.Store
 	qdir := cfg.QueueDir
 	if qdir == "" {
 		if strings.HasPrefix(cfg.StoreURL, "s3://") {
@@ -160,63 +148,48 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	// Ingest takes milliseconds; after a crash, an event that was being
 	// processed comes back this soon.
 	s.rawQ.Visibility = 10 * time.Second
-	s.prefix = storeurl.Prefix(cfg.StoreURL)
 	s.store = base
 	if !cfg.ExternalEvents {
-		s.store = store.WithEvents(base, storeurl.Bucket(cfg.StoreURL), s.onRaw)
+		s.store = store.WithEvents(base, s.p.Bucket, s.onRaw)
 	}
 	if s.jobQ, err = localqueue.Open(ctx, qdir, "letterbox-deliveries"); err != nil {
 		return nil, err
 	}
 	s.jobQ.Log = s.log
+	jobs := localqueue.Deliveries{Queue: s.jobQ}
 
-	var auth *mailauth.Checker
-	if !cfg.NoAuth {
-		if auth, err = mailauth.New(mailauth.Config{Resolver: cfg.Gateway.Resolver}); err != nil {
-			return nil, err
-		}
-	}
-	journal := delivery.Journal{Store: base}
-	s.ingest = &ingest.Handler{Store: base, Routes: s.routes, Queue: localqueue.Deliveries{Queue: s.jobQ}, Journal: journal,
-		Auth: auth, Log: s.log, KeepParsed: true, KeyPrefix: s.prefix,
-		MaxBodyBytes: cfg.MaxBodyBytes,
+	if s.ingest, err = s.p.Ingest(pipeline.IngestConfig{Queue: jobs, NoAuth: cfg.NoAuth, Resolver: cfg.Gateway.Resolver,
+		MaxBodyBytes: cfg.MaxBodyBytes, KeepParsed: true,
 		DeadLetter: func(ctx context.Context, rec events.SQSMessage) error {
 			return s.rawQ.DeadLetterBody(ctx, rec.MessageId, []byte(rec.Body))
-		}}
-	policy := egress.Policy{AllowLoopback: true, AllowPrivate: cfg.AllowPrivate}
-	getenv := cfg.Getenv
-	if getenv == nil {
-		getenv = func(string) string { return "" }
+		}}); err != nil {
+		return nil, err
 	}
-	s.deliver = &delivery.Handler{Store: base, Routes: s.routes, Queue: localqueue.Deliveries{Queue: s.jobQ}, Journal: journal,
-		Webhooks: delivery.NewWebhooks(policy, getenv), Log: s.log}
-	s.deliver.Webhooks.Store = base
-	fc := cfg.Forward
-	if fc == nil {
-		if fc, err = s.devForward(ctx, base); err != nil {
+	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("http listen: %w", err)
+	}
+	// Attachment links: the deployed stack's link format, served here.
+	signer, links := newLinks("http://"+s.httpLn.Addr().String(), base, s.log)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	dc := pipeline.DeliverConfig{Queue: jobs, Egress: egress.Policy{AllowLoopback: true, AllowPrivate: cfg.AllowPrivate},
+		Getenv: cfg.Getenv, Forward: cfg.Forward, Links: signer, Metrics: reg}
+	if dc.Forward == nil {
+		if dc.Forward, err = s.devForward(ctx, base); err != nil {
 			return nil, fmt.Errorf("forwarding: %w", err)
 		}
-	}
-	fcopy := *fc
-	fcopy.Store, fcopy.Policy, fcopy.Logger = base, policy, s.log
-	if fcopy.Getenv == nil {
-		fcopy.Getenv = getenv
-	}
-	if s.deliver.Forwarder, err = forward.New(fcopy); err != nil {
-		return nil, fmt.Errorf("forwarding: %w", err)
 	}
 	if cfg.AWSActions {
 		awsCfg, err := config.LoadDefaultConfig(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("AWS configuration for the AWS actions: %w", err)
 		}
-		s.deliver.Publisher = publish.New(awsCfg)
+		dc.AWS = &awsCfg
 	}
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	s.deliver.Metrics = delivery.NewMetrics(reg)
-	if s.gw, err = smtpgw.New(cfg.Gateway, s.store, s.routes, s.log, reg); err != nil {
+	if s.deliver, err = s.p.Deliver(dc); err != nil {
+		return nil, err
+	}
+	if s.gw, err = s.p.Gateway(cfg.Gateway, s.store, reg); err != nil {
 		return nil, err
 	}
 
@@ -224,7 +197,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if out == nil {
 		out = os.Stdout
 	}
-	s.recv = NewReceiver(s.routes, out)
+	s.recv = NewReceiver(s.p.Routes, out)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
@@ -237,13 +210,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.Handle("/dev/webhook/", s.recv)
 	mux.HandleFunc("POST /dev/s3-events", s.s3Events)
-	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-		return nil, fmt.Errorf("http listen: %w", err)
-	}
-	// Attachment links: the deployed stack's link format, served here.
-	signer, links := newLinks("http://"+s.httpLn.Addr().String(), base, s.log)
 	mux.Handle(linksPath+"/", links)
-	s.deliver.Webhooks.Links = signer
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -281,7 +248,7 @@ const SRSSecretKey = "dev/srs-secret"
 // secret generated into the store on first use, so that SRS addresses
 // minted before a restart still verify after it.
 func (s *Server) devForward(ctx context.Context, st store.Store) (*forward.Config, error) {
-	cfg := s.routes.Get(ctx)
+	cfg := s.p.Routes.Get(ctx)
 	domain := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(cfg.Domains[0]), "."))
 	secret, err := store.ReadAll(ctx, st, SRSSecretKey)
 	switch {
@@ -315,7 +282,7 @@ func (s *Server) onRaw(ctx context.Context, rec events.S3EventRecord) {
 
 func (s *Server) queueRaw(ctx context.Context, rec events.S3EventRecord) {
 	body, _ := json.Marshal(events.S3Event{Records: []events.S3EventRecord{rec}})
-	id, _ := store.IDFromRawKey(strings.TrimPrefix(rec.S3.Object.URLDecodedKey, s.prefix))
+	id, _ := store.IDFromRawKey(strings.TrimPrefix(rec.S3.Object.URLDecodedKey, s.p.KeyPrefix))
 	if err := s.rawQ.Send(ctx, id, body, 0); err != nil {
 		s.log.ErrorContext(ctx, "cannot queue storage event; the restart scan will find it", "key", rec.S3.Object.URLDecodedKey, "err", err)
 	}
@@ -341,7 +308,7 @@ func (s *Server) s3Events(w http.ResponseWriter, r *http.Request) {
 		if !strings.HasPrefix(strings.TrimPrefix(rec.EventName, "s3:"), "ObjectCreated:") {
 			continue
 		}
-		if _, ok := store.IDFromRawKey(strings.TrimPrefix(rec.S3.Object.URLDecodedKey, s.prefix)); ok {
+		if _, ok := store.IDFromRawKey(strings.TrimPrefix(rec.S3.Object.URLDecodedKey, s.p.KeyPrefix)); ok {
 			s.queueRaw(r.Context(), rec)
 			n++
 		}
@@ -394,8 +361,8 @@ func (s *Server) recover(ctx context.Context, st store.Store) error {
 			return true
 		}
 		if _, err := st.Stat(ctx, store.ParsedKey(id)); store.IsNotFound(err) {
-			o.Key = s.prefix + o.Key // as S3 would name it
-			s.queueRaw(ctx, store.EventRecord(storeurl.Bucket(s.cfg.StoreURL), o))
+			o.Key = s.p.KeyPrefix + o.Key // as S3 would name it
+			s.queueRaw(ctx, store.EventRecord(s.p.Bucket, o))
 			n++
 		}
 		return true
@@ -417,6 +384,9 @@ func (s *Server) Store() store.Store { return s.ingest.Store }
 
 // Receiver returns the built-in webhook receiver.
 func (s *Server) Receiver() *Receiver { return s.recv }
+
+// ReloadTLS reloads the gateway's TLS certificate and key files now.
+func (s *Server) ReloadTLS(ctx context.Context) error { return s.gw.ReloadTLS(ctx) }
 
 // Err returns a channel that receives a listener's fatal error.
 func (s *Server) Err() <-chan error { return s.errc }
@@ -450,8 +420,11 @@ func (s *Server) close() error {
 	if s.jobQ != nil {
 		s.jobQ.Close()
 	}
-	if s.closer != nil {
-		return s.closer.Close()
+	if s.http == nil && s.httpLn != nil {
+		s.httpLn.Close()
+	}
+	if s.p != nil {
+		return s.p.Close()
 	}
 	return nil
 }

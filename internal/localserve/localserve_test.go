@@ -25,9 +25,9 @@ import (
 	"github.com/letterboxmail/letterbox/internal/forward"
 	"github.com/letterboxmail/letterbox/internal/localqueue"
 	"github.com/letterboxmail/letterbox/internal/localserve"
+	"github.com/letterboxmail/letterbox/internal/smtpgw"
 	"github.com/letterboxmail/letterbox/internal/store"
 	"github.com/letterboxmail/letterbox/message"
-	"github.com/letterboxmail/letterbox/internal/smtpgw"
 	"github.com/letterboxmail/letterbox/webhook"
 )
 

@@ -31,7 +31,7 @@ import (
 func buildGateway(t *testing.T, dir string) string {
 	t.Helper()
 	bin := filepath.Join(dir, "smtpgw")
-	out, err := exec.Command("go", "build", "-o", bin, "./cmd/smtpgw").CombinedOutput()
+	out, err := exec.Command("go", "build", "-o", bin, "../../smtpgw/cmd/smtpgw").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,10 +13,10 @@ import (
 
 // Run serves SMTP and, on httpAddr, /metrics, /healthz and /readyz until
 // ctx ends; then it shuts down gracefully within Config.ShutdownTimeout.
-// Every value received on reload (SIGHUP) reloads the TLS certificate.
-// It is the gateway binary's whole life; `letterbox dev` wires the parts
-// itself.
-func (g *Gateway) Run(ctx context.Context, httpAddr string, gatherer prometheus.Gatherer, reload <-chan os.Signal) error {
+// It is the gateway binary's whole life (the binary reloads the TLS
+// certificate on SIGHUP with ReloadTLS); `letterbox dev` serves its own
+// HTTP and runs ListenAndServe.
+func (g *Gateway) Run(ctx context.Context, httpAddr string, gatherer prometheus.Gatherer) error {
 	if err := g.Listen(); err != nil {
 		return err
 	}
@@ -35,21 +34,13 @@ func (g *Gateway) Run(ctx context.Context, httpAddr string, gatherer prometheus.
 	g.log.InfoContext(ctx, "HTTP listening", "addr", hl.Addr().String(), "paths", "/metrics /healthz /readyz")
 	smtpDone := make(chan error, 1)
 	go func() { smtpDone <- g.ListenAndServe(ctx) }()
-	for {
-		select {
-		case <-reload:
-			if err := g.ReloadTLS(ctx); err != nil {
-				g.log.ErrorContext(ctx, "TLS reload failed; keeping the certificate in use", "err", err)
-			}
-			continue
-		case err = <-errc:
-			sctx, cancel := context.WithTimeout(context.Background(), g.cfg.ShutdownTimeout)
-			_ = g.Shutdown(sctx)
-			cancel()
-			<-smtpDone
-		case err = <-smtpDone:
-		}
-		break
+	select {
+	case err = <-errc:
+		sctx, cancel := context.WithTimeout(context.Background(), g.cfg.ShutdownTimeout)
+		_ = g.Shutdown(sctx)
+		cancel()
+		<-smtpDone
+	case err = <-smtpDone:
 	}
 	// /healthz keeps answering while SMTP drains; stop HTTP last.
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/letterboxmail/letterbox/internal/localserve"
-	"github.com/letterboxmail/letterbox/internal/smtpgw"
+	"github.com/letterboxmail/letterbox/internal/pipeline"
 )
 
 func main() {
@@ -27,9 +27,8 @@ func main() {
 	}
 	fs := flag.NewFlagSet("devprof", flag.ExitOnError)
 	cfg := localserve.Config{}
-	gw := smtpgw.Config{}
-	smtpgw.RegisterFlags(fs, &gw, os.Getenv)
-	fs.StringVar(&gw.Addr, "smtp", "127.0.0.1:2525", "SMTP listen address")
+	gw := pipeline.RegisterGatewayFlags(fs, os.Getenv)
+	fs.StringVar(gw.Addr(), "smtp", "127.0.0.1:2525", "SMTP listen address")
 	fs.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8025", "HTTP address")
 	fs.StringVar(&cfg.StoreURL, "store", "file://.letterbox", "store URL")
 	fs.StringVar(&cfg.RoutesPath, "routes", "routes.yaml", "routes file")
@@ -42,7 +41,11 @@ func main() {
 	if err := lv.UnmarshalText([]byte(*level)); err != nil {
 		fatal(err)
 	}
-	cfg.Gateway, cfg.Getenv = gw, os.Getenv
+	gwCfg, err := gw.Config()
+	if err != nil {
+		fatal(err)
+	}
+	cfg.Gateway, cfg.Getenv = gwCfg, os.Getenv
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
 	if *profile != "" {
 		f, err := os.Create(*profile)

@@ -19,8 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/letterboxmail/letterbox/internal/routing"
-	"github.com/letterboxmail/letterbox/internal/storeurl"
+	"github.com/letterboxmail/letterbox/internal/pipeline"
 	"github.com/letterboxmail/letterbox/internal/smtpgw"
 )
 
@@ -32,10 +31,9 @@ func main() {
 		fmt.Println(h)
 		return
 	}
-	var cfg smtpgw.Config
 	fs := flag.NewFlagSet("smtpgw", flag.ExitOnError)
-	smtpgw.RegisterFlags(fs, &cfg, os.Getenv)
-	fs.StringVar(&cfg.Addr, "smtp", env("LETTERBOX_SMTP_ADDR", ":2525"), "SMTP listen address [LETTERBOX_SMTP_ADDR]")
+	gwFlags := pipeline.RegisterGatewayFlags(fs, os.Getenv)
+	fs.StringVar(gwFlags.Addr(), "smtp", env("LETTERBOX_SMTP_ADDR", ":2525"), "SMTP listen address [LETTERBOX_SMTP_ADDR]")
 	httpAddr := fs.String("http", env("LETTERBOX_HTTP_ADDR", ":8025"), "HTTP address for /metrics, /healthz, /readyz [LETTERBOX_HTTP_ADDR]")
 	storeURL := fs.String("store", env("LETTERBOX_STORE", "file://.letterbox"), "store URL: file://DIR or s3://BUCKET[/PREFIX] [LETTERBOX_STORE]")
 	routesRef := fs.String("routes", env("LETTERBOX_ROUTES", "routes.yaml"), "routes file, s3://BUCKET/KEY or ssm:///NAME, reloaded when it changes [LETTERBOX_ROUTES]")
@@ -47,21 +45,37 @@ func main() {
 	slog.SetDefault(log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	// SIGHUP reloads the TLS certificate; caught from here on, so that
+	// one sent during startup does not end the process.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 
-	st, closer, err := storeurl.Open(ctx, *storeURL)
+	cfg, err := gwFlags.Config()
 	exitOn(err)
-	defer closer.Close()
-	loader, err := storeurl.RoutesLoader(ctx, *routesRef)
+	p, err := pipeline.Open(ctx, pipeline.Config{StoreURL: *storeURL, Routes: *routesRef, RoutesInterval: 10 * time.Second, Logger: log})
 	exitOn(err)
-	routes, err := routing.NewLive(ctx, loader, 10*time.Second)
-	exitOn(err)
+	defer p.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	gw, err := smtpgw.New(cfg, st, routes, log, reg)
+	gw, err := p.Gateway(cfg, p.Store, reg)
 	exitOn(err)
-	exitOn(gw.Run(ctx, *httpAddr, reg, hup))
+	go reloadOnHangup(ctx, hup, gw, log)
+	exitOn(gw.Run(ctx, *httpAddr, reg))
+}
+
+// reloadOnHangup reloads the TLS certificate on every SIGHUP until ctx
+// ends.
+func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, gw *smtpgw.Gateway, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := gw.ReloadTLS(ctx); err != nil {
+				log.ErrorContext(ctx, "TLS reload failed; keeping the certificate in use", "err", err)
+			}
+		}
+	}
 }
 
 func env(name, def string) string {

@@ -1,4 +1,4 @@
-package lambdaenv_test
+package pipeline_test
 
 import (
 	"context"
@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/letterboxmail/letterbox/internal/lambdaenv"
 	"github.com/letterboxmail/letterbox/internal/links"
+	"github.com/letterboxmail/letterbox/internal/pipeline"
 )
 
 const (
@@ -28,7 +28,7 @@ func TestLinkSignerFromSecret(t *testing.T) {
 	client, reqs := secretsServerFor(t, map[string]map[string]string{linkArn: {"AWSCURRENT": linkCur, "AWSPREVIOUS": linkPrev}}, nil)
 	env := map[string]string{"LETTERBOX_LINK_BASE_URL": linkBase, "LETTERBOX_LINK_KEY_ARN": linkArn}
 	getenv := func(k string) string { return env[k] }
-	s, err := lambdaenv.LoadLinkSigner(ctx, getenv, client)
+	s, err := pipeline.LoadLinkSigner(ctx, getenv, client)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,14 +42,14 @@ func TestLinkSignerFromSecret(t *testing.T) {
 	}
 	// Made by the previous deployment (AWSCURRENT was then linkPrev), and
 	// by the one before it (linkOld).
-	olderSigner, err := lambdaenv.LoadLinkSigner(ctx, getenv, before)
+	olderSigner, err := pipeline.LoadLinkSigner(ctx, getenv, before)
 	if err != nil {
 		t.Fatal(err)
 	}
 	prev, _ := olderSigner.PresignGet(ctx, key, time.Hour)
 	oldest := linkBase + mustKeyring(t, linkOld).Token(key, time.Now().Add(time.Hour))
 
-	kr, err := lambdaenv.LoadLinkKeys(ctx, getenv, client)
+	kr, err := pipeline.LoadLinkKeys(ctx, getenv, client)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,16 +80,16 @@ func TestLinkSignerErrors(t *testing.T) {
 	binary, _ := secretsServerFor(t, map[string]map[string]string{linkArn: {"AWSCURRENT": ""}}, nil)
 	both := map[string]string{"LETTERBOX_LINK_BASE_URL": linkBase, "LETTERBOX_LINK_KEY_ARN": linkArn}
 
-	if s, err := lambdaenv.LoadLinkSigner(ctx, func(k string) string { return both[k] }, neverRotated); err != nil || s == nil {
+	if s, err := pipeline.LoadLinkSigner(ctx, func(k string) string { return both[k] }, neverRotated); err != nil || s == nil {
 		t.Errorf("never rotated: %v, %v", s, err)
 	}
-	if s, err := lambdaenv.LoadLinkSigner(ctx, func(string) string { return "" }, nil); err != nil || s != nil {
+	if s, err := pipeline.LoadLinkSigner(ctx, func(string) string { return "" }, nil); err != nil || s != nil {
 		t.Errorf("unconfigured: %v, %v; want nil, nil", s, err)
 	}
 	for _, c := range []struct {
 		name string
 		env  map[string]string
-		api  lambdaenv.SecretsAPI
+		api  pipeline.SecretsAPI
 		want string
 	}{
 		{"base URL only", map[string]string{"LETTERBOX_LINK_BASE_URL": linkBase}, neverRotated, "LETTERBOX_LINK_BASE_URL is set but LETTERBOX_LINK_KEY_ARN is not"},
@@ -100,7 +100,7 @@ func TestLinkSignerErrors(t *testing.T) {
 		{"binary secret", both, binary, "link key secret " + linkArn + " (LETTERBOX_LINK_KEY_ARN), version AWSCURRENT: the version has no SecretString"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := lambdaenv.LoadLinkSigner(ctx, func(k string) string { return c.env[k] }, c.api)
+			_, err := pipeline.LoadLinkSigner(ctx, func(k string) string { return c.env[k] }, c.api)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("err = %v; want it to contain %q", err, c.want)
 			}
@@ -109,7 +109,7 @@ func TestLinkSignerErrors(t *testing.T) {
 			}
 		})
 	}
-	if _, err := lambdaenv.LoadLinkKeys(ctx, func(string) string { return "" }, neverRotated); err == nil || err.Error() != "environment variable LETTERBOX_LINK_KEY_ARN is not set" {
+	if _, err := pipeline.LoadLinkKeys(ctx, func(string) string { return "" }, neverRotated); err == nil || err.Error() != "environment variable LETTERBOX_LINK_KEY_ARN is not set" {
 		t.Errorf("LoadLinkKeys without the variable: %v", err)
 	}
 }

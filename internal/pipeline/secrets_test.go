@@ -1,4 +1,4 @@
-package lambdaenv_test
+package pipeline_test
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ import (
 
 	"github.com/letterboxmail/letterbox/internal/delivery"
 	"github.com/letterboxmail/letterbox/internal/egress"
-	"github.com/letterboxmail/letterbox/internal/lambdaenv"
+	"github.com/letterboxmail/letterbox/internal/pipeline"
 	"github.com/letterboxmail/letterbox/internal/routing"
 	"github.com/letterboxmail/letterbox/webhook"
 )
@@ -67,7 +67,7 @@ func TestLoadSecretsResolves(t *testing.T) {
 	}, nil)
 	env := map[string]string{"LETTERBOX_SECRETS_ARN": varsArn, "LETTERBOX_SRS_DOMAIN": "fwd.example.net", "LETTERBOX_SRS_SECRET_ARN": arn,
 		"EMPTY_IN_ENV": "", "ONLY_IN_ENV": "from-env"}
-	getenv, err := lambdaenv.LoadSecrets(context.Background(), func(k string) string { return env[k] }, client)
+	getenv, err := pipeline.LoadSecrets(context.Background(), func(k string) string { return env[k] }, client)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestLoadSecretsResolves(t *testing.T) {
 	}
 
 	// password_env and the ARC key, through the forward configuration.
-	cfg, err := lambdaenv.LoadForwardConfig(context.Background(), getenv, client)
+	cfg, err := pipeline.LoadForwardConfig(context.Background(), getenv, client)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,12 +167,12 @@ func TestLoadSecretsErrors(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			environ := func(k string) string { return c.env[k] }
-			var api lambdaenv.SecretsAPI
+			var api pipeline.SecretsAPI
 			reqs := func() []request { return nil }
 			if c.secret != nil {
 				api, reqs = secretsServerFor(t, map[string]map[string]string{varsArn: {"AWSCURRENT": *c.secret}}, c.fail)
 			}
-			getenv, err := lambdaenv.LoadSecrets(context.Background(), environ, api)
+			getenv, err := pipeline.LoadSecrets(context.Background(), environ, api)
 			if n := len(reqs()); c.env["LETTERBOX_SECRETS_ARN"] == "" && n != 0 || c.env["LETTERBOX_SECRETS_ARN"] != "" && c.secret != nil && n != 1 {
 				t.Errorf("%d GetSecretValue requests", n)
 			}
@@ -240,7 +240,7 @@ func TestARCKeyText(t *testing.T) {
 					env[k] = v
 				}
 			}
-			cfg, err := lambdaenv.ForwardConfig(func(k string) string { return env[k] })
+			cfg, err := pipeline.LoadForwardConfig(context.Background(), func(k string) string { return env[k] }, nil)
 			if c.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
 					t.Fatalf("err = %v, want one containing %q", err, c.wantErr)

@@ -1,4 +1,4 @@
-package lambdaenv
+package pipeline
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"os"
 
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -68,28 +67,12 @@ func LoadLinkSigner(ctx context.Context, getenv func(string) string, secrets Sec
 	return &links.Signer{Base: base, Keys: kr}, nil
 }
 
-// LoadLinks is LoadLinkSigner for the deliver function: when links are
-// configured, they replace the store's presigned URLs in e.Links.
-// Without them e.Links stays the S3 store's presigner, whose URLs die with
-// the function's temporary credentials (hours), whatever link_ttl says;
-// the stack always configures them.
-func (e *Env) LoadLinks(ctx context.Context) error {
-	s, err := LoadLinkSigner(ctx, os.Getenv, secretsmanager.NewFromConfig(e.AWS))
-	if err != nil {
-		return err
-	}
-	if s != nil {
-		e.Links = s
-	}
-	return nil
-}
-
-// LoadLinkHandler builds the link function's handler from its environment
+// LinkHandler builds the link function's handler from its environment
 // (LETTERBOX_STORE, an s3:// URL, and LETTERBOX_LINK_KEY_ARN): it
 // redirects to URLs the store presigns with the function's own current
 // credentials. It reads neither the routes nor the queues.
-func LoadLinkHandler(ctx context.Context, log *slog.Logger) (*links.Handler, error) {
-	storeURL := os.Getenv("LETTERBOX_STORE")
+func LinkHandler(ctx context.Context, getenv func(string) string, log *slog.Logger) (*links.Handler, error) {
+	storeURL := getenv("LETTERBOX_STORE")
 	if storeURL == "" {
 		return nil, errors.New("environment variable LETTERBOX_STORE is not set")
 	}
@@ -105,7 +88,7 @@ func LoadLinkHandler(ctx context.Context, log *slog.Logger) (*links.Handler, err
 	if err != nil {
 		return nil, err
 	}
-	kr, err := LoadLinkKeys(ctx, os.Getenv, secretsmanager.NewFromConfig(cfg))
+	kr, err := LoadLinkKeys(ctx, getenv, secretsmanager.NewFromConfig(cfg))
 	if err != nil {
 		return nil, err
 	}

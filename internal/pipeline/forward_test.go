@@ -1,4 +1,4 @@
-package lambdaenv_test
+package pipeline_test
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
-	"github.com/letterboxmail/letterbox/internal/lambdaenv"
+	"github.com/letterboxmail/letterbox/internal/pipeline"
 )
 
 const (
@@ -142,13 +142,13 @@ func TestLoadForwardConfig(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			getenv := func(k string) string { return c.env[k] }
-			var api lambdaenv.SecretsAPI
+			var api pipeline.SecretsAPI
 			reqs := func() []request { return nil }
 			if c.versions != nil {
 				client, r := secretsServer(t, c.versions, c.fail)
 				api, reqs = client, r
 			}
-			cfg, err := lambdaenv.LoadForwardConfig(context.Background(), getenv, api)
+			cfg, err := pipeline.LoadForwardConfig(context.Background(), getenv, api)
 			var stages []string
 			for _, r := range reqs() {
 				if r.SecretID != arn {
@@ -198,10 +198,11 @@ func TestLoadForwardConfig(t *testing.T) {
 	}
 }
 
-// ForwardConfig, which `letterbox dev` calls, needs no AWS.
+// LoadForwardConfig without Secrets Manager, as `letterbox dev` calls
+// it, needs no AWS.
 func TestForwardConfigFromEnvironmentOnly(t *testing.T) {
 	env := map[string]string{"LETTERBOX_SRS_DOMAIN": "fwd.example.net", "LETTERBOX_SRS_SECRET": current, "LETTERBOX_FORWARD_HELO": "mx.example.net", "LETTERBOX_FORWARD_TIMEOUT": "90s"}
-	cfg, err := lambdaenv.ForwardConfig(func(k string) string { return env[k] })
+	cfg, err := pipeline.LoadForwardConfig(context.Background(), func(k string) string { return env[k] }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +210,7 @@ func TestForwardConfigFromEnvironmentOnly(t *testing.T) {
 		t.Errorf("config: secret ok %v, HELO %q, timeout %v, %d old secrets", cfg.SRSSecret == current, cfg.HELO, cfg.Timeout, len(cfg.SRSOldSecrets))
 	}
 	env["LETTERBOX_SRS_SECRET"], env["LETTERBOX_SRS_SECRET_ARN"] = "", arn
-	if _, err := lambdaenv.ForwardConfig(func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), "set LETTERBOX_SRS_SECRET instead") {
+	if _, err := pipeline.LoadForwardConfig(context.Background(), func(k string) string { return env[k] }, nil); err == nil || !strings.Contains(err.Error(), "set LETTERBOX_SRS_SECRET instead") {
 		t.Errorf("err = %v, want LETTERBOX_SRS_SECRET_ARN refused without AWS", err)
 	}
 }
@@ -219,11 +220,11 @@ func TestForwardConfigFromEnvironmentOnly(t *testing.T) {
 // (issue 12 items 3 and 8).
 func TestLimits(t *testing.T) {
 	env := func(kv map[string]string) func(string) string { return func(k string) string { return kv[k] } }
-	lim, err := lambdaenv.Limits(env(map[string]string{"LETTERBOX_DELIVER_TIMEOUT": "300", "LETTERBOX_SRS_DOMAIN": "fwd.example.test"}))
+	lim, err := pipeline.Limits(env(map[string]string{"LETTERBOX_DELIVER_TIMEOUT": "300", "LETTERBOX_SRS_DOMAIN": "fwd.example.test"}))
 	if err != nil || lim.DeliverTimeout != 300*time.Second || lim.NoForward != "" {
 		t.Fatalf("Limits = %+v, %v", lim, err)
 	}
-	lim, err = lambdaenv.Limits(env(nil))
+	lim, err = pipeline.Limits(env(nil))
 	if err != nil || lim.DeliverTimeout != 0 || !strings.Contains(lim.NoForward, "ForwardSrsDomain") {
 		t.Fatalf("Limits without variables = %+v, %v", lim, err)
 	}
@@ -233,7 +234,7 @@ func TestLimits(t *testing.T) {
 		t.Fatalf("forward action without forwarding: %v", err)
 	}
 	for _, bad := range []string{"2m", "15", "-1"} {
-		if _, err := lambdaenv.Limits(env(map[string]string{"LETTERBOX_DELIVER_TIMEOUT": bad})); err == nil ||
+		if _, err := pipeline.Limits(env(map[string]string{"LETTERBOX_DELIVER_TIMEOUT": bad})); err == nil ||
 			!strings.Contains(err.Error(), `LETTERBOX_DELIVER_TIMEOUT="`+bad+`": want the deliver function's timeout in seconds, more than 15`) {
 			t.Errorf("LETTERBOX_DELIVER_TIMEOUT=%s: %v", bad, err)
 		}

@@ -1,189 +1,26 @@
-// Package lambdaenv builds, once per Lambda cold start, the clients every
-// letterbox function shares, from the environment the SAM template sets:
-//
-//	LETTERBOX_STORE                  s3://BUCKET[/PREFIX]
-//	LETTERBOX_ROUTES                 s3://BUCKET/KEY (reloaded on change) or a bundled file path
-//	LETTERBOX_DELIVERY_QUEUE_URL     the delivery queue
-//	LETTERBOX_DEAD_LETTER_QUEUE_URL  its dead-letter queue
-//	LETTERBOX_RAW_DEAD_LETTER_QUEUE_URL  the raw queue's dead-letter queue (ingest: permanent failures)
-//	LETTERBOX_ROUTES_INTERVAL        how often to check the routes for changes (default 30s)
-//	LETTERBOX_JOURNAL                all (default) or failures: which deliveries get a store record
-//	LETTERBOX_DELIVER_TIMEOUT        the deliver function's timeout in seconds (its Lambda Timeout):
-//	                                 the routes' action timeouts are checked against it
-//	LETTERBOX_SRS_DOMAIN             set where forwarding is configured; without it, a routes file
-//	                                 with a forward action is refused
-//
-// and, for the deliver function, LETTERBOX_SECRETS_ARN, a Secrets Manager
-// secret of further variables (see LoadSecrets), the forward action's
-// variables (see LoadForwardConfig) and the attachment links' (see
-// LoadLinkSigner; the link function reads only LETTERBOX_STORE and
-// LETTERBOX_LINK_KEY_ARN, see LoadLinkHandler). Only main packages call it:
-// it is the functions' configuration reader.
-package lambdaenv
+package pipeline
+
+// Secrets: the deliver function's variables may come from Secrets Manager
+// (LoadSecrets), and so may the SRS secret (LoadForwardConfig) and the
+// attachment links' key (links.go). Each secret is read once, at cold
+// start; errors name the secret's ARN and the variable, never a value.
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"maps"
-	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"github.com/letterboxmail/letterbox/internal/delivery"
 	"github.com/letterboxmail/letterbox/internal/forward"
-	"github.com/letterboxmail/letterbox/internal/routing"
-	"github.com/letterboxmail/letterbox/internal/sqsqueue"
-	"github.com/letterboxmail/letterbox/internal/store"
-	"github.com/letterboxmail/letterbox/internal/storeurl"
 )
-
-// Env is what a function needs.
-type Env struct {
-	Store   store.Store
-	Routes  *routing.Live
-	Queue   *sqsqueue.Queue
-	Journal delivery.Journal
-	// Links presigns attachment links (the S3 store); nil for other stores.
-	Links store.Presigner
-	// AWS is the SDK configuration the clients were built from.
-	AWS aws.Config
-	// KeyPrefix is the store's prefix in its bucket, as S3 events name keys.
-	KeyPrefix string
-	// RawDeadLetter sends a raw-queue message that failed for good to
-	// LETTERBOX_RAW_DEAD_LETTER_QUEUE_URL (ingest.Handler.DeadLetter); nil
-	// when that is unset.
-	RawDeadLetter func(ctx context.Context, rec events.SQSMessage) error
-}
-
-// Load reads the environment and builds the clients.
-func Load(ctx context.Context) (*Env, error) {
-	need := func(name string) (string, error) {
-		v := os.Getenv(name)
-		if v == "" {
-			return "", fmt.Errorf("environment variable %s is not set", name)
-		}
-		return v, nil
-	}
-	storeURL, err := need("LETTERBOX_STORE")
-	if err != nil {
-		return nil, err
-	}
-	routesRef, err := need("LETTERBOX_ROUTES")
-	if err != nil {
-		return nil, err
-	}
-	st, _, err := storeurl.Open(ctx, storeURL)
-	if err != nil {
-		return nil, err
-	}
-	loader, err := storeurl.RoutesLoader(ctx, routesRef)
-	if err != nil {
-		return nil, err
-	}
-	interval := 30 * time.Second
-	if v := os.Getenv("LETTERBOX_ROUTES_INTERVAL"); v != "" {
-		if interval, err = time.ParseDuration(v); err != nil {
-			return nil, fmt.Errorf("LETTERBOX_ROUTES_INTERVAL: %w", err)
-		}
-	}
-	lim, err := Limits(os.Getenv)
-	if err != nil {
-		return nil, err
-	}
-	routes, err := lim.NewLive(ctx, loader, interval)
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		return nil, err
-	}
-	q := &sqsqueue.Queue{API: sqs.NewFromConfig(cfg), URL: os.Getenv("LETTERBOX_DELIVERY_QUEUE_URL"), DeadLetterURL: os.Getenv("LETTERBOX_DEAD_LETTER_QUEUE_URL")}
-	mode := os.Getenv("LETTERBOX_JOURNAL")
-	switch mode {
-	case "", delivery.JournalAll, delivery.JournalFailures:
-	default:
-		return nil, fmt.Errorf("LETTERBOX_JOURNAL=%q: want all or failures", mode)
-	}
-	links, _ := st.(store.Presigner)
-	env := &Env{Store: st, Routes: routes, Queue: q, Journal: delivery.Journal{Store: st, Mode: mode}, Links: links, AWS: cfg, KeyPrefix: storeurl.Prefix(storeURL)}
-	if dlq := os.Getenv("LETTERBOX_RAW_DEAD_LETTER_QUEUE_URL"); dlq != "" {
-		env.RawDeadLetter = func(ctx context.Context, rec events.SQSMessage) error {
-			_, err := q.API.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(dlq), MessageBody: aws.String(rec.Body)})
-			return err
-		}
-	}
-	return env, nil
-}
-
-// Limits reads what the functions can honour, for the routes file:
-// LETTERBOX_DELIVER_TIMEOUT (seconds) and whether forwarding is configured
-// (LETTERBOX_SRS_DOMAIN).
-func Limits(getenv func(string) string) (routing.Limits, error) {
-	var lim routing.Limits
-	if v := getenv("LETTERBOX_DELIVER_TIMEOUT"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= int(routing.AttemptMargin/time.Second) {
-			return lim, fmt.Errorf("LETTERBOX_DELIVER_TIMEOUT=%q: want the deliver function's timeout in seconds, more than %d", v, int(routing.AttemptMargin/time.Second))
-		}
-		lim.DeliverTimeout = time.Duration(n) * time.Second
-	}
-	if getenv("LETTERBOX_SRS_DOMAIN") == "" {
-		lim.NoForward = "forwarding is not configured on this stack: deploy it with the ForwardSrsDomain parameter (see docs/forwarding.md)"
-	}
-	return lim, nil
-}
-
-// MustLoad is Load for a function's main: a configuration error ends the
-// process with the error logged, so the deployment fails loudly.
-func MustLoad(ctx context.Context, log *slog.Logger) *Env {
-	env, err := Load(ctx)
-	Check(log, err, "configuration")
-	return env
-}
-
-// Check ends the process when err is not nil.
-func Check(log *slog.Logger, err error, what string) {
-	if err != nil {
-		log.Error("cannot start: "+what, "err", err)
-		os.Exit(1)
-	}
-}
-
-// ForwardConfig reads the forward action's configuration from the
-// environment alone, for `letterbox dev`: it is LoadForwardConfig without
-// Secrets Manager, so LETTERBOX_SRS_SECRET_ARN is refused.
-func ForwardConfig(getenv func(string) string) (*forward.Config, error) {
-	return LoadForwardConfig(context.Background(), getenv, nil)
-}
-
-// Getenv is LoadSecrets for a function: the deliver function's variables,
-// those of the secret LETTERBOX_SECRETS_ARN names (if any) added to the
-// environment, read through a client built from the same AWS configuration
-// as the other clients. Its result resolves secret_env and password_env and
-// is what ForwardConfig reads.
-func (e *Env) Getenv(ctx context.Context) (func(string) string, error) {
-	return LoadSecrets(ctx, os.Getenv, secretsmanager.NewFromConfig(e.AWS))
-}
-
-// ForwardConfig is LoadForwardConfig for a function, reading getenv (see
-// Getenv): the SRS secret may come from Secrets Manager, through a client
-// built from the same AWS configuration as the other clients.
-func (e *Env) ForwardConfig(ctx context.Context, getenv func(string) string) (*forward.Config, error) {
-	return LoadForwardConfig(ctx, getenv, secretsmanager.NewFromConfig(e.AWS))
-}
 
 // SecretsAPI is the one Secrets Manager call LoadSecrets and
 // LoadForwardConfig make; the SDK's *secretsmanager.Client implements it.
@@ -197,7 +34,7 @@ type SecretsAPI interface {
 // environment, or returns nil when forwarding is not configured
 // (LETTERBOX_SRS_DOMAIN unset: forward actions then fail permanently with a
 // clear error). The caller sets Store and Policy. `letterbox dev` reads the
-// same variables, through ForwardConfig:
+// same variables, with secrets nil:
 //
 //	LETTERBOX_SRS_DOMAIN        the SRS domain (required to forward)
 //	LETTERBOX_SRS_SECRET        the SRS secret, or instead

@@ -1,0 +1,75 @@
+package pipeline
+
+import (
+	"flag"
+	"io"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/letterboxmail/letterbox/internal/smtpgw"
+)
+
+func TestRegisterGatewayFlags(t *testing.T) {
+	env := map[string]string{
+		"LETTERBOX_MAX_MESSAGE_BYTES":   "150MiB",
+		"LETTERBOX_MAX_RECIPIENTS":      "7",
+		"LETTERBOX_TLS_CERT":            "/env/cert.pem",
+		"LETTERBOX_PROXY_PROTOCOL_FROM": "10.0.0.0/8, 192.0.2.1",
+		"LETTERBOX_SPF":                 "reject",
+		"LETTERBOX_DNSBL":               "zen.example,bl.example",
+		"LETTERBOX_COMMAND_TIMEOUT":     "1m",
+	}
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	g := RegisterGatewayFlags(fs, func(k string) string { return env[k] })
+	if err := fs.Parse([]string{"--max-recipients", "9", "--resolver", "127.0.0.1:5353"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := g.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxMessageBytes != 150<<20 || c.MaxRecipients != 9 || c.TLSCert != "/env/cert.pem" || c.Resolver != "127.0.0.1:5353" ||
+		c.SPFPolicy != smtpgw.SPFReject || strings.Join(c.DNSBL, " ") != "zen.example bl.example" || c.CommandTimeout != time.Minute ||
+		len(c.ProxyProtocolFrom) != 2 || c.ProxyProtocolFrom[1] != netip.MustParsePrefix("192.0.2.1/32") {
+		t.Errorf("config %+v", c)
+	}
+	if c.MaxConnections != smtpgw.DefaultMaxConnections || c.DataTimeout != smtpgw.DefaultDataTimeout {
+		t.Errorf("defaults not set: %+v", c)
+	}
+	// Every flag name the issue fixes exists.
+	for _, name := range []string{"tls-cert", "tls-key", "max-message-bytes", "max-recipients", "resolver", "proxy-protocol-from"} {
+		if fs.Lookup(name) == nil {
+			t.Errorf("no --%s flag", name)
+		}
+	}
+	*g.Addr() = "127.0.0.1:2525"
+	if c, _ := g.Config(); c.Addr != "127.0.0.1:2525" {
+		t.Errorf("Addr = %q", c.Addr)
+	}
+	fs.SetOutput(io.Discard)
+	fs.PrintDefaults() // must not panic on zero values
+}
+
+// An invalid LETTERBOX_* value is an error naming the variable, unless its
+// flag overrides it.
+func TestInvalidGatewayEnvironment(t *testing.T) {
+	env := map[string]string{"LETTERBOX_MAX_RECIPIENTS": "many", "LETTERBOX_DATA_TIMEOUT": "-1s"}
+	getenv := func(k string) string { return env[k] }
+	g := RegisterGatewayFlags(flag.NewFlagSet("t", flag.ContinueOnError), getenv)
+	_, err := g.Config()
+	if err == nil || err.Error() != "environment LETTERBOX_DATA_TIMEOUT: \"-1s\" is not a positive duration (e.g. 5m)\n"+
+		"environment LETTERBOX_MAX_RECIPIENTS: \"many\" is not an integer" {
+		t.Errorf("Config = %v", err)
+	}
+
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	g = RegisterGatewayFlags(fs, getenv)
+	if err := fs.Parse([]string{"--max-recipients=5", "--data-timeout=1m"}); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := g.Config(); err != nil || c.MaxRecipients != 5 || c.DataTimeout != time.Minute {
+		t.Errorf("Config with the flags overriding = %+v, %v", c, err)
+	}
+}

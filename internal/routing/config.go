@@ -129,10 +129,10 @@ type Action struct {
 	EventBridge *EventBridgeAction `yaml:"eventbridge"`
 	Store       bool               `yaml:"store"`
 	Drop        bool               `yaml:"drop"`
-	// Quarantine keeps the message under quarantine/ in the store, out of
+	Retry       *Retry             `yaml:"retry"`
+	// Quarantine copies the message to quarantine/ in the store, out of
 	// every delivery, and ends the recipient's walk through the routes.
 	Quarantine bool `yaml:"quarantine"`
-	Retry       *Retry             `yaml:"retry"`
 }
 
 // Kind names the action's kind: webhook, forward, lambda, sqs, sns,

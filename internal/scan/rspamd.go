@@ -24,8 +24,8 @@ const DefaultRspamdMaxBytes = 50 << 20
 type Rspamd struct {
 	// URL is the worker's base URL, e.g. http://127.0.0.1:11333.
 	URL string
-	// Client defaults to a client without a timeout of its own (the
-	// context bounds each request).
+	// Client defaults to http.DefaultClient (NewRspamd gives one that
+	// keeps more idle connections); the context bounds each request.
 	Client *http.Client
 	// MaxBytes is the largest message sent (DefaultRspamdMaxBytes when
 	// zero); a larger one is not scanned (ErrTooLarge). Keep it at or
@@ -39,7 +39,11 @@ func NewRspamd(raw string) (*Rspamd, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("rspamd %q: want an http or https URL such as http://127.0.0.1:11333", raw)
 	}
-	return &Rspamd{URL: strings.TrimSuffix(u.String(), "/")}, nil
+	// Connections are kept for the sessions in DATA at once (net/http
+	// keeps two per host by default, so most requests would dial).
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 256
+	return &Rspamd{URL: strings.TrimSuffix(u.String(), "/"), Client: &http.Client{Transport: tr}}, nil
 }
 
 // rspamdReply is the part of /checkv2's answer we keep.

@@ -18,6 +18,7 @@ import (
 	"github.com/letterboxmail/letterbox/internal/filestore"
 	"github.com/letterboxmail/letterbox/internal/ingest"
 	"github.com/letterboxmail/letterbox/internal/routing"
+	"github.com/letterboxmail/letterbox/internal/s3store"
 	"github.com/letterboxmail/letterbox/internal/scan"
 	"github.com/letterboxmail/letterbox/internal/store"
 	"github.com/letterboxmail/letterbox/internal/testenv"
@@ -242,6 +243,41 @@ func TestScanners(t *testing.T) {
 		}
 		if v := h.verdicts(id); v.Disposition != store.DispositionAccept {
 			t.Errorf("disposition %q", v.Disposition)
+		}
+	})
+
+	t.Run("on S3", func(t *testing.T) {
+		// The verdicts object is written while the raw object's (multipart)
+		// upload waits for its last part.
+		v := testenv.StartVersity(t, testenv.VersityOptions{})
+		v.SetEnv(t)
+		st, err := s3store.New(t.Context(), v.StoreURL("mail"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc := mustRoutes(t)
+		rc.Policy = &routing.Policy{Spam: &routing.SpamPolicy{RejectAt: ptr(15.0)}}
+		h := startGatewayLive(t, both, st, routing.Static(rc))
+		code, enh, text := sendMail(t, h.addr, strings.NewReader(scanMessage("gtube s3", testenv.GTUBE)))
+		if code != 550 || enh != "5.7.1" {
+			t.Fatalf("reply %d %s %s; want 550 5.7.1", code, enh, text)
+		}
+		id := refID(t, text)
+		obj, err := st.Stat(t.Context(), store.QuarantineKey(id))
+		if err != nil {
+			t.Fatalf("quarantine copy: %v", err)
+		}
+		if qv, err := store.ReadVerdicts(t.Context(), st, obj); err != nil || qv == nil || qv.Disposition != store.DispositionReject {
+			t.Fatalf("quarantine copy's verdicts %+v, %v", qv, err)
+		}
+		big := scanMessage("big s3", strings.Repeat("Lunch on Tuesday? Bring the minutes, please.\r\n", 12<<20/46))
+		code, _, text = sendMail(t, h.addr, strings.NewReader(big))
+		if code != 250 {
+			t.Fatalf("12 MiB message: %d %s", code, text)
+		}
+		m := h.parsed(store.RawKey(queuedID(t, text)))
+		if m.Spam == nil || m.Spam.Action == "error" || m.Virus == nil || m.Virus.Result != "clean" || m.Size < 12<<20 {
+			t.Fatalf("12 MiB message: spam %+v virus %+v size %d", m.Spam, m.Virus, m.Size)
 		}
 	})
 

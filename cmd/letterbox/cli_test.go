@@ -103,6 +103,51 @@ func TestRoutesCheck(t *testing.T) {
 	}
 }
 
+// routes check validates every field of the policy: key, naming the file,
+// line and field.
+func TestRoutesCheckPolicy(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "policy.yaml")
+	os.WriteFile(good, []byte(`domains: [a.test]
+routes: []
+policy:
+  spam: {reject_at: 15, quarantine_at: 6}
+  virus: {infected: reject}
+  scanners: {fail: open, timeout: 30s}
+  clients:
+    allow: [192.0.2.10]
+    deny: [192.0.2.0/24, "2001:db8::/32"]
+    rate: {per_ip: 100, per_24: 1000, per_64: 500, window: 1h}
+  hook: {url: "https://policy.test/smtp", secret_env: POLICY_HOOK_SECRET, timeout: 3s, fail: closed}
+`), 0o644)
+	out, stderr, code := run(t, "routes", "check", good)
+	if code != 0 || !strings.Contains(out, "OK: 1 domains, 0 routes; policy: spam, virus, scanners, clients, hook") {
+		t.Fatalf("check good policy: %d %q %q", code, out, stderr)
+	}
+	for _, tt := range []struct{ policy, want string }{
+		{"  spam: {reject_at: 5, quarantine_at: 9}\n", ":4: policy.spam.quarantine_at: 9 must be below reject_at (5)"},
+		{"  spam: {reject_at: lots}\n", ":4: policy.spam.reject_at: \"lots\" must be a number"},
+		{"  virus: {infected: drop}\n", ":4: policy.virus.infected: \"drop\": use reject, quarantine or tag"},
+		{"  scanners: {fail: sometimes}\n", ":4: policy.scanners.fail: \"sometimes\""},
+		{"  clients: {deny: [10.1.2.3/8]}\n", ":4: policy.clients.deny[0]: \"10.1.2.3/8\" has host bits set; did you mean 10.0.0.0/8?"},
+		{"  clients: {allow: [not-an-ip]}\n", ":4: policy.clients.allow[0]: \"not-an-ip\" is not an address or CIDR"},
+		{"  clients: {rate: {per_ip: 5}}\n", ":4: policy.clients.rate.window: required with a rate"},
+		{"  clients: {rate: {per_64: -3, window: 1h}}\n", ":4: policy.clients.rate.per_64: -3 must be 0 (no limit) or more"},
+		{"  hook: {url: \"gopher://h.test\", secret_env: S}\n", ":4: policy.hook.url: \"gopher://h.test\" must be an absolute http or https URL"},
+		{"  hook: {url: \"https://h.test\"}\n", ":4: policy.hook.secret_env: required"},
+		{"  hook: {url: \"https://h.test\", secret: \"whsec_%%%\"}\n", ":4: policy.hook.secret: must be \"whsec_\" followed by base64"},
+		{"  hook: {url: \"https://h.test\", secret_env: S, timeout: 2m}\n", ":4: policy.hook.timeout: 2m0s is longer than 30s"},
+		{"  hook: {url: \"https://h.test\", secret_env: S, fail: shrug}\n", ":4: policy.hook.fail: \"shrug\""},
+	} {
+		bad := filepath.Join(dir, "bad.yaml")
+		os.WriteFile(bad, []byte("domains: [a.test]\nroutes: []\npolicy:\n"+tt.policy), 0o644)
+		_, stderr, code := run(t, "routes", "check", bad)
+		if code != 1 || !strings.Contains(stderr, bad+tt.want) {
+			t.Errorf("%s: exit %d, stderr %q; want %q", strings.TrimSpace(tt.policy), code, stderr, bad+tt.want)
+		}
+	}
+}
+
 func TestRoutesTest(t *testing.T) {
 	dir := t.TempDir()
 	routes, msg := writeRoutes(t, dir, "https://h.test"), writeMessage(t, dir)

@@ -52,8 +52,28 @@ func routesCheck(args []string) error {
 	if err != nil {
 		return &exitError{1, err}
 	}
-	fmt.Printf("%s: OK: %d domains, %d routes\n", pos[0], len(cfg.Domains), len(cfg.Routes))
+	fmt.Printf("%s: OK: %d domains, %d routes%s\n", pos[0], len(cfg.Domains), len(cfg.Routes), policySummary(cfg.Policy))
 	return nil
+}
+
+// policySummary names the parts of the policy: key that are set.
+func policySummary(p *routing.Policy) string {
+	if p == nil {
+		return ""
+	}
+	var parts []string
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{{"spam", p.Spam != nil}, {"virus", p.Virus != nil}, {"scanners", p.Scanners != nil}, {"clients", p.Clients != nil}, {"hook", p.Hook != nil}} {
+		if f.set {
+			parts = append(parts, f.name)
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "; policy: " + strings.Join(parts, ", ")
 }
 
 // testReport is what `routes test` found, also printed with --json.

@@ -31,6 +31,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -189,7 +190,17 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if s.deliver, err = s.p.Deliver(dc); err != nil {
 		return nil, err
 	}
-	if s.gw, err = s.p.Gateway(cfg.Gateway, s.store, reg); err != nil {
+	// The policy hook may be on this machine, as webhooks may.
+	gwc := cfg.Gateway
+	gwc.HookEgress = dc.Egress
+	if dc.AWS != nil && gwc.HookLambda == nil {
+		// With --aws-actions a Lambda function ARN can be the hook too.
+		gwc.HookLambda = lambda.NewFromConfig(*dc.AWS)
+	}
+	if gwc.Getenv == nil {
+		gwc.Getenv = cfg.Getenv
+	}
+	if s.gw, err = s.p.Gateway(gwc, s.store, reg); err != nil {
 		return nil, err
 	}
 

@@ -43,6 +43,11 @@ type GatewayFlags struct {
 //	--auth-users             LETTERBOX_AUTH_USERS
 //	--rspamd                 LETTERBOX_RSPAMD
 //	--clamd                  LETTERBOX_CLAMD
+//	--policy-hook            LETTERBOX_POLICY_HOOK
+//
+// The policy hook's signing secret comes from LETTERBOX_POLICY_HOOK_SECRET
+// only, never a flag (flags show in process listings); getenv also
+// resolves the routes file's policy.hook.secret_env.
 //
 // This is the one place a gateway setting becomes a flag: a new
 // smtpgw.Config field gets its line here (and in docs/gateway.md). The
@@ -71,6 +76,9 @@ func RegisterGatewayFlags(fs *flag.FlagSet, getenv func(string) string) *Gateway
 	r.str(&c.AuthUsersFile, "auth-users", "LETTERBOX_AUTH_USERS", "file of user:bcrypt-hash lines for AUTH on the submission listener")
 	r.str(&c.Rspamd, "rspamd", "LETTERBOX_RSPAMD", "rspamd normal worker URL (e.g. http://127.0.0.1:11333): spam verdicts during DATA")
 	r.str(&c.Clamd, "clamd", "LETTERBOX_CLAMD", "clamd address, tcp://HOST:PORT or unix:///PATH: virus verdicts during DATA")
+	r.str(&c.PolicyHook, "policy-hook", "LETTERBOX_POLICY_HOOK", "policy hook URL or Lambda function ARN, asked at RCPT and end of DATA; overrides policy.hook.url (secret: LETTERBOX_POLICY_HOOK_SECRET)")
+	c.PolicyHookSecret = getenv("LETTERBOX_POLICY_HOOK_SECRET")
+	c.Getenv = getenv
 	return g
 }
 

@@ -20,6 +20,9 @@ func TestRegisterGatewayFlags(t *testing.T) {
 		"LETTERBOX_SPF":                 "reject",
 		"LETTERBOX_DNSBL":               "zen.example,bl.example",
 		"LETTERBOX_COMMAND_TIMEOUT":     "1m",
+		"LETTERBOX_POLICY_HOOK":         "https://env.test/hook",
+		"LETTERBOX_POLICY_HOOK_SECRET":  "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+		"HOOK_SECRET_ENV":               "from-getenv",
 	}
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
 	g := RegisterGatewayFlags(fs, func(k string) string { return env[k] })
@@ -38,8 +41,14 @@ func TestRegisterGatewayFlags(t *testing.T) {
 	if c.MaxConnections != smtpgw.DefaultMaxConnections || c.DataTimeout != smtpgw.DefaultDataTimeout {
 		t.Errorf("defaults not set: %+v", c)
 	}
+	if c.PolicyHook != "https://env.test/hook" || c.PolicyHookSecret != env["LETTERBOX_POLICY_HOOK_SECRET"] || c.Getenv == nil || c.Getenv("HOOK_SECRET_ENV") != "from-getenv" {
+		t.Errorf("policy hook: %q, secret set %v, getenv %v", c.PolicyHook, c.PolicyHookSecret != "", c.Getenv != nil)
+	}
+	if fs.Lookup("policy-hook-secret") != nil {
+		t.Error("the hook's secret must not be a flag")
+	}
 	// Every flag name the issue fixes exists.
-	for _, name := range []string{"tls-cert", "tls-key", "max-message-bytes", "max-recipients", "resolver", "proxy-protocol-from"} {
+	for _, name := range []string{"tls-cert", "tls-key", "max-message-bytes", "max-recipients", "resolver", "proxy-protocol-from", "policy-hook"} {
 		if fs.Lookup(name) == nil {
 			t.Errorf("no --%s flag", name)
 		}

@@ -285,6 +285,9 @@ func (c *Config) validate(d *decoder, lim Limits) {
 		}
 		c.domains[dom] = true
 	}
+	if c.Policy != nil {
+		c.Policy.validate(fail)
+	}
 	names := map[string]int{}
 	for i, r := range c.Routes {
 		p := fmt.Sprintf("routes[%d]", i)

@@ -2,6 +2,7 @@ package routing
 
 import (
 	"fmt"
+	"math"
 	"reflect"
 	"strconv"
 	"strings"
@@ -170,6 +171,14 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		v.SetBool(b)
+	case reflect.Float64:
+		// YAML 1.2 core schema: an integer or a float, finite.
+		f, err := strconv.ParseFloat(n.Value, 64)
+		if err != nil || (n.Tag != "!!int" && n.Tag != "!!float") || math.IsNaN(f) || math.IsInf(f, 0) {
+			d.errorf(n, path, "%q must be a number (e.g. 6 or 7.5)", n.Value)
+			return
+		}
+		v.SetFloat(f)
 	case reflect.Int, reflect.Int64:
 		i, err := strconv.ParseInt(n.Value, 10, 64)
 		if err != nil {

@@ -1,6 +1,9 @@
 package smtpgw
 
 import (
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -8,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/letterboxmail/letterbox/internal/egress"
 	"github.com/letterboxmail/letterbox/internal/filestore"
 	"github.com/letterboxmail/letterbox/internal/testenv"
 )
@@ -19,20 +23,32 @@ import (
 //
 // "durable" is the file store as it serves mail. "nosync" turns the
 // store's syncs off — never a way to run — to show what the gateway costs
-// without them. make bench-smtp is the benchmark of record.
+// without them. "hook" is durable with a policy hook on loopback that
+// accepts (asked at RCPT and at the end of DATA; its CPU counts here too).
+// make bench-smtp is the benchmark of record.
 func BenchmarkSMTPSource(b *testing.B) {
 	source := testenv.Require(b, "smtp-source", "apt-get install postfix")
 	for _, mode := range []struct {
 		name string
 		opts []filestore.Option
-	}{{"durable", nil}, {"nosync", []filestore.Option{filestore.WithoutSync()}}} {
+		hook bool
+	}{{"durable", nil, false}, {"nosync", []filestore.Option{filestore.WithoutSync()}, false}, {"hook", nil, true}} {
 		b.Run(mode.name, func(b *testing.B) {
 			st, err := filestore.New(filepath.Join(b.TempDir(), "store"), mode.opts...)
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer st.Close()
-			h := startGatewayWith(b, Config{MaxConnectionsPerIP: 1000}, st, testRoutes)
+			cfg, routes := Config{MaxConnectionsPerIP: 1000}, testRoutes
+			if mode.hook {
+				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					io.Copy(io.Discard, r.Body)
+					io.WriteString(w, `{"action":"accept"}`)
+				}))
+				defer srv.Close()
+				cfg.HookEgress, cfg.PolicyHook, cfg.PolicyHookSecret = egress.Policy{AllowLoopback: true}, srv.URL, hookSecret
+			}
+			h := startGatewayWith(b, cfg, st, routes)
 			n := max(b.N, 20)
 			var before syscall.Rusage
 			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &before)

@@ -7,6 +7,11 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/letterboxmail/letterbox/internal/egress"
+	"github.com/letterboxmail/letterbox/internal/policyhook"
+	"github.com/letterboxmail/letterbox/internal/routing"
+	"github.com/letterboxmail/letterbox/webhook"
 )
 
 // Defaults. Timeouts follow RFC 5321 §4.5.3.2.7: a server waits at least
@@ -104,6 +109,25 @@ type Config struct {
 	// file's policy: key says what their verdicts decide (scan.go).
 	Rspamd string
 	Clamd  string
+	// PolicyHook, when set, is the policy hook's URL (or Lambda
+	// function ARN), overriding policy.hook.url in the routes file; the
+	// rest of policy.hook (timeout, fail) applies, or its defaults.
+	// PolicyHookSecret signs its requests ("whsec_…"), overriding
+	// policy.hook.secret and secret_env.
+	PolicyHook       string
+	PolicyHookSecret string
+	// Getenv resolves policy.hook.secret_env (the command passes
+	// os.Getenv); nil resolves nothing.
+	Getenv func(string) string
+	// HookEgress says where the policy hook may connect: strict by
+	// default; `letterbox dev` allows loopback.
+	HookEgress egress.Policy
+	// HookLambda invokes a policy hook that is a Lambda function; nil
+	// makes such a hook fail (and its failure mode apply).
+	HookLambda policyhook.LambdaAPI
+
+	// now is the rate limiter's clock (tests set a fake one).
+	now func() time.Time
 }
 
 func (c *Config) setDefaults() {
@@ -182,6 +206,17 @@ func (c *Config) validate() error {
 	if c.Resolver != "" {
 		if _, _, err := net.SplitHostPort(c.Resolver); err != nil {
 			errs = append(errs, fmt.Errorf("--resolver %q: want host:port", c.Resolver))
+		}
+	}
+	if c.PolicyHook != "" {
+		if err := routing.CheckHookURL(c.PolicyHook); err != nil {
+			errs = append(errs, fmt.Errorf("--policy-hook: %w", err))
+		}
+	}
+	if c.PolicyHookSecret != "" {
+		if _, err := webhook.ParseSecret(c.PolicyHookSecret); err != nil {
+			// The value is a secret: never repeated.
+			errs = append(errs, errors.New("LETTERBOX_POLICY_HOOK_SECRET: must be \"whsec_\" followed by base64"))
 		}
 	}
 	for _, z := range c.DNSBL {

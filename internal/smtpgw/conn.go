@@ -32,6 +32,7 @@ type conn struct {
 	id       string
 	start    time.Time
 	log      *slog.Logger
+	allowed  bool // in policy.clients.allow: no DNSBL, no rate limits
 
 	dnsblOnce sync.Once
 	dnsblCh   chan *dnsblResult

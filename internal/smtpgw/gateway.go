@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/letterboxmail/letterbox/internal/mailauth"
+	"github.com/letterboxmail/letterbox/internal/policyhook"
 	"github.com/letterboxmail/letterbox/internal/routing"
 	"github.com/letterboxmail/letterbox/internal/scan"
 	"github.com/letterboxmail/letterbox/internal/store"
@@ -47,8 +48,9 @@ type Gateway struct {
 	authLim  *ipLimiter
 	ids      *idSource
 	scanners *scan.Scanners // nil without --rspamd and --clamd
-	// endOfData are checks run once the scan verdicts are known (scan.go).
-	endOfData []endOfDataCheck
+	rate     *rateLimiter   // policy.clients.rate (clients.go)
+	hook     *policyhook.Client
+	hookM    *hookMetrics
 
 	// hard is cancelled when a shutdown's deadline passes: store writes
 	// still running then are abandoned (and leave nothing).
@@ -99,11 +101,19 @@ func New(c Config, st store.Store, routes *routing.Live, logger *slog.Logger, re
 		log:     logger,
 		m:       m,
 		authLim: newIPLimiter(c.AuthFailureBurst, c.AuthFailureInterval),
+		rate:    newRateLimiter(c.now),
 		ids:     newIDSource(),
 		conns:   map[*conn]struct{}{},
 		perIP:   map[netip.Addr]int{},
 		done:    make(chan struct{}),
 		stopped: make(chan struct{}),
+	}
+	g.hook = policyhook.New(c.HookEgress, c.HookLambda)
+	if g.hookM, err = newHookMetrics(reg); err != nil {
+		return nil, fmt.Errorf("smtpgw: register metrics: %w", err)
+	}
+	if err := g.checkPolicyHook(context.Background()); err != nil {
+		return nil, err
 	}
 	g.hard, g.hardStop = context.WithCancel(context.Background())
 	g.resolver = net.DefaultResolver
@@ -283,9 +293,10 @@ func (g *Gateway) admit(l *listener, nc net.Conn) {
 	}
 	ip := c.remote.Addr()
 	key := limitKey(ip)
+	reject, reason := g.admitClient(c)
 	g.mu.Lock()
-	var reject, reason string
 	switch {
+	case reject != "":
 	case g.draining:
 		reject, reason = "421 4.3.2 "+g.cfg.Hostname+" Service shutting down, try again later", reasonShuttingDown
 	case len(g.conns) >= g.cfg.MaxConnections:
@@ -304,7 +315,11 @@ func (g *Gateway) admit(l *listener, nc net.Conn) {
 		if reason != reasonShuttingDown {
 			g.m.rejections.WithLabelValues(reason).Inc()
 		}
-		g.log.Warn("connection refused", "listener", l.name, "client_ip", ip.String(), "reason", reason, "code", 421)
+		code := 421
+		if reason == reasonClientDenied {
+			code = 554
+		}
+		g.log.Warn("connection refused", "listener", l.name, "client_ip", ip.String(), "reason", reason, "code", code)
 		_ = nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
 		_, _ = nc.Write([]byte(reject + "\r\n"))
 		_ = nc.Close()
@@ -314,7 +329,7 @@ func (g *Gateway) admit(l *listener, nc net.Conn) {
 	c.log = g.log.With("session_id", c.id, "client_ip", ip.String(), "listener", l.name)
 	g.m.connections.WithLabelValues(l.name, "accepted").Inc()
 	g.m.connectionsOpen.WithLabelValues(l.name).Inc()
-	if l.name == listenerSMTP && len(g.cfg.DNSBL) > 0 {
+	if l.name == listenerSMTP && len(g.cfg.DNSBL) > 0 && !c.allowed {
 		c.startDNSBL()
 	}
 	if !l.ch.deliver(c, g.done) {

@@ -24,6 +24,9 @@ const (
 	reasonProxyHeader    = "proxy_header"
 	reasonTLSFailed      = "tls_handshake_failed"
 	reasonInvalidAddress = "invalid_address"
+	reasonClientDenied   = "client_denied"
+	reasonRateLimit      = "rate_limited"
+	reasonPolicyHook     = "policy_hook"
 )
 
 type metrics struct {
@@ -75,7 +78,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"result", "version"}),
 		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "letterbox_smtp_policy_rejections_total",
-			Help: "Refusals by reason: relay_denied, unknown_recipient, reject_rule, spf_fail, dnsbl, message_size, bare_newline, connection_limit, …",
+			Help: "Refusals by reason: relay_denied, unknown_recipient, reject_rule, spf_fail, dnsbl, message_size, bare_newline, connection_limit, client_denied, rate_limited, policy_hook, …",
 		}, []string{"reason"}),
 		authAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "letterbox_smtp_auth_attempts_total",

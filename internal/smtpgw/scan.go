@@ -29,6 +29,7 @@ const (
 	ruleSpamQuarantine = "policy.spam.quarantine_at"
 	ruleVirus          = "policy.virus.infected"
 	ruleScannersFail   = "policy.scanners.fail"
+	ruleHook           = "policy.hook"
 )
 
 // newScanners builds the configured scanners, or nil without any.
@@ -123,31 +124,34 @@ type endOfData struct {
 	Tx       *transaction
 	Envelope message.Envelope
 	Verdicts scan.Result
-	// Decision is the policy's decision so far; a check may replace it.
+	// Decision is the policy's decision: the scanners', then the policy
+	// hook's.
 	Decision contentDecision
 }
 
-// endOfDataCheck is a check run at the end of DATA, after the verdicts
-// are known and before the message commits. HOOK POINT: the policy hook's
-// end-of-DATA call registers here (Gateway.endOfData), and may change
-// e.Decision (accept, quarantine, reject or defer).
-type endOfDataCheck func(ctx context.Context, e *endOfData)
-
 // scanGate is the store's view of the message when scanners are on: the
-// message data, passed through the scanners (scan.Tee). At the end of the
-// data it waits for the verdicts, decides, writes the verdicts object and
-// only then lets the store see EOF, so the raw object never commits
-// without its verdicts. A temporary failure (a scanner failed closed)
-// fails the store's read instead, and nothing commits.
+// message data, passed through the scanners (scan.Tee) and, when a policy
+// hook is in force, its header capture (hookGate, deferred). At the end of
+// the data it waits for the verdicts, decides, asks the policy hook with
+// them, writes the verdicts object and only then lets the store see EOF,
+// so the raw object never commits without its verdicts. A scanner failing
+// closed, or the hook refusing or deferring, fails the store's read
+// instead, and nothing commits.
 type scanGate struct {
-	s        *session
-	ctx      context.Context
-	tee      *scan.Tee
-	end      endOfData
-	scanDur  time.Duration
-	decided  bool
-	err      error
-	verdicts store.Verdicts
+	s       *session
+	ctx     context.Context
+	tee     *scan.Tee
+	r       io.Reader // tee, or hook reading from tee
+	hook    *hookGate // nil without a policy hook
+	end     endOfData
+	scanDur time.Duration
+	decided bool
+	err     error
+}
+
+// spamVirus gives the policy hook the verdicts.
+func (g *scanGate) spamVirus() (*message.Spam, *message.Virus) {
+	return g.end.Verdicts.Spam, g.end.Verdicts.Virus
 }
 
 var errScanRefused = errors.New("message not stored: content scan failed closed")
@@ -156,7 +160,7 @@ func (g *scanGate) Read(p []byte) (int, error) {
 	if g.err != nil {
 		return 0, g.err
 	}
-	n, err := g.tee.Read(p)
+	n, err := g.r.Read(p)
 	if err != io.EOF {
 		return n, err
 	}
@@ -177,20 +181,31 @@ func (g *scanGate) finish() {
 		pol = cfg.Policy
 	}
 	g.end.Decision = decide(pol, g.end.Verdicts, g.end.Tx.id)
-	for _, check := range g.s.g.endOfData {
-		check(g.ctx, &g.end)
-	}
 	g.decided = true
-	d := g.end.Decision
-	if d.Temporary {
+	if g.end.Decision.Temporary {
 		g.err = errScanRefused
 		return
 	}
-	g.verdicts = store.Verdicts{Spam: g.end.Verdicts.Spam, Virus: g.end.Verdicts.Virus, Disposition: d.Disposition, Rule: d.Rule}
-	if d.Reply != nil {
-		g.verdicts.Code = fmt.Sprintf("%d %d.%d.%d", d.Reply.Code, d.Reply.EnhancedCode[0], d.Reply.EnhancedCode[1], d.Reply.EnhancedCode[2])
+	// HOOK POINT: the policy hook's end-of-DATA question, with the
+	// verdicts. A reject or defer abandons the write (hook.go); a
+	// quarantine (now, or asked at RCPT) quarantines a message the
+	// scanners accepted.
+	if h := g.hook; h != nil {
+		h.ask()
+		if h.reply != nil {
+			g.err = errHookRefused
+			return
+		}
+		if h.quarantine && g.end.Decision.Disposition == store.DispositionAccept {
+			g.end.Decision = contentDecision{Disposition: store.DispositionQuarantine, Rule: ruleHook}
+		}
 	}
-	if err := store.PutJSON(g.ctx, g.s.g.store, store.VerdictsKey(g.end.Tx.id), g.verdicts); err != nil {
+	d := g.end.Decision
+	v := store.Verdicts{Spam: g.end.Verdicts.Spam, Virus: g.end.Verdicts.Virus, Disposition: d.Disposition, Rule: d.Rule}
+	if d.Reply != nil {
+		v.Code = fmt.Sprintf("%d %d.%d.%d", d.Reply.Code, d.Reply.EnhancedCode[0], d.Reply.EnhancedCode[1], d.Reply.EnhancedCode[2])
+	}
+	if err := store.PutJSON(g.ctx, g.s.g.store, store.VerdictsKey(g.end.Tx.id), v); err != nil {
 		g.err = fmt.Errorf("store verdicts: %w", err)
 	}
 }

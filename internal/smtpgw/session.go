@@ -62,14 +62,19 @@ type session struct {
 // transaction is one mail transaction, from MAIL FROM to the reply to
 // DATA (or RSET).
 type transaction struct {
-	id       string // the message id, assigned at MAIL FROM
-	log      *slog.Logger
-	start    time.Time
-	from     string
-	opts     smtp.MailOptions
-	rcpts    []string
-	spf      *spfResult
-	finished bool
+	id    string // the message id, assigned at MAIL FROM
+	log   *slog.Logger
+	start time.Time
+	from  string
+	opts  smtp.MailOptions
+	rcpts []string
+	spf   *spfResult
+	rate  *rateReservation // uncounted unless the message is accepted
+	// hookAsked counts the policy hook's questions; hookQuarantine is set
+	// when it answered quarantine at RCPT (hook.go).
+	hookAsked      int
+	hookQuarantine bool
+	finished       bool
 }
 
 func smtpErr(code int, enhanced string, msg string) *smtp.SMTPError {
@@ -174,11 +179,18 @@ func checkAddress(addr string, utf8 bool, badSyntax, role string) *smtp.SMTPErro
 	return nil
 }
 
-// mailPolicy applies the checks decided at MAIL FROM: DNS blocklists and
-// SPF. Authenticated submissions skip both.
+// mailPolicy applies the checks decided at MAIL FROM: the client's
+// message rate (clients.go), DNS blocklists and SPF. Authenticated
+// submissions skip all three; clients in policy.clients.allow skip the
+// first two.
 func (s *session) mailPolicy(ctx context.Context, tx *transaction) *smtp.SMTPError {
 	if s.authUser != "" {
 		return nil
+	}
+	if !s.c.allowed {
+		if err := s.checkRate(ctx, tx); err != nil {
+			return err
+		}
 	}
 	ip := s.c.remote.Addr()
 	if res := s.c.dnsblListing(ctx); res != nil && res.zone != "" {
@@ -238,6 +250,9 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		tx.log.Info("recipient refused", attrs...)
 		return s.reject(&smtp.SMTPError{Code: rej.Code, EnhancedCode: parseEnhanced(rej.Enhanced, rej.Code), Message: rej.Message})
 	}
+	if err := s.rcptHook(ctx, tx, to); err != nil {
+		return s.reject(err)
+	}
 	tx.rcpts = append(tx.rcpts, to)
 	return nil
 }
@@ -264,6 +279,9 @@ func (s *session) endTx(code int, result string, extra []any) {
 		return
 	}
 	tx.finished = true
+	if code != 250 {
+		tx.rate.cancel()
+	}
 	s.g.m.transactions.WithLabelValues(s.c.listener, strconv.Itoa(code)).Inc()
 	attrs := []any{
 		"event", "transaction",
@@ -331,16 +349,29 @@ func (s *session) Data(r io.Reader) error {
 	defer cancel()
 	var storeTimer *time.Timer
 	body.onEOF = func() { storeTimer = time.AfterFunc(s.g.cfg.StoreTimeout, cancel) }
-	src := io.MultiReader(strings.NewReader(head), body)
+	var src io.Reader = io.MultiReader(strings.NewReader(head), body)
 	var gate *scanGate // non-nil when the message goes through scanners
+	var hook *hookGate // non-nil when a policy hook is in force (hook.go)
 	var err error
 	if s.g.scanners.Enabled() {
 		sc := *s.g.scanners
 		sc.Timeout = scanTimeout(s.g.routes.Get(ctx))
-		gate = &scanGate{s: s, ctx: ctx, tee: sc.Tee(ctx, s.scanEnvelope(tx, env), src), end: endOfData{Tx: tx, Envelope: env}}
+		tee := sc.Tee(ctx, s.scanEnvelope(tx, env), src)
+		gate = &scanGate{s: s, ctx: ctx, tee: tee, r: tee, end: endOfData{Tx: tx, Envelope: env}}
+		// POLICY HOOK (end of DATA): with scanners, the gate asks it once
+		// the verdicts are in, before the verdicts object and the commit.
+		if hook = s.newHookGate(ctx, tx, tee, gate.spamVirus); hook != nil {
+			hook.deferred = true
+			gate.r, gate.hook = hook, hook
+		}
 		_, err = store.PutRawScanned(ctx, s.g.store, tx.id, env, gate)
-		gate.tee.Wait() // stops the scanners if the store ended early
+		tee.Wait() // stops the scanners if the store ended early
 	} else {
+		// POLICY HOOK (end of DATA): asked when the data ends, before the
+		// store commits.
+		if hook = s.newHookGate(ctx, tx, src, nil); hook != nil {
+			src = hook
+		}
 		_, err = store.PutRaw(ctx, s.g.store, tx.id, env, src)
 	}
 	if storeTimer != nil {
@@ -385,10 +416,19 @@ func (s *session) Data(r io.Reader) error {
 				s.endTx(250, "quarantined", result(scanned...))
 				return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + tx.id}
 			}
+		} else if reply := s.policyHookData(ctx, tx, hook, body.n); reply != nil {
+			// POLICY HOOK: a quarantine answer, acted on after the
+			// durable write (hook.go); with scanners the gate folds it
+			// into the verdicts' disposition instead.
+			return reply
 		}
 		s.c.setCode(250)
 		s.endTx(250, "stored", result(scanned...))
 		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + tx.id}
+
+	case body.err == nil && hook.refused(err):
+		// POLICY HOOK: refused at the end of DATA; nothing was stored.
+		return s.hookRefused(hook, result())
 
 	case errors.Is(body.err, errBareLF) || errors.Is(body.err, errBareCR):
 		if !body.bdat {

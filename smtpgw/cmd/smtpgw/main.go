@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -55,6 +57,13 @@ func main() {
 	p, err := pipeline.Open(ctx, pipeline.Config{StoreURL: *storeURL, Routes: *routesRef, RoutesInterval: 10 * time.Second, Logger: log})
 	exitOn(err)
 	defer p.Close()
+	// A policy hook that is a Lambda function ARN is invoked with the
+	// task role's credentials (template.yaml: GatewayPolicyHookFunction).
+	if awsCfg, err := config.LoadDefaultConfig(ctx); err == nil {
+		cfg.HookLambda = lambda.NewFromConfig(awsCfg)
+	} else {
+		log.Warn("no AWS configuration: a Lambda policy hook would fail", "err", err)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	gw, err := p.Gateway(cfg, p.Store, reg)

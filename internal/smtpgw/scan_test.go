@@ -17,6 +17,7 @@ import (
 
 	"github.com/letterboxmail/letterbox/internal/filestore"
 	"github.com/letterboxmail/letterbox/internal/ingest"
+	"github.com/letterboxmail/letterbox/internal/policyhook"
 	"github.com/letterboxmail/letterbox/internal/routing"
 	"github.com/letterboxmail/letterbox/internal/s3store"
 	"github.com/letterboxmail/letterbox/internal/scan"
@@ -278,6 +279,53 @@ func TestScanners(t *testing.T) {
 		m := h.parsed(store.RawKey(queuedID(t, text)))
 		if m.Spam == nil || m.Spam.Action == "error" || m.Virus == nil || m.Virus.Result != "clean" || m.Size < 12<<20 {
 			t.Fatalf("12 MiB message: spam %+v virus %+v size %d", m.Spam, m.Virus, m.Size)
+		}
+	})
+
+	t.Run("policy hook with the verdicts", func(t *testing.T) {
+		hs := startHook(t)
+		cfg := hookConfig()
+		cfg.Rspamd, cfg.Clamd = both.Rspamd, both.Clamd
+		h := startGatewayWith(t, cfg, tmpStore(t), hookRoutes(hs.URL, ""))
+		gtube := func(subject string) (int, string, string) {
+			return sendMail(t, h.addr, strings.NewReader(scanMessage(subject, testenv.GTUBE)))
+		}
+
+		code, _, text := gtube("hook accept")
+		if code != 250 {
+			t.Fatalf("accept: %d %s", code, text)
+		}
+		var data *policyhook.Query
+		for _, q := range hs.asked() {
+			if q.Stage == policyhook.StageData {
+				data = q
+			}
+		}
+		if data == nil || data.Spam == nil || data.Spam.Action != "reject" || data.Virus == nil || data.Virus.Result != "clean" {
+			t.Fatalf("the hook's end-of-DATA question lacks the verdicts: %+v", data)
+		}
+
+		hs.set(policyhook.StageData, answerJSON(`{"action":"reject","code":550,"enhanced_code":"5.7.1","message":"Not here"}`))
+		before := len(h.rawKeys())
+		code, enh, text := gtube("hook reject")
+		if code != 550 || enh != "5.7.1" || text != "Not here" {
+			t.Fatalf("reject: %d %s %s", code, enh, text)
+		}
+		if n := len(h.rawKeys()); n != before {
+			t.Errorf("raw objects %d, want %d: a hook refusal stores nothing", n, before)
+		}
+
+		hs.set(policyhook.StageData, answerJSON(`{"action":"quarantine"}`))
+		code, _, text = gtube("hook quarantine")
+		if code != 250 {
+			t.Fatalf("quarantine: %d %s", code, text)
+		}
+		id := queuedID(t, text)
+		if v := h.verdicts(id); v.Disposition != store.DispositionQuarantine || v.Rule != "policy.hook" || v.Spam.Action != "reject" {
+			t.Errorf("verdicts %+v", v)
+		}
+		if !h.exists(store.QuarantineKey(id)) {
+			t.Error("not copied to quarantine/")
 		}
 	})
 

@@ -41,7 +41,7 @@ func scanGateway(t *testing.T, cfg Config, pol *routing.Policy) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// policy: is validated by `letterbox routes check`; set here directly.
+	// The policy, set directly (the YAML form is tested too).
 	rc.Policy = pol
 	return startGatewayLive(t, cfg, st, routing.Static(rc))
 }
@@ -136,7 +136,8 @@ func TestScanners(t *testing.T) {
 	both := Config{Rspamd: rspamd.URL(), Clamd: clamd.ClamdAddr()}
 
 	t.Run("GTUBE refused with 550 5.7.1 at reject_at", func(t *testing.T) {
-		h := scanGateway(t, both, &routing.Policy{Spam: &routing.SpamPolicy{RejectAt: ptr(15.0), QuarantineAt: ptr(6.0)}})
+		// The policy as the routes file gives it.
+		h := startGatewayWith(t, both, tmpStore(t), routesWithPolicy("  spam: {reject_at: 15, quarantine_at: 6}\n  scanners: {fail: closed, timeout: 20s}\n"))
 		code, enh, text := sendMail(t, h.addr, strings.NewReader(scanMessage("gtube", testenv.GTUBE)))
 		if code != 550 || enh != "5.7.1" {
 			t.Fatalf("reply %d %s %s; want 550 5.7.1", code, enh, text)

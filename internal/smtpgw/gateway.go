@@ -48,7 +48,8 @@ type Gateway struct {
 	authLim  *ipLimiter
 	ids      *idSource
 	scanners *scan.Scanners // nil without --rspamd and --clamd
-	rate     *rateLimiter   // policy.clients.rate (clients.go)
+	scanM    *scanMetrics
+	rate     *rateLimiter // policy.clients.rate (clients.go)
 	hook     *policyhook.Client
 	hookM    *hookMetrics
 
@@ -137,6 +138,9 @@ func New(c Config, st store.Store, routes *routing.Live, logger *slog.Logger, re
 	}
 	if g.scanners, err = newScanners(c); err != nil {
 		return nil, err
+	}
+	if g.scanM, err = newScanMetrics(reg); err != nil {
+		return nil, fmt.Errorf("smtpgw: register metrics: %w", err)
 	}
 	if c.SubmissionAddr != "" {
 		if g.users, err = loadUserFile(c.AuthUsersFile, logger); err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/letterboxmail/letterbox/internal/routing"
 	"github.com/letterboxmail/letterbox/internal/scan"
@@ -31,6 +32,46 @@ const (
 	ruleScannersFail   = "policy.scanners.fail"
 	ruleHook           = "policy.hook"
 )
+
+// scanMetrics counts the scanners' verdicts and how long the gateway
+// waited for them after the last byte.
+type scanMetrics struct {
+	verdicts *prometheus.CounterVec // scanner, verdict
+	wait     prometheus.Histogram
+}
+
+func newScanMetrics(reg prometheus.Registerer) (*scanMetrics, error) {
+	m := &scanMetrics{
+		verdicts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "letterbox_smtp_scan_verdicts_total",
+			Help: "Scan verdicts by scanner (rspamd, clamd) and verdict (rspamd's action or clamd's result; error when the scan failed).",
+		}, []string{"scanner", "verdict"}),
+		wait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "letterbox_smtp_scan_wait_seconds",
+			Help:    "From the last byte of a message to the last of its verdicts.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.verdicts, m.wait} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}
+
+// observe counts one message's verdicts.
+func (m *scanMetrics) observe(res scan.Result, wait time.Duration) {
+	m.wait.Observe(wait.Seconds())
+	if v := res.Spam; v != nil {
+		m.verdicts.WithLabelValues("rspamd", v.Action).Inc()
+	}
+	if v := res.Virus; v != nil {
+		m.verdicts.WithLabelValues("clamd", v.Result).Inc()
+	}
+}
 
 // newScanners builds the configured scanners, or nil without any.
 func newScanners(c Config) (*scan.Scanners, error) {
@@ -175,6 +216,7 @@ func (g *scanGate) finish() {
 	eof := time.Now()
 	g.end.Verdicts = g.tee.Wait()
 	g.scanDur = time.Since(eof)
+	g.s.g.scanM.observe(g.end.Verdicts, g.scanDur)
 	cfg := g.s.g.routes.Get(g.ctx)
 	var pol *routing.Policy
 	if cfg != nil {

@@ -158,6 +158,12 @@ func TestScanners(t *testing.T) {
 		if got := h.metric("letterbox_smtp_policy_rejections_total", "reason", "spam"); got != 1 {
 			t.Errorf("spam rejections %v, want 1", got)
 		}
+		if got := h.metric("letterbox_smtp_scan_verdicts_total", "scanner", "rspamd", "verdict", "reject"); got != 1 {
+			t.Errorf("rspamd reject verdicts %v, want 1", got)
+		}
+		if got := h.metric("letterbox_smtp_scan_verdicts_total", "scanner", "clamd", "verdict", "clean"); got != 1 {
+			t.Errorf("clamd clean verdicts %v, want 1", got)
+		}
 	})
 
 	t.Run("GTUBE only tagged: spam.action reject in the JSON", func(t *testing.T) {

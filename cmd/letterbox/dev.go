@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/letterboxmail/letterbox/internal/inspect"
 	"github.com/letterboxmail/letterbox/internal/localserve"
 	"github.com/letterboxmail/letterbox/internal/pipeline"
 )
@@ -24,7 +25,7 @@ func runDev(ctx context.Context, args []string) error {
 	cfg := localserve.Config{}
 	gw := pipeline.RegisterGatewayFlags(fs, os.Getenv)
 	fs.StringVar(gw.Addr(), "smtp", envOr("LETTERBOX_SMTP_ADDR", "127.0.0.1:2525"), "SMTP listen `address` (env LETTERBOX_SMTP_ADDR)")
-	fs.StringVar(&cfg.HTTPAddr, "http", envOr("LETTERBOX_HTTP_ADDR", "127.0.0.1:8025"), "HTTP `address` for /healthz, /readyz, /metrics and the dev webhook receiver (env LETTERBOX_HTTP_ADDR)")
+	fs.StringVar(&cfg.HTTPAddr, "http", envOr("LETTERBOX_HTTP_ADDR", "127.0.0.1:8025"), "HTTP `address` for the inspector (/), /healthz, /readyz, /metrics and the dev webhook receiver (env LETTERBOX_HTTP_ADDR)")
 	fs.StringVar(&cfg.StoreURL, "store", envOr("LETTERBOX_STORE", "file://.letterbox"), "store `URL`: file://DIR or s3://BUCKET[/PREFIX] (env LETTERBOX_STORE)")
 	fs.StringVar(&cfg.RoutesPath, "routes", envOr("LETTERBOX_ROUTES", "routes.yaml"), "routes `file` (env LETTERBOX_ROUTES)")
 	fs.StringVar(&cfg.QueueDir, "queue", envOr("LETTERBOX_QUEUE_DIR", ""), "delivery queue `directory` (default: .queue in a file store)")
@@ -52,6 +53,7 @@ func runDev(ctx context.Context, args []string) error {
 		return &exitError{2, err}
 	}
 	cfg.Logger, cfg.Getenv = logger, os.Getenv
+	cfg.InspectToken = os.Getenv(inspect.TokenEnv)
 	// Forwarding is configured by environment, as in the deliver function;
 	// LETTERBOX_SECRETS_ARN (Secrets Manager) is refused rather than ignored.
 	// Without LETTERBOX_SRS_DOMAIN, localserve forwards with no setup.
@@ -69,7 +71,7 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("letterbox dev: SMTP on %s, HTTP on http://%s (health /healthz, metrics /metrics, webhook receiver /dev/webhook/)\n", srv.SMTPAddr(), srv.HTTPAddr())
+	fmt.Printf("letterbox dev: SMTP on %s, HTTP on http://%s (inspector /, health /healthz, metrics /metrics, webhook receiver /dev/webhook/)\n", srv.SMTPAddr(), srv.HTTPAddr())
 	fmt.Printf("letterbox dev: store %s, routes %s; webhooks may reach loopback (dev default)\n", cfg.StoreURL, cfg.RoutesPath)
 	fmt.Printf("letterbox dev: try: letterbox send --smtp %s --to support@example.test --subject hello\n", srv.SMTPAddr())
 wait:

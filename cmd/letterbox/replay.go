@@ -8,21 +8,15 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/oklog/ulid/v2"
 
 	"github.com/letterboxmail/letterbox/internal/delivery"
 	"github.com/letterboxmail/letterbox/internal/ingest"
-	"github.com/letterboxmail/letterbox/internal/localqueue"
 	"github.com/letterboxmail/letterbox/internal/pipeline"
-	"github.com/letterboxmail/letterbox/internal/sqsqueue"
+	"github.com/letterboxmail/letterbox/internal/replay"
 	"github.com/letterboxmail/letterbox/internal/store"
-	"github.com/letterboxmail/letterbox/message"
 )
 
 func init() {
@@ -77,7 +71,9 @@ func runReplay(ctx context.Context, args []string) error {
 	var q delivery.Queue
 	if !*dryRun {
 		var closer io.Closer
-		if q, closer, err = openReplayQueue(ctx, *queue, *storeURL); err != nil {
+		if q, closer, err = replay.OpenQueue(ctx, *queue, *storeURL); errors.Is(err, replay.ErrQueueRequired) {
+			return &exitError{2, err}
+		} else if err != nil {
 			return err
 		}
 		defer closer.Close()
@@ -95,16 +91,10 @@ func runReplay(ctx context.Context, args []string) error {
 			return &exitError{1, fmt.Errorf("no stored messages received between %s and %s", from.Format(time.RFC3339), to.Format(time.RFC3339))}
 		}
 	}
-	tag := time.Now().UTC().Format("20060102T150405Z")
+	tag := replay.Tag(time.Now())
 	var failed int
 	for _, id := range ids {
-		m, err := loadForReplay(ctx, h, st, id)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "%s: %v\n", id, err)
-			failed++
-			continue
-		}
-		jobs, err := h.Route(ctx, m, ingest.RouteOptions{Replay: tag, Only: *only, DryRun: *dryRun})
+		jobs, err := replay.Message(ctx, h, id, ingest.RouteOptions{Replay: tag, Only: *only, DryRun: *dryRun})
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "%s: %v\n", id, err)
 			failed++
@@ -125,46 +115,6 @@ func runReplay(ctx context.Context, args []string) error {
 		return &exitError{1, fmt.Errorf("%d of %d messages could not be replayed", failed, len(ids))}
 	}
 	return nil
-}
-
-// loadForReplay uses the stored parsed message when there is one (its
-// authentication results are those of the time of receipt), else parses
-// the raw message again.
-func loadForReplay(ctx context.Context, h *ingest.Handler, st store.Store, id string) (*message.Message, error) {
-	var m message.Message
-	err := store.GetJSON(ctx, st, store.ParsedKey(id), &m)
-	if err == nil {
-		return &m, nil
-	}
-	if !store.IsNotFound(err) {
-		return nil, err
-	}
-	key := store.RawKey(id)
-	if _, err := st.Stat(ctx, key); store.IsNotFound(err) {
-		key = store.RawPrefix + id // written by another ingress (SES)
-	}
-	return h.Parse(ctx, key)
-}
-
-func openReplayQueue(ctx context.Context, ref, storeURL string) (delivery.Queue, io.Closer, error) {
-	if strings.HasPrefix(ref, "https://sqs.") || strings.HasPrefix(ref, "https://queue.amazonaws.com") {
-		cfg, err := config.LoadDefaultConfig(ctx)
-		if err != nil {
-			return nil, nil, err
-		}
-		return &sqsqueue.Queue{API: sqs.NewFromConfig(cfg), URL: ref}, io.NopCloser(nil), nil
-	}
-	if ref == "" {
-		if !strings.HasPrefix(storeURL, "file://") && strings.Contains(storeURL, "://") {
-			return nil, nil, &exitError{2, errors.New("--queue is required with an S3 store: the delivery queue's SQS URL")}
-		}
-		ref = filepath.Join(strings.TrimPrefix(storeURL, "file://"), ".queue")
-	}
-	q, err := localqueue.Open(ctx, ref, "letterbox-deliveries")
-	if err != nil {
-		return nil, nil, err
-	}
-	return localqueue.Deliveries{Queue: q}, q, nil
 }
 
 // parseWhen reads an RFC 3339 time or a duration ago ("2h").

@@ -15,10 +15,11 @@ import (
 )
 
 func main() {
+	ctx := context.Background()
 	log := slog.New(lambdacontext.NewLogHandler())
-	fn, err := pipeline.LoadFunction(context.Background(), os.Getenv, log)
+	fn, err := pipeline.LoadFunction(ctx, os.Getenv, log)
 	pipeline.Check(log, err, "configuration")
-	h, err := fn.IngestHandler()
+	h, err := fn.IngestHandler(ctx)
 	pipeline.Check(log, err, "configuration")
 	lambda.Start(h.Handle)
 }

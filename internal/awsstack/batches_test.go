@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/letterboxmail/letterbox/internal/e2e"
 	"github.com/letterboxmail/letterbox/internal/delivery"
+	"github.com/letterboxmail/letterbox/internal/e2e"
 	"github.com/letterboxmail/letterbox/internal/sqslocal"
 )
 

@@ -14,8 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"github.com/letterboxmail/letterbox/internal/e2e"
 	"github.com/letterboxmail/letterbox/internal/delivery"
+	"github.com/letterboxmail/letterbox/internal/e2e"
 	"github.com/letterboxmail/letterbox/internal/storeurl"
 )
 

@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/letterboxmail/letterbox/internal/e2e"
 	"github.com/letterboxmail/letterbox/internal/delivery"
+	"github.com/letterboxmail/letterbox/internal/e2e"
 	"github.com/letterboxmail/letterbox/internal/store"
 	"github.com/letterboxmail/letterbox/internal/storeurl"
 	"github.com/letterboxmail/letterbox/internal/testenv"

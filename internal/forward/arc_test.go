@@ -94,13 +94,15 @@ func dkimpyVerdict(t *testing.T, keys map[string]string, data []byte) string {
 	return strings.TrimSpace(resp.CV + " " + resp.Reason)
 }
 
-// forwardOnce forwards fx's message with key through a fresh server and
-// returns the bytes the server received.
+// forwardOnce forwards fx's message with key through a fresh server, by an
+// action with arc_seal, and returns the bytes the server received.
 func forwardOnce(t *testing.T, fx *fixture, key *ARCKey) []byte {
 	t.Helper()
 	srv := startSMTP(t, serverOpts{})
 	f := testForwarder(t, fx.st, func(c *Config) { c.ARC = key; c.Now = time.Now })
-	wantResult(t, f.Forward(context.Background(), fx.job, fx.msg, smarthostAction(srv, "bob@b.test"), noExpand), "", false, 250)
+	a := smarthostAction(srv, "bob@b.test")
+	a.ARCSeal = true
+	wantResult(t, f.Forward(context.Background(), fx.job, fx.msg, a, noExpand), "", false, 250)
 	msgs := srv.Messages()
 	if len(msgs) != 1 {
 		t.Fatalf("%d messages", len(msgs))
@@ -158,6 +160,40 @@ func TestARCSeal(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Sealing is opt-in per forward action (draft-ietf-dmarc-arc-to-historic
+// recommends against new sealing deployments): a configured key alone
+// seals nothing, and arc_seal without a key fails the job for good before
+// anything is sent.
+func TestARCSealOptIn(t *testing.T) {
+	t.Run("key, action without arc_seal: sent unsealed", func(t *testing.T) {
+		fx := newFixture(t, rawMsg)
+		srv := startSMTP(t, serverOpts{})
+		f := testForwarder(t, fx.st, func(c *Config) { c.ARC = rsaKey(t) })
+		wantResult(t, f.Forward(context.Background(), fx.job, fx.msg, smarthostAction(srv, "bob@b.test"), noExpand), "", false, 250)
+		msgs := srv.Messages()
+		if len(msgs) != 1 || !bytes.Equal(msgs[0].Data, []byte(rawMsg)) {
+			t.Fatalf("%d messages; want the message byte for byte, without an ARC set", len(msgs))
+		}
+	})
+	t.Run("key, action with arc_seal: sealed", func(t *testing.T) {
+		if data := forwardOnce(t, newFixture(t, rawMsg), rsaKey(t)); !strings.HasPrefix(string(data), "ARC-Seal: i=1; ") {
+			t.Fatalf("not sealed:\n%.300s", data)
+		}
+	})
+	t.Run("arc_seal without a key: permanent failure, nothing sent", func(t *testing.T) {
+		fx := newFixture(t, rawMsg)
+		srv := startSMTP(t, serverOpts{})
+		f := testForwarder(t, fx.st, nil)
+		a := smarthostAction(srv, "bob@b.test")
+		a.ARCSeal = true
+		wantResult(t, f.Forward(context.Background(), fx.job, fx.msg, a, noExpand),
+			`^forward: arc_seal is set but no ARC key is configured \(LETTERBOX_ARC_KEY\)$`, false, 0)
+		if n := len(srv.Messages()); n != 0 {
+			t.Errorf("%d messages sent", n)
+		}
+	})
 }
 
 // TestARCSealChain forwards a message that an earlier hop (another

@@ -25,6 +25,7 @@ func BenchmarkForward(b *testing.B) {
 					}
 				})
 				a := smarthostAction(srv, "bob@b.test")
+				a.ARCSeal = sealed
 				b.SetBytes(int64(len(raw)))
 				b.ResetTimer()
 				for b.Loop() {

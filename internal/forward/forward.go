@@ -6,10 +6,13 @@
 //     gateway's Received field included); only an ARC set may be put on top.
 //   - The envelope sender is rewritten with SRS (see SRS) so that SPF passes
 //     at the destination; the null sender (a bounce) stays null.
-//   - With an ARCKey, the message is ARC-sealed (RFC 8617) with the
-//     authentication results found on receipt, instance i = N+1 after any
-//     existing chain, so DMARC can survive the forward at receivers that
-//     trust the sealer.
+//   - With an ARCKey and an action that opts in (arc_seal), the message is
+//     ARC-sealed (RFC 8617) with the authentication results found on
+//     receipt, instance i = N+1 after any existing chain, so DMARC can
+//     survive the forward at receivers that trust the sealer. Sealing is
+//     opt-in because draft-ietf-dmarc-arc-to-historic (moving RFC 8617 to
+//     Historic) recommends against new ARC sealing deployments; ARC
+//     verification (internal/mailauth) stays on.
 //   - SMTP (RFC 5321) with go-smtp's client: STARTTLS (RFC 3207), AUTH PLAIN
 //     (RFC 4954, RFC 4616) only over TLS, implicit TLS on port 465
 //     (RFC 8314), SIZE (RFC 1870), DSN RET=HDRS and ENVID (RFC 3461),
@@ -78,7 +81,9 @@ type Config struct {
 	SRSDomain     string
 	SRSSecret     string
 	SRSOldSecrets []string
-	// ARC seals forwarded messages when set.
+	// ARC is the key that seals the forwards of actions with arc_seal;
+	// nil refuses those actions permanently (the deliver function and
+	// `letterbox dev` refuse such a routes file when it loads).
 	ARC *ARCKey
 	// Resolver is the DNS server for MX and address lookups, "host:port",
 	// or "" for the system's.
@@ -189,6 +194,9 @@ func (f *Forwarder) forward(ctx context.Context, j *delivery.Job, m *message.Mes
 	if len(rcpts) == 0 {
 		return delivery.Result{Err: fault.Permanentf("forward: no recipients")}
 	}
+	if a.ARCSeal && f.cfg.ARC == nil {
+		return delivery.Result{Err: fault.Permanentf("forward: arc_seal is set but no ARC key is configured (LETTERBOX_ARC_KEY)")}
+	}
 	// With several recipients, a previous attempt may have delivered to
 	// some: its note is read while the message is.
 	var (
@@ -204,7 +212,7 @@ func (f *Forwarder) forward(ctx context.Context, j *delivery.Job, m *message.Mes
 			done, errN = f.readNote(ctx, j)
 		}()
 	}
-	p, err := f.open(ctx, m, j.ID)
+	p, err := f.open(ctx, m, j.ID, a.ARCSeal)
 	noteWG.Wait()
 	if err != nil {
 		return delivery.Result{Err: err}
@@ -280,9 +288,9 @@ type payload struct {
 	head       []byte        // what was read of it already
 }
 
-// open reads the message's header (and, for sealing, its body) and
-// prepares the ARC set.
-func (f *Forwarder) open(ctx context.Context, m *message.Message, jobID string) (*payload, error) {
+// open reads the message's header (and, for sealing, its body) and, when
+// arcSeal, prepares the ARC set.
+func (f *Forwarder) open(ctx context.Context, m *message.Message, jobID string, arcSeal bool) (*payload, error) {
 	if m.RawKey == "" {
 		return nil, fault.Permanentf("forward: message %s has no raw key", m.ID)
 	}
@@ -326,7 +334,7 @@ func (f *Forwarder) open(ctx context.Context, m *message.Message, jobID string) 
 		p.closeRC(rc)
 		return nil, fault.Permanentf("forward: mail loop: the message has %d Received fields (limit %d)", received, maxReceived)
 	}
-	seal := f.cfg.ARC != nil && herr == nil
+	seal := arcSeal && f.cfg.ARC != nil && herr == nil
 	var cv string
 	if seal {
 		cv, seal = f.chainStatus(m, fields)

@@ -380,7 +380,7 @@ func TestForwardTLSAndAuth(t *testing.T) {
 // deliverImplicitForTest runs a delivery with implicit TLS on the
 // action's (test) port.
 func (f *Forwarder) deliverImplicitForTest(ctx context.Context, fx *fixture, a *routing.ForwardAction) delivery.Result {
-	p, err := f.open(ctx, fx.msg, fx.job.ID)
+	p, err := f.open(ctx, fx.msg, fx.job.ID, a.ARCSeal)
 	if err != nil {
 		return delivery.Result{Err: err}
 	}
@@ -488,7 +488,7 @@ func TestForwardLargeMessage(t *testing.T) {
 					c.ARC = k
 				}
 			})
-			a := &routing.ForwardAction{To: []string{"bob@b.test", "carol@c.test"}}
+			a := &routing.ForwardAction{To: []string{"bob@b.test", "carol@c.test"}, ARCSeal: sealed}
 			wantResult(t, f.Forward(context.Background(), fx.job, fx.msg, a, noExpand), "", false, 250)
 			msgs := srv.Messages()
 			if len(msgs) != 2 {

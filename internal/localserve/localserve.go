@@ -8,7 +8,8 @@
 // A built-in webhook receiver (/dev/webhook/…) verifies and prints what it
 // receives, so the whole path can be tried with no other server running.
 // Attachment links (/dev/links/…) have the deployed stack's format and are
-// checked by the same handler as the link function's (package links).
+// checked by the same handler as the link function's (package links). The
+// inspector (package inspect) is served at /.
 package localserve
 
 import (
@@ -40,8 +41,10 @@ import (
 	"github.com/letterboxmail/letterbox/internal/egress"
 	"github.com/letterboxmail/letterbox/internal/forward"
 	"github.com/letterboxmail/letterbox/internal/ingest"
+	"github.com/letterboxmail/letterbox/internal/inspect"
 	"github.com/letterboxmail/letterbox/internal/localqueue"
 	"github.com/letterboxmail/letterbox/internal/pipeline"
+	"github.com/letterboxmail/letterbox/internal/routing"
 	"github.com/letterboxmail/letterbox/internal/smtpgw"
 	"github.com/letterboxmail/letterbox/internal/store"
 )
@@ -87,6 +90,10 @@ type Config struct {
 	Logger  *slog.Logger
 	// Out receives the dev receiver's printout; nil means os.Stdout.
 	Out io.Writer
+	// InspectToken, when set, is required by the inspector served at /
+	// (LETTERBOX_INSPECT_TOKEN); without it the inspector answers only
+	// loopback connections.
+	InspectToken string
 }
 
 // Server is a running local pipeline.
@@ -103,6 +110,8 @@ type Server struct {
 	ingest  *ingest.Handler
 	deliver *delivery.Handler
 	recv    *Receiver
+	inspect *inspect.Inspector
+	index   *inspect.Index
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -126,8 +135,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		}
 	}()
 	var err error
+	// Without LETTERBOX_SRS_DOMAIN, forwarding needs no setup (devForward)
+	// but has no ARC key: arc_seal is then refused when the routes load.
 	if s.p, err = pipeline.Open(ctx, pipeline.Config{StoreURL: cfg.StoreURL, Routes: cfg.RoutesPath, RoutesFileOnly: true,
-		RoutesInterval: time.Second, Ping: true, Logger: s.log}); err != nil {
+		RoutesInterval: time.Second, Ping: true, Logger: s.log,
+		Limits: routing.Limits{NoARC: pipeline.NoARC(cfg.Forward)}}); err != nil {
 		return nil, err
 	}
 	base := s.p.Store
@@ -222,11 +234,23 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	mux.Handle("/dev/webhook/", s.recv)
 	mux.HandleFunc("POST /dev/s3-events", s.s3Events)
 	mux.Handle(linksPath+"/", links)
+	// The inspector (package inspect), at /: replay is allowed, it is the
+	// developer's own pipeline.
+	if s.index, err = inspect.OpenIndex(qdir + "-inspect.db"); err != nil {
+		return nil, err
+	}
+	if s.inspect, err = inspect.New(inspect.Config{Source: inspect.Source{Store: base, MaxBodyBytes: cfg.MaxBodyBytes}, Index: s.index,
+		Routes: s.p.Routes, RoutesName: cfg.RoutesPath, Replayer: s.ingest, Token: cfg.InspectToken, Poll: 500 * time.Millisecond, Log: s.log}); err != nil {
+		return nil, err
+	}
+	mux.Handle("/", s.inspect)
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	s.http.RegisterOnShutdown(s.inspect.Close) // end the inspector's event streams
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
-	s.wg.Add(3)
+	s.wg.Add(4)
+	go func() { defer s.wg.Done(); s.inspect.Run(runCtx) }()
 	go func() { defer s.wg.Done(); s.rawQ.Run(runCtx, s.cfg.Workers, s.handleRaw) }()
 	go func() { defer s.wg.Done(); s.jobQ.Run(runCtx, s.cfg.Workers, s.deliver.Handle) }()
 	go func() {
@@ -430,6 +454,9 @@ func (s *Server) close() error {
 	}
 	if s.jobQ != nil {
 		s.jobQ.Close()
+	}
+	if s.index != nil {
+		s.index.Close()
 	}
 	if s.http == nil && s.httpLn != nil {
 		s.httpLn.Close()

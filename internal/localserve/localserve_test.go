@@ -3,6 +3,8 @@ package localserve_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -469,4 +471,39 @@ func TestCrashBetweenParseAndQueueLosesNothing(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("the message was never delivered after the restart")
 	}
+}
+
+// ARC sealing is opt-in per forward action, and `letterbox dev` refuses
+// arc_seal when it has no ARC key (LETTERBOX_ARC_KEY), naming the file,
+// line and field, instead of forwarding unsealed.
+func TestARCSealNeedsAKey(t *testing.T) {
+	dir := t.TempDir()
+	routes := filepath.Join(dir, "routes.yaml")
+	os.WriteFile(routes, []byte(`domains: [example.test]
+routes:
+  - name: fwd
+    match: {recipient: "alias@example.test"}
+    actions:
+      - forward: {to: ["owner@elsewhere.test"], arc_seal: true}
+`), 0o644)
+	cfg := localserve.Config{
+		HTTPAddr: "127.0.0.1:0", StoreURL: "file://" + filepath.Join(dir, "store"), RoutesPath: routes,
+		Gateway: smtpgw.Config{Addr: "127.0.0.1:0", Hostname: "mx.test"}, NoAuth: true,
+		Logger: slog.New(slog.NewTextHandler(testLog, nil)), Out: io.Discard,
+	}
+	want := routes + ":6: routes[0].actions[0].forward.arc_seal: no ARC key is configured"
+	if _, err := localserve.Start(context.Background(), cfg); err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("Start without a key = %v, want %q", err, want)
+	}
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Forward = &forward.Config{SRSDomain: "fwd.example.test", SRSSecret: "0123456789abcdef-secret",
+		ARC: &forward.ARCKey{Signer: priv, Selector: "arc", Domain: "fwd.example.test"}}
+	srv, err := localserve.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Start with a key: %v", err)
+	}
+	srv.Shutdown(context.Background())
 }

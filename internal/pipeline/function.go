@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -44,15 +45,19 @@ import (
 // function reads only LETTERBOX_STORE and LETTERBOX_LINK_KEY_ARN
 // (LinkHandler).
 type Function struct {
-	*Pipeline
+	// Config is where the store and the routes are, and what the routes
+	// are checked against; each handler opens its pipeline from it.
+	Config Config
 	// AWS is the SDK configuration every client is built from.
 	AWS    aws.Config
 	Queue  *sqsqueue.Queue
 	getenv func(string) string
+	opened []*Pipeline
 }
 
 // LoadFunction reads the environment through getenv and builds the
-// clients.
+// clients; IngestHandler and DeliverHandler then open the store and load
+// the routes.
 func LoadFunction(ctx context.Context, getenv func(string) string, log *slog.Logger) (*Function, error) {
 	cfg := Config{StoreURL: getenv("LETTERBOX_STORE"), Routes: getenv("LETTERBOX_ROUTES"),
 		RoutesInterval: 30 * time.Second, Journal: getenv("LETTERBOX_JOURNAL"), Logger: log}
@@ -75,16 +80,12 @@ func LoadFunction(ctx context.Context, getenv func(string) string, log *slog.Log
 	if cfg.Limits, err = Limits(getenv); err != nil {
 		return nil, err
 	}
-	p, err := Open(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
 	awsCfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
 		return nil, err
 	}
 	q := &sqsqueue.Queue{API: sqs.NewFromConfig(awsCfg), URL: getenv("LETTERBOX_DELIVERY_QUEUE_URL"), DeadLetterURL: getenv("LETTERBOX_DEAD_LETTER_QUEUE_URL")}
-	return &Function{Pipeline: p, AWS: awsCfg, Queue: q, getenv: getenv}, nil
+	return &Function{Config: cfg, AWS: awsCfg, Queue: q, getenv: getenv}, nil
 }
 
 // Limits reads what the functions can honour, for the routes file:
@@ -111,7 +112,7 @@ func Limits(getenv func(string) string) (routing.Limits, error) {
 // and LETTERBOX_KEEP_PARSED=true keeps every parsed message. A message
 // that fails for good goes to LETTERBOX_RAW_DEAD_LETTER_QUEUE_URL at once,
 // when it is set.
-func (f *Function) IngestHandler() (*ingest.Handler, error) {
+func (f *Function) IngestHandler(ctx context.Context) (*ingest.Handler, error) {
 	maxBody, err := parser.ParseMaxBodyBytes(f.getenv("LETTERBOX_MAX_BODY_BYTES"))
 	if err != nil {
 		return nil, fmt.Errorf("LETTERBOX_MAX_BODY_BYTES: %w", err)
@@ -124,7 +125,11 @@ func (f *Function) IngestHandler() (*ingest.Handler, error) {
 			return err
 		}
 	}
-	return f.Ingest(c)
+	p, err := f.open(ctx, f.Config)
+	if err != nil {
+		return nil, err
+	}
+	return p.Ingest(c)
 }
 
 // DeliverHandler builds the deliver function's handler: its variables
@@ -135,7 +140,8 @@ func (f *Function) IngestHandler() (*ingest.Handler, error) {
 // link function's when they are configured (LoadLinkSigner), else the S3
 // store's presigned URLs, which die with the function's temporary
 // credentials (hours), whatever link_ttl says; the stack always configures
-// them.
+// them. A routes file with arc_seal on a forward action is refused, at
+// cold start and at every reload, unless an ARC key is configured.
 func (f *Function) DeliverHandler(ctx context.Context) (*delivery.Handler, error) {
 	secrets := secretsmanager.NewFromConfig(f.AWS)
 	signer, err := LoadLinkSigner(ctx, f.getenv, secrets)
@@ -154,7 +160,31 @@ func (f *Function) DeliverHandler(ctx context.Context) (*delivery.Handler, error
 	if signer != nil {
 		c.Links = signer
 	}
-	return f.Deliver(c)
+	cfg := f.Config
+	cfg.Limits.NoARC = NoARC(fwd)
+	p, err := f.open(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return p.Deliver(c)
+}
+
+func (f *Function) open(ctx context.Context, cfg Config) (*Pipeline, error) {
+	p, err := Open(ctx, cfg)
+	if err == nil {
+		f.opened = append(f.opened, p)
+	}
+	return p, err
+}
+
+// Close releases the stores the handlers opened. A function never calls
+// it: its process ends with the execution environment.
+func (f *Function) Close() error {
+	var errs []error
+	for _, p := range f.opened {
+		errs = append(errs, p.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // Check ends a function's process when err is not nil, with the error

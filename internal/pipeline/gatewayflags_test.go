@@ -4,6 +4,8 @@ import (
 	"flag"
 	"io"
 	"net/netip"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -81,4 +83,27 @@ func TestInvalidGatewayEnvironment(t *testing.T) {
 	if c, err := g.Config(); err != nil || c.MaxRecipients != 5 || c.DataTimeout != time.Minute {
 		t.Errorf("Config with the flags overriding = %+v, %v", c, err)
 	}
+}
+
+// docs/gateway.md's flag table names every gateway flag with its
+// variable: a flag added to RegisterGatewayFlags is documented there.
+func TestGatewayFlagsAreDocumented(t *testing.T) {
+	b, err := os.ReadFile("../../docs/gateway.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	RegisterGatewayFlags(fs, func(string) string { return "" })
+	fs.VisitAll(func(f *flag.Flag) {
+		env := regexp.MustCompile(`\[(LETTERBOX_[A-Z0-9_]+)\]$`).FindStringSubmatch(f.Usage)
+		if env == nil {
+			t.Errorf("--%s: its usage does not end with its [LETTERBOX_*] variable", f.Name)
+			return
+		}
+		row := regexp.MustCompile("(?m)^\\| .*`--" + regexp.QuoteMeta(f.Name) + "[ `].*$").FindString(doc)
+		if row == "" || !strings.Contains(row, "`"+env[1]+"`") {
+			t.Errorf("docs/gateway.md's flag table has no row for --%s with %s", f.Name, env[1])
+		}
+	})
 }

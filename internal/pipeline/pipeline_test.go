@@ -108,12 +108,8 @@ func TestLoadFunction(t *testing.T) {
 		"LETTERBOX_MAX_BODY_BYTES": "2097152", "LETTERBOX_KEEP_PARSED": "true", "LETTERBOX_RAW_DEAD_LETTER_QUEUE_URL": "https://sqs.example/dlq",
 		"AWS_REGION": "eu-west-1"}
 	getenv := func(k string) string { return env[k] }
-	fn, err := pipeline.LoadFunction(ctx, getenv, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fn.Close() })
-	in, err := fn.IngestHandler()
+	fn := loadFunction(t, getenv)
+	in, err := fn.IngestHandler(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,8 +130,6 @@ func TestLoadFunction(t *testing.T) {
 		{"LETTERBOX_ROUTES_INTERVAL", "often", "LETTERBOX_ROUTES_INTERVAL: "},
 		{"LETTERBOX_JOURNAL", "some", `LETTERBOX_JOURNAL="some": want all or failures`},
 		{"LETTERBOX_DELIVER_TIMEOUT", "10", `LETTERBOX_DELIVER_TIMEOUT="10"`},
-		// Forward actions in the routes, forwarding not configured.
-		{"LETTERBOX_SRS_DOMAIN", "", "forwarding is not configured on this stack"},
 	} {
 		t.Run(tt.key, func(t *testing.T) {
 			bad := func(k string) string {
@@ -144,21 +138,69 @@ func TestLoadFunction(t *testing.T) {
 				}
 				return env[k]
 			}
-			fn, err := pipeline.LoadFunction(ctx, bad, nil)
-			if err == nil {
-				fn.Close()
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
+			if _, err := pipeline.LoadFunction(ctx, bad, nil); err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("LoadFunction = %v, want an error containing %q", err, tt.want)
 			}
 		})
 	}
+	t.Run("forward actions without forwarding", func(t *testing.T) {
+		fn := loadFunction(t, func(k string) string {
+			if k == "LETTERBOX_SRS_DOMAIN" {
+				return ""
+			}
+			return env[k]
+		})
+		want := env["LETTERBOX_ROUTES"] + ":10: routes[1].actions[0].forward: forwarding is not configured on this stack"
+		if _, err := fn.IngestHandler(ctx); err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("IngestHandler = %v, want %q", err, want)
+		}
+		if _, err := fn.DeliverHandler(ctx); err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("DeliverHandler = %v, want %q", err, want)
+		}
+	})
 	env["LETTERBOX_MAX_BODY_BYTES"] = "lots"
-	if _, err := fn.IngestHandler(); err == nil || !strings.HasPrefix(err.Error(), "LETTERBOX_MAX_BODY_BYTES: ") {
+	if _, err := fn.IngestHandler(ctx); err == nil || !strings.HasPrefix(err.Error(), "LETTERBOX_MAX_BODY_BYTES: ") {
 		t.Errorf("IngestHandler = %v", err)
 	}
 	env["LETTERBOX_LINK_BASE_URL"] = "https://links.example.test"
 	if _, err := fn.DeliverHandler(ctx); err == nil || err.Error() != "attachment links: LETTERBOX_LINK_BASE_URL is set but LETTERBOX_LINK_KEY_ARN is not: set both, or neither" {
 		t.Errorf("DeliverHandler = %v", err)
 	}
+}
+
+// arc_seal on a forward action needs an ARC key where the forward runs:
+// the deliver function refuses the routes file without one, naming the
+// file, line and field; the ingest function, which cannot know about a
+// key kept in the deliver function's secret, accepts it.
+func TestARCSealNeedsAKey(t *testing.T) {
+	ctx := context.Background()
+	routes := filepath.Join(t.TempDir(), "routes.yaml")
+	if err := os.WriteFile(routes, []byte(strings.Replace(testRoutes, "someone@elsewhere.test]}", "someone@elsewhere.test], arc_seal: true}", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"LETTERBOX_STORE": "file://" + t.TempDir(), "LETTERBOX_ROUTES": routes,
+		"LETTERBOX_SRS_DOMAIN": "fwd.example.test", "LETTERBOX_SRS_SECRET": "0123456789abcdef0123456789abcdef", "AWS_REGION": "eu-west-1"}
+	fn := loadFunction(t, func(k string) string { return env[k] })
+	if _, err := fn.IngestHandler(ctx); err != nil {
+		t.Errorf("IngestHandler: %v", err)
+	}
+	want := routes + ":10: routes[1].actions[0].forward.arc_seal: no ARC key is configured: set LETTERBOX_ARC_KEY"
+	if _, err := fn.DeliverHandler(ctx); err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("DeliverHandler without a key = %v, want %q", err, want)
+	}
+	env["LETTERBOX_ARC_KEY"], env["LETTERBOX_ARC_SELECTOR"], env["LETTERBOX_ARC_DOMAIN"] = arcPEM(t), "arc", "fwd.example.test"
+	fn = loadFunction(t, func(k string) string { return env[k] })
+	if _, err := fn.DeliverHandler(ctx); err != nil {
+		t.Errorf("DeliverHandler with a key: %v", err)
+	}
+}
+
+func loadFunction(t *testing.T, getenv func(string) string) *pipeline.Function {
+	t.Helper()
+	fn, err := pipeline.LoadFunction(context.Background(), getenv, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fn.Close() })
+	return fn
 }

@@ -109,6 +109,16 @@ func LoadForwardConfig(ctx context.Context, getenv func(string) string, secrets 
 	return cfg, nil
 }
 
+// NoARC is routing.Limits.NoARC for a forwarding configuration: why a
+// forward action's arc_seal cannot be honoured (no ARC key), or "" when it
+// can.
+func NoARC(fwd *forward.Config) string {
+	if fwd != nil && fwd.ARC != nil {
+		return ""
+	}
+	return "no ARC key is configured: set LETTERBOX_ARC_KEY (or LETTERBOX_ARC_KEY_FILE), LETTERBOX_ARC_SELECTOR and LETTERBOX_ARC_DOMAIN, or remove arc_seal (see docs/forwarding.md)"
+}
+
 // LoadSecrets returns getenv with the variables of the Secrets Manager
 // secret LETTERBOX_SECRETS_ARN names added, or getenv itself when that
 // variable is unset. The secret is the operator's (the stack's

@@ -197,6 +197,11 @@ type ForwardAction struct {
 	Timeout Duration `yaml:"timeout"`
 	// AllowLocal permits private and loopback destinations (SSRF guard).
 	AllowLocal bool `yaml:"allow_private_network"`
+	// ARCSeal adds an ARC set (RFC 8617) with the deployment's ARC key.
+	// Off by default: draft-ietf-dmarc-arc-to-historic recommends against
+	// new sealing deployments, so it is for destinations that trust this
+	// sealer (docs/forwarding.md).
+	ARCSeal bool `yaml:"arc_seal"`
 }
 
 // Retry is an action's retry schedule: exponential backoff with jitter from
@@ -483,6 +488,9 @@ func (a *Action) validate(fail func(int, string, string, ...any), p string, lim 
 		fp := p + ".forward"
 		if lim.NoForward != "" {
 			fail(f.Line, fp, "%s", lim.NoForward)
+		}
+		if f.ARCSeal && lim.NoARC != "" {
+			fail(f.Line, fp+".arc_seal", "%s", lim.NoARC)
 		}
 		lim.checkTimeout(fail, f.Line, fp+".timeout", f.Timeout)
 		if len(f.To) == 0 {

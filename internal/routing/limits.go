@@ -62,6 +62,11 @@ type Limits struct {
 	// file is loaded (e.g. "forwarding is not configured: set the stack's
 	// ForwardSrsDomain parameter"); a file with one is then refused.
 	NoForward string
+	// NoARC, when set, says why a forward action's arc_seal cannot be
+	// honoured where the file is loaded (no ARC key); a file asking for
+	// it is then refused. Only the deliver function and `letterbox dev`
+	// know whether there is a key, so only they set it.
+	NoARC string
 }
 
 // ActionTimeout is the longest deadline an attempt may have.

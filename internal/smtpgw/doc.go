@@ -30,4 +30,9 @@
 // limits, PROXY header) and hands admitted connections to go-smtp. Every
 // connection is one session; it logs one JSON line (log/slog) when it ends,
 // and one per transaction, each carrying message_id.
+//
+// The package reads no flags, environment or signals: it takes a Config
+// value. internal/pipeline registers the flags and builds the Gateway; the
+// commands (smtpgw/cmd/smtpgw, `letterbox dev`) handle SIGTERM and call
+// ReloadTLS on SIGHUP.
 package smtpgw

@@ -3,18 +3,10 @@ package smtpgw
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -23,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/letterboxmail/letterbox/internal/filestore"
@@ -378,59 +369,13 @@ func testMessage(subject string) string {
 // peerName says STARTTLS at addr and returns the common name of the
 // certificate the gateway presents.
 func peerName(t testing.TB, addr string) string {
-	t.Helper()
-	c, err := smtp.DialStartTLS(addr, &tls.Config{InsecureSkipVerify: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Noop(); err != nil {
-		t.Fatal(err)
-	}
-	st, _ := c.TLSConnectionState()
-	return st.PeerCertificates[0].Subject.CommonName
+	return testenv.PeerName(t, addr)
 }
 
 // writeCert writes a self-signed certificate for name and returns the
 // certificate and key paths.
 func writeCert(t testing.TB, dir, name string) (string, string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: name},
-		DNSNames:     []string{name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPath, keyPath := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	// Write to temporary names and rename, as a certificate manager would.
-	for _, f := range []struct {
-		path, typ string
-		der       []byte
-	}{{certPath, "CERTIFICATE", der}, {keyPath, "PRIVATE KEY", kder}} {
-		tmp := f.path + ".tmp"
-		if err := os.WriteFile(tmp, pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, f.path); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return certPath, keyPath
+	return testenv.WriteCert(t, dir, name)
 }
 
 func newReader(nc net.Conn) *bufio.Reader { return bufio.NewReader(nc) }

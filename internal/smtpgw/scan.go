@@ -170,9 +170,10 @@ type endOfData struct {
 	Decision contentDecision
 }
 
-// scanGate is the store's view of the message when scanners are on: the
-// message data, passed through the scanners (scan.Tee) and, when a policy
-// hook is in force, its header capture (hookGate, deferred). At the end of
+// scanGate is the store's view of the message when scanners are on or a
+// policy hook is in force: the message data, passed through the scanners
+// (scan.Tee, a plain pass-through without them) and the hook's header
+// capture (hookGate, deferred). At the end of
 // the data it waits for the verdicts, decides, asks the policy hook with
 // them, writes the verdicts object and only then lets the store see EOF,
 // so the raw object never commits without its verdicts. A scanner failing
@@ -186,8 +187,22 @@ type scanGate struct {
 	hook    *hookGate // nil without a policy hook
 	end     endOfData
 	scanDur time.Duration
+	scanned bool // scanners ran (else the gate only asks the hook)
 	decided bool
 	err     error
+}
+
+// attrs are the transaction log's attributes of the gate's decision.
+func (g *scanGate) attrs() []any {
+	d := g.end.Decision
+	if !g.scanned {
+		out := []any{"disposition", d.Disposition}
+		if d.Rule != "" {
+			out = append(out, "rule", d.Rule)
+		}
+		return out
+	}
+	return scanAttrs(g.end.Verdicts, d, g.scanDur)
 }
 
 // spamVirus gives the policy hook the verdicts.
@@ -216,7 +231,9 @@ func (g *scanGate) finish() {
 	eof := time.Now()
 	g.end.Verdicts = g.tee.Wait()
 	g.scanDur = time.Since(eof)
-	g.s.g.scanM.observe(g.end.Verdicts, g.scanDur)
+	if g.scanned {
+		g.s.g.scanM.observe(g.end.Verdicts, g.scanDur)
+	}
 	cfg := g.s.g.routes.Get(g.ctx)
 	var pol *routing.Policy
 	if cfg != nil {

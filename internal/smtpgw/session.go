@@ -16,6 +16,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/letterboxmail/letterbox/internal/routing"
+	"github.com/letterboxmail/letterbox/internal/scan"
 	"github.com/letterboxmail/letterbox/internal/store"
 	"github.com/letterboxmail/letterbox/message"
 )
@@ -350,16 +351,19 @@ func (s *session) Data(r io.Reader) error {
 	var storeTimer *time.Timer
 	body.onEOF = func() { storeTimer = time.AfterFunc(s.g.cfg.StoreTimeout, cancel) }
 	var src io.Reader = io.MultiReader(strings.NewReader(head), body)
-	var gate *scanGate // non-nil when the message goes through scanners
+	var gate *scanGate // non-nil with scanners or a policy hook
 	var hook *hookGate // non-nil when a policy hook is in force (hook.go)
 	var err error
-	if s.g.scanners.Enabled() {
-		sc := *s.g.scanners
-		sc.Timeout = scanTimeout(s.g.routes.Get(ctx))
+	if s.g.scanners.Enabled() || s.g.policyHook(ctx) != nil || tx.hookQuarantine {
+		var sc scan.Scanners // none: the gate still asks the hook and records its decision
+		if s.g.scanners.Enabled() {
+			sc = *s.g.scanners
+			sc.Timeout = scanTimeout(s.g.routes.Get(ctx))
+		}
 		tee := sc.Tee(ctx, s.scanEnvelope(tx, env), src)
-		gate = &scanGate{s: s, ctx: ctx, tee: tee, r: tee, end: endOfData{Tx: tx, Envelope: env}}
-		// POLICY HOOK (end of DATA): with scanners, the gate asks it once
-		// the verdicts are in, before the verdicts object and the commit.
+		gate = &scanGate{s: s, ctx: ctx, tee: tee, r: tee, end: endOfData{Tx: tx, Envelope: env}, scanned: sc.Enabled()}
+		// POLICY HOOK (end of DATA): the gate asks it once the verdicts are
+		// in, before the verdicts object and the commit.
 		if hook = s.newHookGate(ctx, tx, tee, gate.spamVirus); hook != nil {
 			hook.deferred = true
 			gate.r, gate.hook = hook, hook
@@ -367,11 +371,6 @@ func (s *session) Data(r io.Reader) error {
 		_, err = store.PutRawScanned(ctx, s.g.store, tx.id, env, gate)
 		tee.Wait() // stops the scanners if the store ended early
 	} else {
-		// POLICY HOOK (end of DATA): asked when the data ends, before the
-		// store commits.
-		if hook = s.newHookGate(ctx, tx, src, nil); hook != nil {
-			src = hook
-		}
 		_, err = store.PutRaw(ctx, s.g.store, tx.id, env, src)
 	}
 	if storeTimer != nil {
@@ -392,7 +391,7 @@ func (s *session) Data(r io.Reader) error {
 
 	var scanned []any
 	if gate != nil && gate.decided {
-		scanned = scanAttrs(gate.end.Verdicts, gate.end.Decision, gate.scanDur)
+		scanned = gate.attrs()
 	}
 
 	switch {
@@ -416,11 +415,6 @@ func (s *session) Data(r io.Reader) error {
 				s.endTx(250, "quarantined", result(scanned...))
 				return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + tx.id}
 			}
-		} else if reply := s.policyHookData(ctx, tx, hook, body.n); reply != nil {
-			// POLICY HOOK: a quarantine answer, acted on after the
-			// durable write (hook.go); with scanners the gate folds it
-			// into the verdicts' disposition instead.
-			return reply
 		}
 		s.c.setCode(250)
 		s.endTx(250, "stored", result(scanned...))

@@ -18,8 +18,8 @@ const MetaVerdictsKey = "letterbox-verdicts-key"
 // Dispositions: what the gateway did with a scanned message.
 const (
 	DispositionAccept     = "accept"     // stored under raw/ and routed
-	DispositionQuarantine = "quarantine" // accepted (250), moved to quarantine/, not routed
-	DispositionReject     = "reject"     // refused (5xx) after its bytes were stored; moved to quarantine/
+	DispositionQuarantine = "quarantine" // accepted (250), copied to quarantine/, not routed
+	DispositionReject     = "reject"     // refused (5xx) after its bytes were stored; copied to quarantine/
 )
 
 // Verdicts is what the scanners said about a message during the SMTP

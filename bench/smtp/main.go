@@ -9,7 +9,9 @@
 // messages per second, MB/s and the ratios to both peers. It also measures
 // the gateway's RSS with 1,000 idle sessions and its RSS growth while it
 // accepts one 50 MiB message, counts the store's sync calls in one run with
-// strace, and probes the disk's sync latency.
+// strace, and probes the disk's sync latency. With -scanners (the
+// default), it also measures the gateway with rspamd and clamd on, next to
+// the gateway alone in the same runs, so the cost of scanning is a ratio.
 //
 // Each run starts a fresh server on fresh directories, and checks that the
 // server holds every message smtp-source sent.
@@ -41,6 +43,7 @@ import (
 	results "github.com/letterboxmail/letterbox/bench/report"
 	"github.com/letterboxmail/letterbox/internal/filestore"
 	"github.com/letterboxmail/letterbox/internal/store"
+	"github.com/letterboxmail/letterbox/internal/testenv"
 )
 
 var (
@@ -54,6 +57,7 @@ var (
 	skipMe = flag.Bool("skip-memory", false, "skip the RSS measurements")
 	sessF  = flag.String("sessions", "1,20,100", "comma-separated numbers of concurrent sessions to measure")
 	sizesF = flag.String("sizes", "4096,102400", "comma-separated message sizes in bytes to measure")
+	scanF  = flag.Bool("scanners", true, "also measure letterbox with rspamd and clamd on (20 sessions × 4 KiB), alternating with letterbox alone; needs Debian's rspamd and clamav-daemon")
 )
 
 const routesYAML = `version: 1
@@ -172,6 +176,11 @@ func run() error {
 			rep.rows = append(rep.rows, row{sessions: s, size: size, n: n, res: res})
 		}
 	}
+	if targets["letterbox"] && *scanF {
+		if rep.scan, err = env.measureScanned(); err != nil {
+			return fmt.Errorf("scanners: %w", err)
+		}
+	}
 	if targets["letterbox"] {
 		if st, err := env.straceSyncs(); err != nil {
 			log.Printf("sync count: %v", err)
@@ -219,6 +228,9 @@ func (r *report) csv() string {
 			fmt.Fprintf(&b, "%s,%d,%d,%d,%d,%.1f,%.0f\n", tg, rw.sessions, rw.size, rw.n, len(x.rates), x.median(), median(x.cpu))
 		}
 	}
+	if s := r.scan; s != nil {
+		fmt.Fprintf(&b, "letterbox+scanners,%d,%d,%d,%d,%.1f,%.0f\n", s.sessions, s.size, s.n, len(s.scanned.rates), s.scanned.median(), median(s.scanned.cpu))
+	}
 	return b.String()
 }
 
@@ -265,6 +277,7 @@ func lookTool(name string) (string, error) {
 type benchEnv struct {
 	dir, bin, routes, source string
 	seq                      int
+	scanArgs                 []string // --rspamd and --clamd, for target "scanned"
 }
 
 func (e *benchEnv) fresh(name string) (string, error) {
@@ -294,8 +307,12 @@ func (e *benchEnv) measure(target string, sessions, size, n int) (float64, float
 	var total time.Duration // CPU time at exit, for targets that report it
 	pid := 0
 	switch target {
-	case "letterbox":
-		g, err := e.startGateway(d, nil)
+	case "letterbox", "scanned":
+		var extra []string
+		if target == "scanned" {
+			extra = e.scanArgs
+		}
+		g, err := e.startGateway(d, nil, extra...)
 		if err != nil {
 			return 0, 0, err
 		}
@@ -912,6 +929,61 @@ type report struct {
 	syncs              *syncStats
 	idle               *idleResult
 	big                *bigResult
+	scan               *scanResult
+}
+
+// scanResult is letterbox with rspamd and clamd on ("scanned") and alone,
+// measured alternately in the same runs.
+type scanResult struct {
+	sessions, size, n int
+	plain, scanned    result
+}
+
+// measureScanned starts rspamd and clamd on loopback (internal/testenv, as
+// the tests run them) and measures the gateway with both on and without
+// them, alternately, at 20 sessions × 4 KiB.
+func (e *benchEnv) measureScanned() (*scanResult, error) {
+	rd, err := e.fresh("rspamd")
+	if err != nil {
+		return nil, err
+	}
+	log.Printf("starting rspamd and clamd")
+	rs, err := testenv.LaunchRspamd(rd, testenv.RspamdOptions{})
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Stop()
+	cd, err := e.fresh("clamd")
+	if err != nil {
+		return nil, err
+	}
+	cl, err := testenv.LaunchClamd(cd, testenv.ClamdOptions{})
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Stop()
+	e.scanArgs = []string{"--rspamd", rs.URL(), "--clamd", cl.ClamdAddr()}
+	defer func() { e.scanArgs = nil }()
+	const sessions, size = 20, 4096
+	res := &scanResult{sessions: sessions, size: size, n: messages(sessions, size)}
+	for r := 0; r < *runs; r++ {
+		for _, tg := range []string{"letterbox", "scanned"} {
+			rate, cpu, err := e.measure(tg, sessions, size, res.n)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", tg, err)
+			}
+			x := &res.plain
+			if tg == "scanned" {
+				x = &res.scanned
+			}
+			x.rates = append(x.rates, rate)
+			if cpu > 0 {
+				x.cpu = append(x.cpu, cpu)
+			}
+			log.Printf("%-9s sessions=%-3d size=%-6d messages=%-5d run %d: %7.0f msg/s, %5.0f µs CPU/msg, load %s", tg, sessions, size, res.n, r+1, rate, cpu, loadavg())
+		}
+	}
+	return res, nil
 }
 
 func loadavg() string {
@@ -989,6 +1061,10 @@ func (r *report) markdown() string {
 	if s := r.syncs; s != nil {
 		fmt.Fprintf(&b, "\nGroup commit (one extra run of letterbox, 20 sessions × 4 KiB, under `strace -f -c`): %d messages in %.1f s made %d sync calls (%s): %.1f messages per sync call, %.0f sync calls/s, %.2f ms in each on average.\n",
 			s.messages, s.seconds, s.calls, s.description, float64(s.messages)/float64(max(s.calls, 1)), float64(s.calls)/s.seconds, s.usPerCall/1000)
+	}
+	if s := r.scan; s != nil {
+		fmt.Fprintf(&b, "\nScanning: letterbox with `--rspamd` and `--clamd` (rspamd's normal worker, one process, and clamd with a two-signature database, both on loopback), %d sessions × %d KiB, %d messages, median of %d runs alternating with letterbox alone: %.0f msg/s, **%.0f%%** of letterbox alone in the same runs (%.0f msg/s); gateway CPU %.0f µs/msg (%.0f alone; the scanners' own CPU not counted).\n",
+			s.sessions, s.size>>10, s.n, len(s.scanned.rates), s.scanned.median(), 100*s.scanned.median()/s.plain.median(), s.plain.median(), median(s.scanned.cpu), median(s.plain.cpu))
 	}
 	if i := r.idle; i != nil {
 		fmt.Fprintf(&b, "\nMemory: %d idle sessions (connected, EHLO answered): peak RSS %.1f MiB (%.1f MiB before they connected).\n",

@@ -1079,7 +1079,7 @@ func TestDashboardBodyIsJSON(t *testing.T) {
 			t.Errorf("UseGateway=%v: dashboard body is not JSON: %v\n%s", gw, err, s)
 			continue
 		}
-		if want := map[bool]int{true: 6, false: 4}[gw]; len(v.Widgets) != want {
+		if want := map[bool]int{true: 9, false: 6}[gw]; len(v.Widgets) != want {
 			t.Errorf("UseGateway=%v: %d widgets, want %d", gw, len(v.Widgets), want)
 		}
 	}

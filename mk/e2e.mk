@@ -7,10 +7,13 @@
 
 # E2E_FLAGS passes options to bench/e2e, e.g. E2E_FLAGS="-runs 1 -duration 20s".
 E2E_FLAGS ?=
+# E2E_SPANS=on keeps letterbox dev's span file (traces.jsonl) on, to
+# measure it; by default the benchmark runs with tracing off.
+E2E_SPANS ?= off
 
 ## bench-e2e: p50/p95/p99 at 50 and 200 msg/s for 60 s and the highest sustained rate, 3 runs, file store on disk and on tmpfs (~25 min); writes docs/benchmarks.md (e2e section) and docs/e2e-latency.csv
 bench-e2e:
-	$(GO) run ./bench/e2e -docs $(E2E_FLAGS)
+	LETTERBOX_SPANS=$(if $(filter on,$(E2E_SPANS)),,off) $(GO) run ./bench/e2e -docs $(E2E_FLAGS)
 
 ## bench-e2e-profile: one 60 s run at 200 msg/s with the pipeline in-process under a CPU profile (bench/e2e/devprof); prints the top functions
 bench-e2e-profile:

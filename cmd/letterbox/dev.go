@@ -14,6 +14,7 @@ import (
 	"github.com/letterboxmail/letterbox/internal/inspect"
 	"github.com/letterboxmail/letterbox/internal/localserve"
 	"github.com/letterboxmail/letterbox/internal/pipeline"
+	"github.com/letterboxmail/letterbox/internal/telemetry"
 )
 
 func init() {
@@ -36,6 +37,7 @@ func runDev(ctx context.Context, args []string) error {
 	fs.BoolVar(&cfg.AllowPrivate, "allow-private-webhooks", false, "let webhooks reach private networks (loopback is always allowed in dev)")
 	logLevel := fs.String("log-level", envOr("LETTERBOX_LOG_LEVEL", "info"), "log `level`: debug, info, warn or error")
 	logFormat := fs.String("log-format", envOr("LETTERBOX_LOG_FORMAT", "text"), "log `format`: text or json")
+	spans := fs.String("spans", envOr("LETTERBOX_SPANS", ""), "span `file` that letterbox trace reads, or off (default: traces.jsonl in a file store; env LETTERBOX_SPANS)")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{2, err}
 	}
@@ -63,6 +65,19 @@ func runDev(ctx context.Context, args []string) error {
 	if cfg.Forward, err = pipeline.LoadForwardConfig(ctx, os.Getenv, nil); err != nil {
 		return &exitError{2, err}
 	}
+	// Tracing: spans go to the span file, and to an OTLP endpoint when
+	// OTEL_EXPORTER_OTLP_ENDPOINT is set (docs/observability.md).
+	if *spans == "" {
+		*spans = pipeline.DevSpanFile(cfg.StoreURL)
+	}
+	if *spans == "off" {
+		*spans = ""
+	}
+	tel, err := pipeline.Tracing(ctx, "letterbox-dev", os.Getenv, *spans, false)
+	if err != nil {
+		return &exitError{2, err}
+	}
+	defer tel.Shutdown(context.WithoutCancel(ctx))
 	// SIGHUP reloads the TLS certificate, as in the smtpgw binary.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -102,9 +117,9 @@ func newLogger(level, format string) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: lv}
 	switch format {
 	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+		return slog.New(telemetry.LogHandler(slog.NewTextHandler(os.Stderr, opts))), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+		return slog.New(telemetry.LogHandler(slog.NewJSONHandler(os.Stderr, opts))), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }

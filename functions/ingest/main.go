@@ -12,14 +12,15 @@ import (
 	"github.com/aws/aws-lambda-go/lambdacontext"
 
 	"github.com/letterboxmail/letterbox/internal/pipeline"
+	"github.com/letterboxmail/letterbox/internal/telemetry"
 )
 
 func main() {
 	ctx := context.Background()
-	log := slog.New(lambdacontext.NewLogHandler())
+	log := slog.New(telemetry.LogHandler(lambdacontext.NewLogHandler()))
 	fn, err := pipeline.LoadFunction(ctx, os.Getenv, log)
 	pipeline.Check(log, err, "configuration")
 	h, err := fn.IngestHandler(ctx)
 	pipeline.Check(log, err, "configuration")
-	lambda.Start(h.Handle)
+	lambda.Start(telemetry.Flushing(fn.Tracing, log, h.Handle))
 }

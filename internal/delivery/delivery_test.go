@@ -86,6 +86,10 @@ func newHarness(t *testing.T, routesYAML string) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { q.Close() })
+	// As on the stack (the delivery queue's VisibilityTimeout is 721s), a
+	// job stays hidden for longer than any attempt may last, so a slow
+	// attempt is never received a second time while it runs.
+	q.Visibility = 2 * routing.DefaultDeliverTimeout
 	j := delivery.Journal{Store: st}
 	h := &delivery.Handler{Store: st, Routes: routing.Static(cfg), Queue: localqueue.Deliveries{Queue: q}, Journal: j,
 		Webhooks: delivery.NewWebhooks(egress.Policy{AllowLoopback: true}, func(string) string { return "" }),

@@ -14,6 +14,7 @@ import (
 	"github.com/letterboxmail/letterbox/internal/fault"
 	"github.com/letterboxmail/letterbox/internal/routing"
 	"github.com/letterboxmail/letterbox/internal/store"
+	"github.com/letterboxmail/letterbox/internal/telemetry"
 	"github.com/letterboxmail/letterbox/message"
 )
 
@@ -55,6 +56,8 @@ func (h *Handler) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 		par = 10
 	}
 	sem := make(chan struct{}, par)
+	ctx, span := startBatch(ctx, ev)
+	defer span.End()
 	for _, rec := range ev.Records {
 		wg.Add(1)
 		sem <- struct{}{}
@@ -84,6 +87,8 @@ func (h *Handler) process(ctx context.Context, rec events.SQSMessage) bool {
 	receives, _ := strconv.Atoi(rec.Attributes["ApproximateReceiveCount"])
 	receives = max(receives, 1)
 	attempt := receives
+	ctx, span := startAttempt(ctx, rec, &job, receives)
+	defer span.End()
 
 	// The record is read when it may exist: always with a full journal,
 	// and from the second attempt or a redrive on with a failures-only one.
@@ -176,6 +181,7 @@ func (h *Handler) process(ctx context.Context, rec events.SQSMessage) bool {
 		}
 	}
 	r.Attempts = append(r.Attempts, a)
+	endAttempt(span, a, res.Err)
 	if h.Journal.Full() || len(r.Attempts) > 1 || r.Status != StatusDelivered {
 		if err := h.Journal.Put(ctx, r); err != nil {
 			log.ErrorContext(ctx, "cannot write delivery record", "err", err)
@@ -184,7 +190,7 @@ func (h *Handler) process(ctx context.Context, rec events.SQSMessage) bool {
 			}
 		}
 	}
-	h.Metrics.observe(job.Kind, a.Outcome, latency.Seconds())
+	h.Metrics.observe(ctx, &job, a.Outcome, latency.Seconds())
 	attrs := []any{"attempt", attempt, "status", res.Status, "latency_ms", a.LatencyMS, "outcome", a.Outcome}
 	switch a.Outcome {
 	case StatusDelivered:
@@ -244,7 +250,9 @@ type Publisher interface {
 }
 
 // run performs one attempt of an action.
-func (h *Handler) run(ctx context.Context, j *Job, m *message.Message, act *routing.Action) Result {
+func (h *Handler) run(ctx context.Context, j *Job, m *message.Message, act *routing.Action) (res Result) {
+	ctx, span := startAction(ctx, act.Kind(), j)
+	defer func() { telemetry.Fail(span, res.Err); span.End() }()
 	expand := func(s string) string { return routing.Matched{Captures: j.Captures}.Expand(s) }
 	switch act.Kind() {
 	case "webhook":

@@ -38,6 +38,10 @@ type Job struct {
 	// DeadLetteredAt is set when the job went to the dead-letter queue; a
 	// job carrying it was redriven and gets a fresh retry budget.
 	DeadLetteredAt *time.Time `json:"dead_lettered_at,omitempty"`
+	// Traceparent is the W3C traceparent of the job's delivery.job span
+	// (package telemetry), when ingest traced: every attempt continues
+	// the message's trace from it. On SQS it is also a message attribute.
+	Traceparent string `json:"traceparent,omitempty"`
 }
 
 // JobID returns the stable id of a message's route action.

@@ -1,10 +1,18 @@
 package delivery
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"context"
 
-// Metrics counts delivery attempts. A nil *Metrics records nothing (the
-// Lambda functions log instead; `letterbox dev` serves them on /metrics).
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/letterboxmail/letterbox/internal/emf"
+)
+
+// Metrics counts delivery attempts. A nil *Metrics records nothing.
+// `letterbox dev` serves them on /metrics (NewMetrics); the deliver
+// function writes them as EMF lines (NewEMFMetrics).
 type Metrics struct {
+	emf      *emf.Writer
 	attempts *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	dead     *prometheus.CounterVec
@@ -28,10 +36,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-func (m *Metrics) observe(kind, outcome string, seconds float64) {
+func (m *Metrics) observe(ctx context.Context, j *Job, outcome string, seconds float64) {
 	if m == nil {
 		return
 	}
+	m.emitEMF(ctx, j, outcome, seconds)
+	if m.attempts == nil {
+		return
+	}
+	kind := j.Kind
 	m.attempts.WithLabelValues(kind, outcome).Inc()
 	m.latency.WithLabelValues(kind).Observe(seconds)
 	if outcome == StatusFailed {

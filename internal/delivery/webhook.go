@@ -11,10 +11,13 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/letterboxmail/letterbox/internal/egress"
 	"github.com/letterboxmail/letterbox/internal/fault"
 	"github.com/letterboxmail/letterbox/internal/routing"
 	"github.com/letterboxmail/letterbox/internal/store"
+	"github.com/letterboxmail/letterbox/internal/telemetry"
 	"github.com/letterboxmail/letterbox/message"
 	"github.com/letterboxmail/letterbox/webhook"
 )
@@ -144,6 +147,9 @@ func (w *Webhooks) Post(ctx context.Context, j *Job, m *message.Message, a *rout
 	req.Header.Set(webhook.HeaderID, j.ID)
 	req.Header.Set(webhook.HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
 	req.Header.Set(webhook.HeaderSignature, sig)
+	// The receiver's tracing continues the message's trace.
+	telemetry.InjectHTTP(req)
+	span := webhookSpan(ctx, req.URL.String())
 	client := w.guarded
 	if a.AllowLocal {
 		client = w.open
@@ -161,6 +167,7 @@ func (w *Webhooks) Post(ctx context.Context, j *Job, m *message.Message, a *rout
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	res := Result{Status: resp.StatusCode, RetryAfter: RetryAfter(resp.Header.Get("Retry-After"), time.Now())}
+	span.SetAttributes(attribute.Int(telemetry.AttrStatus, resp.StatusCode))
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 	case resp.StatusCode == http.StatusNotAcceptable || resp.StatusCode == http.StatusGone:

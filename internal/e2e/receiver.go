@@ -56,6 +56,8 @@ type Request struct {
 	// Incomplete: the connection broke before the whole body arrived
 	// (the sender crashed mid-request); nothing to verify.
 	Incomplete bool `json:"incomplete,omitempty"`
+	// Traceparent is the request's W3C trace context header, if any.
+	Traceparent string `json:"traceparent,omitempty"`
 }
 
 // Delivered reports whether the request counts as a delivery.
@@ -162,7 +164,7 @@ func (r *Receiver) Close() {
 }
 
 func (r *Receiver) handle(w http.ResponseWriter, req *http.Request) {
-	rec := Request{At: time.Now(), Receiver: r.Name, WebhookID: req.Header.Get(webhook.HeaderID)}
+	rec := Request{At: time.Now(), Receiver: r.Name, WebhookID: req.Header.Get(webhook.HeaderID), Traceparent: req.Header.Get("traceparent")}
 	body, err := io.ReadAll(io.LimitReader(req.Body, webhook.MaxBodyBytes))
 	if err != nil {
 		rec.Incomplete, rec.Status = true, http.StatusBadRequest

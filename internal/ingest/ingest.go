@@ -16,12 +16,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/letterboxmail/letterbox/internal/delivery"
 	"github.com/letterboxmail/letterbox/internal/fault"
@@ -29,6 +32,7 @@ import (
 	"github.com/letterboxmail/letterbox/internal/parser"
 	"github.com/letterboxmail/letterbox/internal/routing"
 	"github.com/letterboxmail/letterbox/internal/store"
+	"github.com/letterboxmail/letterbox/internal/telemetry"
 	"github.com/letterboxmail/letterbox/message"
 )
 
@@ -54,6 +58,9 @@ type Handler struct {
 	// dead-letter queue at once, so SQS does not retry what cannot succeed.
 	// Nil leaves it to the queue's redrive policy (a batch item failure).
 	DeadLetter func(ctx context.Context, rec events.SQSMessage) error
+	// Metrics, when set, writes CloudWatch Embedded Metric Format lines
+	// (messages ingested, parse warnings, jobs enqueued).
+	Metrics *Metrics
 }
 
 // Handle accepts an S3 event, an SQS event wrapping S3 events, or an S3
@@ -165,7 +172,7 @@ func (h *Handler) HandleS3(ctx context.Context, ev events.S3Event) error {
 			h.Log.InfoContext(ctx, "ignoring SES setup notification", "key", key)
 			continue
 		}
-		if err := h.Process(ctx, key); err != nil {
+		if err := h.Process(withEventTime(ctx, rec.EventTime), key); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -193,8 +200,16 @@ func (h *Handler) Process(ctx context.Context, key string) error {
 	}
 	log := h.Log.With("message_id", id, "key", key)
 	start := time.Now()
-	m, v, err := h.parse(ctx, key)
+	rc, obj, err := h.Store.Get(ctx, key)
+	ctx, span := startIngest(ctx, id, key, obj, start)
+	defer span.End()
+	var m *message.Message
+	var v *store.Verdicts
+	if err == nil {
+		m, v, err = h.parseObject(ctx, key, rc, obj)
+	}
 	if err != nil {
+		telemetry.Fail(span, err)
 		log.ErrorContext(ctx, "cannot read message", "err", err, "temporary", fault.IsTemporary(err))
 		return h.recordFailure(ctx, id, err)
 	}
@@ -206,9 +221,12 @@ func (h *Handler) Process(ctx context.Context, key string) error {
 	}
 	jobs, err := h.Route(ctx, m, RouteOptions{})
 	if err != nil {
+		telemetry.Fail(span, err)
 		log.ErrorContext(ctx, "cannot enqueue deliveries", "err", err, "temporary", fault.IsTemporary(err))
 		return h.recordFailure(ctx, id, err)
 	}
+	span.SetAttributes(attribute.Int(telemetry.AttrJobs, len(jobs)), attribute.Int(telemetry.AttrWarnings, len(m.Warnings)), attribute.Int64(telemetry.AttrSize, m.Size))
+	h.Metrics.ingested(ctx, m, jobs)
 	log.InfoContext(ctx, "message routed", "routes", routeNames(jobs), "jobs", len(jobs),
 		"size", m.Size, "warnings", len(m.Warnings), "duration_ms", time.Since(start).Milliseconds())
 	return nil
@@ -248,20 +266,23 @@ func (h *Handler) recordFailure(ctx context.Context, id string, err error) error
 // Parse reads a raw message with its envelope and parses it, keeping the
 // parsed JSON in the store when configured to.
 func (h *Handler) Parse(ctx context.Context, key string) (*message.Message, error) {
-	m, _, err := h.parse(ctx, key)
+	rc, obj, err := h.Store.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	m, _, err := h.parseObject(ctx, key, rc, obj)
 	return m, err
 }
 
-// parse is Parse, also returning the gateway's verdicts (nil when no
-// scanner looked at the message). The verdicts go to the message's spam
-// and virus fields; a message from SES receiving gets SES's own (ses.go).
-func (h *Handler) parse(ctx context.Context, key string) (*message.Message, *store.Verdicts, error) {
-	id, _ := store.IDFromRawKey(key)
-	rc, obj, err := h.Store.Get(ctx, key)
-	if err != nil {
-		return nil, nil, err
-	}
+// parseObject parses an opened raw object, and closes it. It also returns
+// the gateway's verdicts (nil when neither a scanner nor the policy hook
+// looked at the message); they go to the message's spam and virus fields,
+// and a message from SES receiving gets SES's own (verdicts.go).
+func (h *Handler) parseObject(ctx context.Context, key string, rc io.ReadCloser, obj store.Object) (_ *message.Message, _ *store.Verdicts, err error) {
 	defer rc.Close()
+	id, _ := store.IDFromRawKey(key)
+	ctx, span := tracer.Start(ctx, "ingest.parse", trace.WithAttributes(telemetry.MessageID(id)))
+	defer func() { telemetry.Fail(span, err); span.End() }()
 	env, err := store.Envelope(ctx, h.Store, obj)
 	if err != nil {
 		return nil, nil, err
@@ -297,7 +318,9 @@ type RouteOptions struct {
 
 // Route evaluates the routes for a parsed message and enqueues the jobs not
 // already finished.
-func (h *Handler) Route(ctx context.Context, m *message.Message, opt RouteOptions) ([]delivery.Job, error) {
+func (h *Handler) Route(ctx context.Context, m *message.Message, opt RouteOptions) (_ []delivery.Job, err error) {
+	ctx, span := tracer.Start(ctx, "ingest.route", trace.WithAttributes(telemetry.MessageID(m.ID)))
+	defer func() { telemetry.Fail(span, err); span.End() }()
 	cfg := h.Routes.Get(ctx)
 	matches := cfg.Evaluate(ctx, m)
 	replay := opt.Replay
@@ -349,7 +372,10 @@ func (h *Handler) Route(ctx context.Context, m *message.Message, opt RouteOption
 	if len(pending) == 0 {
 		return jobs, nil
 	}
-	return jobs, h.Queue.Send(ctx, pending)
+	end := traceJobs(ctx, pending)
+	err = h.Queue.Send(ctx, pending)
+	end(err)
+	return jobs, err
 }
 
 // fitJobs moves the parsed message out of the jobs into parsed/<id>.json

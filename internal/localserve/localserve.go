@@ -230,7 +230,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		}
 		io.WriteString(w, "ready\n")
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true}))
 	mux.Handle("/dev/webhook/", s.recv)
 	mux.HandleFunc("POST /dev/s3-events", s.s3Events)
 	mux.Handle(linksPath+"/", links)

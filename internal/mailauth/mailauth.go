@@ -119,6 +119,8 @@ func New(cfg Config) (*Checker, error) {
 // unchecked (Auth.DMARC nil).
 func (c *Checker) Check(ctx context.Context, env *message.Envelope, r io.Reader, from func() From) (*message.Auth, error) {
 	auth := &message.Auth{DKIM: []message.DKIMResult{}}
+	ctx, span := tracer.Start(ctx, "mailauth.check")
+	defer span.End()
 
 	// SPF needs only the envelope: run it while the message streams in.
 	var (

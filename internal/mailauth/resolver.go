@@ -10,6 +10,11 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/letterboxmail/letterbox/internal/fault"
 	"github.com/miekg/dns"
 )
@@ -53,6 +58,15 @@ func systemServers() []string {
 	return out
 }
 
+var tracer = otel.Tracer("github.com/letterboxmail/letterbox/internal/mailauth")
+
+// isNotFound reports a lookup that found no record: an answer, not a
+// failure.
+func isNotFound(err error) bool {
+	var de *net.DNSError
+	return errors.As(err, &de) && de.IsNotFound
+}
+
 // Lookup errors are *net.DNSError, the type go-msgauth inspects: IsNotFound
 // for NXDOMAIN and NODATA, IsTemporary for every other failure.
 func notFound(name, why string) error {
@@ -75,8 +89,17 @@ func dnsFailure(name, why string) error {
 
 // query asks for the records of qtype at name and returns those of the
 // answer that belong to name or to the CNAME chain from it.
-func (r *resolver) query(ctx context.Context, name string, qtype uint16) ([]dns.RR, error) {
+func (r *resolver) query(ctx context.Context, name string, qtype uint16) (rrs []dns.RR, err error) {
 	name = dns.Fqdn(escapeName(name))
+	ctx, span := tracer.Start(ctx, "dns.query", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("dns.question.name", name), attribute.String("dns.question.type", dns.TypeToString[qtype])))
+	defer func() {
+		if err != nil && !isNotFound(err) {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.SetAttributes(attribute.Int("dns.answers", len(rrs)))
+		span.End()
+	}()
 	if _, ok := dns.IsDomainName(name); !ok {
 		return nil, notFound(name, "invalid domain name")
 	}
@@ -85,10 +108,7 @@ func (r *resolver) query(ctx context.Context, name string, qtype uint16) ([]dns.
 	req := new(dns.Msg)
 	req.SetQuestion(name, qtype)
 	req.SetEdns0(4096, false)
-	var (
-		resp *dns.Msg
-		err  error
-	)
+	var resp *dns.Msg
 	for _, server := range r.servers {
 		c := &dns.Client{Net: "udp", Timeout: r.timeout}
 		resp, _, err = c.ExchangeContext(ctx, req, server)

@@ -21,6 +21,7 @@ import (
 	"github.com/letterboxmail/letterbox/internal/parser"
 	"github.com/letterboxmail/letterbox/internal/routing"
 	"github.com/letterboxmail/letterbox/internal/sqsqueue"
+	"github.com/letterboxmail/letterbox/internal/telemetry"
 )
 
 // Function is the pipeline of a Lambda function (ingest or deliver), built
@@ -49,10 +50,15 @@ type Function struct {
 	// are checked against; each handler opens its pipeline from it.
 	Config Config
 	// AWS is the SDK configuration every client is built from.
-	AWS    aws.Config
-	Queue  *sqsqueue.Queue
-	getenv func(string) string
-	opened []*Pipeline
+	AWS   aws.Config
+	Queue *sqsqueue.Queue
+	// Tracing is the function's tracing, set up by IngestHandler or
+	// DeliverHandler (off unless OTEL_EXPORTER_OTLP_ENDPOINT is set): wrap
+	// the handler in telemetry.Flushing so that each invocation's spans
+	// are exported before it returns.
+	Tracing *telemetry.Provider
+	getenv  func(string) string
+	opened  []*Pipeline
 }
 
 // LoadFunction reads the environment through getenv and builds the
@@ -125,11 +131,19 @@ func (f *Function) IngestHandler(ctx context.Context) (*ingest.Handler, error) {
 			return err
 		}
 	}
+	if f.Tracing, err = Tracing(ctx, "letterbox-ingest", f.getenv, "", true); err != nil {
+		return nil, err
+	}
 	p, err := f.open(ctx, f.Config)
 	if err != nil {
 		return nil, err
 	}
-	return p.Ingest(c)
+	h, err := p.Ingest(c)
+	if err != nil {
+		return nil, err
+	}
+	h.Metrics = &ingest.Metrics{EMF: f.metricsWriter()}
+	return h, nil
 }
 
 // DeliverHandler builds the deliver function's handler: its variables
@@ -143,6 +157,10 @@ func (f *Function) IngestHandler(ctx context.Context) (*ingest.Handler, error) {
 // them. A routes file with arc_seal on a forward action is refused, at
 // cold start and at every reload, unless an ARC key is configured.
 func (f *Function) DeliverHandler(ctx context.Context) (*delivery.Handler, error) {
+	var err error
+	if f.Tracing, err = Tracing(ctx, "letterbox-deliver", f.getenv, "", true); err != nil {
+		return nil, err
+	}
 	secrets := secretsmanager.NewFromConfig(f.AWS)
 	signer, err := LoadLinkSigner(ctx, f.getenv, secrets)
 	if err != nil {
@@ -166,7 +184,12 @@ func (f *Function) DeliverHandler(ctx context.Context) (*delivery.Handler, error
 	if err != nil {
 		return nil, err
 	}
-	return p.Deliver(c)
+	h, err := p.Deliver(c)
+	if err != nil {
+		return nil, err
+	}
+	h.Metrics = delivery.NewEMFMetrics(f.metricsWriter())
+	return h, nil
 }
 
 func (f *Function) open(ctx context.Context, cfg Config) (*Pipeline, error) {

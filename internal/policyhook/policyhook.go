@@ -36,6 +36,7 @@ import (
 
 	"github.com/letterboxmail/letterbox/internal/egress"
 	"github.com/letterboxmail/letterbox/internal/fault"
+	"github.com/letterboxmail/letterbox/internal/telemetry"
 	"github.com/letterboxmail/letterbox/message"
 	"github.com/letterboxmail/letterbox/webhook"
 )
@@ -297,6 +298,9 @@ func (c *Client) NewRequest(ctx context.Context, t Target, id string, ts time.Ti
 	req.Header.Set(webhook.HeaderID, id)
 	req.Header.Set(webhook.HeaderTimestamp, strconv.FormatInt(ts.Unix(), 10))
 	req.Header.Set(webhook.HeaderSignature, webhook.SignatureHeader(t.Secrets, id, ts, body))
+	// The hook's own tracing continues the message's trace (the SMTP
+	// command's span).
+	telemetry.InjectHTTP(req)
 	return req, nil
 }
 

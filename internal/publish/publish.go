@@ -59,6 +59,7 @@ import (
 	"github.com/letterboxmail/letterbox/internal/delivery"
 	"github.com/letterboxmail/letterbox/internal/fault"
 	"github.com/letterboxmail/letterbox/internal/routing"
+	"github.com/letterboxmail/letterbox/internal/telemetry"
 	"github.com/letterboxmail/letterbox/message"
 	"github.com/letterboxmail/letterbox/webhook"
 )
@@ -243,9 +244,13 @@ func (p *Publisher) send(ctx context.Context, j *delivery.Job, m *message.Messag
 	attrs := map[string]sqstypes.MessageAttributeValue{
 		AttributeID: {DataType: aws.String("String"), StringValue: aws.String(j.ID)},
 	}
+	tp := telemetry.Traceparent(ctx)
+	if tp != "" {
+		attrs[telemetry.HeaderTraceparent] = sqstypes.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(tp)}
+	}
 	in := &sqs.SendMessageInput{QueueUrl: aws.String(queue), MessageAttributes: attrs}
 	in.MessageDeduplicationId, in.MessageGroupId = fifoIDs(queue, expand(a.MessageGroupID), j, m)
-	st, err := attempt(j, m, body, p.limits.SQS, withAttributeID(j), func(b []byte) (int, error) {
+	st, err := attempt(j, m, body, p.limits.SQS, withAttributes(j, tp), func(b []byte) (int, error) {
 		in.MessageBody = aws.String(string(b))
 		_, err := p.sqs.SendMessage(ctx, in)
 		return 0, err
@@ -258,9 +263,13 @@ func (p *Publisher) notify(ctx context.Context, j *delivery.Job, m *message.Mess
 	attrs := map[string]snstypes.MessageAttributeValue{
 		AttributeID: {DataType: aws.String("String"), StringValue: aws.String(j.ID)},
 	}
+	tp := telemetry.Traceparent(ctx)
+	if tp != "" {
+		attrs[telemetry.HeaderTraceparent] = snstypes.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(tp)}
+	}
 	in := &sns.PublishInput{TopicArn: aws.String(topic), MessageAttributes: attrs}
 	in.MessageDeduplicationId, in.MessageGroupId = fifoIDs(topic, expand(a.MessageGroupID), j, m)
-	st, err := attempt(j, m, body, p.limits.SNS, withAttributeID(j), func(b []byte) (int, error) {
+	st, err := attempt(j, m, body, p.limits.SNS, withAttributes(j, tp), func(b []byte) (int, error) {
 		in.Message = aws.String(string(b))
 		_, err := p.sns.Publish(ctx, in)
 		return 0, err
@@ -286,12 +295,31 @@ func fifoIDs(target, group string, j *delivery.Job, m *message.Message) (dedup, 
 	return dedup, groupID
 }
 
-// withAttributeID returns the size SQS and SNS count for a body sent with
-// the AttributeID message attribute: the attribute's name, type and value
-// count towards the limit.
-func withAttributeID(j *delivery.Job) func([]byte) int {
+// withAttributes returns the size SQS and SNS count for a body sent with
+// the AttributeID message attribute and, when traced, the traceparent
+// one: each attribute's name, type and value count towards the limit.
+func withAttributes(j *delivery.Job, traceparent string) func([]byte) int {
 	overhead := len(AttributeID) + len("String") + len(j.ID)
+	if traceparent != "" {
+		overhead += len(telemetry.HeaderTraceparent) + len("String") + len(traceparent)
+	}
 	return func(b []byte) int { return len(b) + overhead }
+}
+
+// xrayTraceHeader converts a W3C traceparent to the X-Ray trace header
+// EventBridge carries to its targets (TraceHeader): the same trace id,
+// written 1-<8 hex>-<24 hex>, and the parent span id.
+func xrayTraceHeader(tp string) string {
+	sc := telemetry.Remote(tp)
+	if !sc.IsValid() {
+		return ""
+	}
+	id := sc.TraceID().String()
+	sampled := "0"
+	if sc.IsSampled() {
+		sampled = "1"
+	}
+	return "Root=1-" + id[:8] + "-" + id[8:] + ";Parent=" + sc.SpanID().String() + ";Sampled=" + sampled
 }
 
 func (p *Publisher) put(ctx context.Context, j *delivery.Job, m *message.Message, body []byte, a *routing.EventBridgeAction, expand func(string) string) delivery.Result {
@@ -303,6 +331,9 @@ func (p *Publisher) put(ctx context.Context, j *delivery.Job, m *message.Message
 	}
 	if bus := expand(a.Bus); bus != "" {
 		entry.EventBusName = aws.String(bus)
+	}
+	if h := xrayTraceHeader(telemetry.Traceparent(ctx)); h != "" {
+		entry.TraceHeader = aws.String(h)
 	}
 	// The entry's size as EventBridge computes it: 14 bytes for the time,
 	// then source, detail-type, detail and resources.

@@ -11,6 +11,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // conn is an admitted client connection: the net.Conn go-smtp reads and
@@ -32,7 +34,9 @@ type conn struct {
 	id       string
 	start    time.Time
 	log      *slog.Logger
-	allowed  bool // in policy.clients.allow: no DNSBL, no rate limits
+	allowed  bool            // in policy.clients.allow: no DNSBL, no rate limits
+	ctx      context.Context // holds span, the smtp.session span (trace.go)
+	span     trace.Span
 
 	dnsblOnce sync.Once
 	dnsblCh   chan *dnsblResult
@@ -127,6 +131,7 @@ func (c *conn) finish() {
 	}
 	d := time.Since(c.start)
 	c.g.m.sessionsDuration.Observe(d.Seconds())
+	c.endSpan()
 	c.mu.Lock()
 	attrs := []any{
 		"event", "session",

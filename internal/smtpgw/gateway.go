@@ -331,6 +331,7 @@ func (g *Gateway) admit(l *listener, nc net.Conn) {
 	}
 	c.id = g.ids.New()
 	c.log = g.log.With("session_id", c.id, "client_ip", ip.String(), "listener", l.name)
+	c.startSpan()
 	g.m.connections.WithLabelValues(l.name, "accepted").Inc()
 	g.m.connectionsOpen.WithLabelValues(l.name).Inc()
 	if l.name == listenerSMTP && len(g.cfg.DNSBL) > 0 && !c.allowed {

@@ -14,10 +14,13 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/letterboxmail/letterbox/internal/routing"
 	"github.com/letterboxmail/letterbox/internal/scan"
 	"github.com/letterboxmail/letterbox/internal/store"
+	"github.com/letterboxmail/letterbox/internal/telemetry"
 	"github.com/letterboxmail/letterbox/message"
 )
 
@@ -76,6 +79,8 @@ type transaction struct {
 	hookAsked      int
 	hookQuarantine bool
 	finished       bool
+	ctx            context.Context // holds span, the root of the message's trace (trace.go)
+	span           trace.Span
 }
 
 func smtpErr(code int, enhanced string, msg string) *smtp.SMTPError {
@@ -151,8 +156,12 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		tx.opts = *opts
 	}
 	tx.log = s.c.log.With("message_id", tx.id)
+	s.startTxSpan(tx)
 	s.tx = tx
-	if err := s.mailPolicy(ctx, tx); err != nil {
+	mctx, span := tx.step(ctx, "smtp.mail")
+	err := s.mailPolicy(mctx, tx)
+	endStep(span, replyErr(err))
+	if err != nil {
 		s.endTx(err.Code, "refused", nil)
 		s.tx = nil
 		s.c.endTx()
@@ -221,12 +230,14 @@ func (s *session) mailPolicy(ctx context.Context, tx *transaction) *smtp.SMTPErr
 
 // Rcpt adds a recipient the routes accept (RFC 5321 §4.1.1.3). go-smtp
 // has already applied the recipient limit (452 4.5.3).
-func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+func (s *session) Rcpt(to string, opts *smtp.RcptOptions) (reply error) {
 	ctx := context.Background()
 	tx := s.tx
 	if tx == nil {
 		return s.reject(smtpErr(503, "5.5.1", "Send MAIL FROM first"))
 	}
+	ctx, span := tx.step(ctx, "smtp.rcpt")
+	defer func() { endStep(span, reply) }()
 	if err := checkAddress(to, tx.opts.UTF8, "5.1.3", "recipient"); err != nil {
 		return s.reject(err)
 	}
@@ -280,6 +291,7 @@ func (s *session) endTx(code int, result string, extra []any) {
 		return
 	}
 	tx.finished = true
+	tx.endTxSpan(code, result)
 	if code != 250 {
 		tx.rate.cancel()
 	}
@@ -333,7 +345,7 @@ func (s *session) envelope(tx *transaction, now time.Time) message.Envelope {
 // Data receives the message and stores it (RFC 5321 §4.1.1.4; BDAT, RFC
 // 3030, arrives here too). The reply is 250 only once store.PutRaw has
 // returned nil.
-func (s *session) Data(r io.Reader) error {
+func (s *session) Data(r io.Reader) (reply error) {
 	tx := s.tx
 	if tx == nil || len(tx.rcpts) == 0 {
 		return s.reject(smtpErr(503, "5.5.1", "Send MAIL FROM and RCPT TO first"))
@@ -348,6 +360,12 @@ func (s *session) Data(r io.Reader) error {
 	// deadline passes (Gateway.Shutdown) or the store takes too long.
 	ctx, cancel := context.WithCancel(s.g.hard)
 	defer cancel()
+	// The DATA span goes into the write's context (scanners' spans, when
+	// they run, are its children too).
+	if _, span := tx.step(ctx, "smtp.data"); span.IsRecording() {
+		ctx = trace.ContextWithSpan(ctx, span)
+		defer func() { span.SetAttributes(attribute.Int64(telemetry.AttrSize, body.n)); endStep(span, reply) }()
+	}
 	var storeTimer *time.Timer
 	body.onEOF = func() { storeTimer = time.AfterFunc(s.g.cfg.StoreTimeout, cancel) }
 	var src io.Reader = io.MultiReader(strings.NewReader(head), body)
@@ -396,8 +414,8 @@ func (s *session) Data(r io.Reader) error {
 
 	switch {
 	case body.err == nil && err == nil:
-		s.g.m.storeWrite.WithLabelValues("ok").Observe(storeDur.Seconds())
-		s.g.m.messageSize.Observe(float64(body.n))
+		observe(ctx, s.g.m.storeWrite.WithLabelValues("ok"), storeDur.Seconds())
+		observe(ctx, s.g.m.messageSize, float64(body.n))
 		s.c.mu.Lock()
 		s.c.stored++
 		s.c.mu.Unlock()

@@ -20,6 +20,7 @@ import (
 
 	"github.com/letterboxmail/letterbox/internal/delivery"
 	"github.com/letterboxmail/letterbox/internal/fault"
+	"github.com/letterboxmail/letterbox/internal/telemetry"
 )
 
 // API is the part of the SQS client the queue uses.
@@ -70,19 +71,35 @@ func (q *Queue) Send(ctx context.Context, jobs []delivery.Job) error {
 		if err != nil {
 			return fault.Permanent(err)
 		}
-		if len(b) > delivery.MaxQueueMessage {
-			return fault.Permanentf("sqs: job %s is %d bytes, over the queue's %d", j.ID, len(b), delivery.MaxQueueMessage)
+		n := len(b)
+		if j.Traceparent != "" {
+			n += traceparentAttrLen
 		}
-		if len(entries) == maxBatchEntries || size+len(b) > delivery.MaxQueueMessage {
+		if n > delivery.MaxQueueMessage {
+			return fault.Permanentf("sqs: job %s is %d bytes, over the queue's %d", j.ID, n, delivery.MaxQueueMessage)
+		}
+		if len(entries) == maxBatchEntries || size+n > delivery.MaxQueueMessage {
 			if err := flush(); err != nil {
 				return err
 			}
 		}
-		entries = append(entries, types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(len(entries))), MessageBody: aws.String(string(b))})
-		size += len(b)
+		e := types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(len(entries))), MessageBody: aws.String(string(b))}
+		if j.Traceparent != "" {
+			// The W3C trace context as SQS carries it: a message attribute
+			// (it is in the body too, which a dead letter keeps).
+			e.MessageAttributes = map[string]types.MessageAttributeValue{
+				telemetry.HeaderTraceparent: {DataType: aws.String("String"), StringValue: aws.String(j.Traceparent)},
+			}
+		}
+		entries = append(entries, e)
+		size += n
 	}
 	return flush()
 }
+
+// traceparentAttrLen is what the traceparent attribute adds to a
+// message's size as SQS counts it: its name, type and 55-byte value.
+const traceparentAttrLen = len(telemetry.HeaderTraceparent) + len("String") + 55
 
 // maxBatchEntries is SQS's limit on the entries of one batch request.
 const maxBatchEntries = 10

@@ -235,3 +235,26 @@ func TestRetryAndDeadLetter(t *testing.T) {
 		t.Fatalf("dead-letter call = %+v", cs[2])
 	}
 }
+
+// A traced job carries its traceparent as the traceparent message
+// attribute (a String), and in its body.
+func TestSendCarriesTraceparent(t *testing.T) {
+	client, calls := sqsServer(t, false)
+	q := &sqsqueue.Queue{API: client, URL: "https://sqs.eu-west-1.amazonaws.com/1/deliveries"}
+	tp := "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	if err := q.Send(context.Background(), []delivery.Job{{ID: "a", MessageID: "m", Traceparent: tp}, {ID: "b", MessageID: "m"}}); err != nil {
+		t.Fatal(err)
+	}
+	entries := calls()[0].Body["Entries"].([]any)
+	attrs, _ := entries[0].(map[string]any)["MessageAttributes"].(map[string]any)
+	want := map[string]any{"DataType": "String", "StringValue": tp}
+	if fmt.Sprint(attrs["traceparent"]) != fmt.Sprint(want) {
+		t.Fatalf("MessageAttributes = %v, want traceparent %v", attrs, want)
+	}
+	if !strings.Contains(entries[0].(map[string]any)["MessageBody"].(string), `"traceparent":"`+tp+`"`) {
+		t.Fatal("the body lost the traceparent (a dead letter keeps only the body)")
+	}
+	if _, has := entries[1].(map[string]any)["MessageAttributes"]; has {
+		t.Fatalf("an untraced job has attributes: %v", entries[1])
+	}
+}

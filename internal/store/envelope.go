@@ -9,7 +9,12 @@ import (
 	"fmt"
 	"io"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/letterboxmail/letterbox/internal/fault"
+	"github.com/letterboxmail/letterbox/internal/telemetry"
 	"github.com/letterboxmail/letterbox/message"
 )
 
@@ -19,11 +24,21 @@ const (
 	MetaEnvelope = "letterbox-envelope"
 	// MetaEnvelopeKey names the envelope object when it does not.
 	MetaEnvelopeKey = "letterbox-envelope-key"
+	// MetaTraceparent is the W3C traceparent of the write (55 bytes),
+	// when the writer traces: ingest continues the message's trace from it.
+	MetaTraceparent = telemetry.HeaderTraceparent
 )
 
 // maxInlineEnvelope keeps the metadata under S3's 2 KiB limit for all
-// user-defined metadata, with room for the key names.
+// user-defined metadata, with room for the key names: with the envelope
+// (18 + 1800 bytes) and the traceparent (11 + 55), 1884 of 2048 bytes.
 const maxInlineEnvelope = 1800
+
+// MaxRawMeta is S3's limit on an object's user-defined metadata, keys and
+// values together (2 KiB); PutRaw's metadata stays under it.
+const MaxRawMeta = 2048
+
+var tracer = otel.Tracer("github.com/letterboxmail/letterbox/internal/store")
 
 // PutRaw stores a raw message under RawKey(id) with its envelope, in one
 // atomic step when the envelope fits in metadata (the common case: one
@@ -31,10 +46,15 @@ const maxInlineEnvelope = 1800
 // as its own object, and the raw object, written last, points to it; either
 // way the raw object is the commit point.
 func PutRaw(ctx context.Context, s Store, id string, env message.Envelope, body io.Reader) (Object, error) {
-	return putRaw(ctx, s, RawKey(id), id, env, body, nil)
+	return putRaw(ctx, s, id, env, body, nil)
 }
 
-func putRaw(ctx context.Context, s Store, key, id string, env message.Envelope, body io.Reader, meta map[string]string) (Object, error) {
+func putRaw(ctx context.Context, s Store, id string, env message.Envelope, body io.Reader, meta map[string]string) (obj Object, err error) {
+	if telemetry.On() {
+		var span trace.Span
+		ctx, span = tracer.Start(ctx, "store.put_raw", trace.WithAttributes(telemetry.MessageID(id), attribute.String(telemetry.AttrKey, RawKey(id))))
+		defer func() { telemetry.Fail(span, err); span.End() }()
+	}
 	js, err := json.Marshal(env)
 	if err != nil {
 		return Object{}, fault.Permanent(err)
@@ -51,7 +71,8 @@ func putRaw(ctx context.Context, s Store, key, id string, env message.Envelope, 
 		}
 		meta[MetaEnvelopeKey] = ek
 	}
-	return s.Put(ctx, key, body, meta)
+	telemetry.InjectMap(ctx, meta)
+	return s.Put(ctx, RawKey(id), body, meta)
 }
 
 // Envelope returns the envelope of a raw object, and nil when it has none

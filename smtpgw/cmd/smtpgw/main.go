@@ -23,6 +23,7 @@ import (
 
 	"github.com/letterboxmail/letterbox/internal/pipeline"
 	"github.com/letterboxmail/letterbox/internal/smtpgw"
+	"github.com/letterboxmail/letterbox/internal/telemetry"
 )
 
 func main() {
@@ -43,7 +44,7 @@ func main() {
 
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(env("LETTERBOX_LOG_LEVEL", "info")))
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := slog.New(telemetry.LogHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
 	slog.SetDefault(log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -52,6 +53,9 @@ func main() {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 
+	tel, err := pipeline.Tracing(ctx, "letterbox-smtpgw", os.Getenv, "", false)
+	exitOn(err)
+	defer tel.Shutdown(context.WithoutCancel(ctx))
 	cfg, err := gwFlags.Config()
 	exitOn(err)
 	p, err := pipeline.Open(ctx, pipeline.Config{StoreURL: *storeURL, Routes: *routesRef, RoutesInterval: 10 * time.Second, Logger: log})
@@ -69,6 +73,7 @@ func main() {
 	gw, err := p.Gateway(cfg, p.Store, reg)
 	exitOn(err)
 	go reloadOnHangup(ctx, hup, gw, log)
+	go pipeline.GatewayMetrics(ctx, os.Getenv, reg)
 	exitOn(gw.Run(ctx, *httpAddr, reg))
 }
 

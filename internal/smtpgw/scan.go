@@ -10,10 +10,13 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/letterboxmail/letterbox/internal/routing"
 	"github.com/letterboxmail/letterbox/internal/scan"
 	"github.com/letterboxmail/letterbox/internal/store"
+	"github.com/letterboxmail/letterbox/internal/telemetry"
 	"github.com/letterboxmail/letterbox/message"
 )
 
@@ -228,6 +231,28 @@ func (g *scanGate) Read(p []byte) (int, error) {
 }
 
 func (g *scanGate) finish() {
+	// The wait for the verdicts and the decision, as one span of the
+	// transaction (a no-op with tracing off).
+	span := noSpan
+	if trace.SpanFromContext(g.ctx).IsRecording() { // a child of smtp.data
+		_, span = tracer.Start(g.ctx, "smtp.scan", trace.WithAttributes(telemetry.MessageID(g.end.Tx.id)))
+	}
+	defer func() {
+		if span.IsRecording() {
+			attrs := []attribute.KeyValue{attribute.String("letterbox.disposition", g.end.Decision.Disposition)}
+			if v := g.end.Verdicts.Spam; v != nil {
+				attrs = append(attrs, attribute.String("letterbox.spam_action", v.Action), attribute.Float64("letterbox.spam_score", v.Score))
+			}
+			if v := g.end.Verdicts.Virus; v != nil {
+				attrs = append(attrs, attribute.String("letterbox.virus", v.Result))
+			}
+			if r := g.end.Decision.Rule; r != "" {
+				attrs = append(attrs, attribute.String("letterbox.rule", r))
+			}
+			span.SetAttributes(attrs...)
+		}
+		span.End()
+	}()
 	eof := time.Now()
 	g.end.Verdicts = g.tee.Wait()
 	g.scanDur = time.Since(eof)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/letterboxmail/letterbox/internal/filestore"
 	"github.com/letterboxmail/letterbox/internal/ingest"
@@ -22,6 +23,7 @@ import (
 	"github.com/letterboxmail/letterbox/internal/s3store"
 	"github.com/letterboxmail/letterbox/internal/scan"
 	"github.com/letterboxmail/letterbox/internal/store"
+	"github.com/letterboxmail/letterbox/internal/telemetry"
 	"github.com/letterboxmail/letterbox/internal/testenv"
 	"github.com/letterboxmail/letterbox/message"
 )
@@ -551,5 +553,61 @@ func TestDecide(t *testing.T) {
 				t.Error("451 must store nothing (Temporary)")
 			}
 		})
+	}
+}
+
+// TestScanSpan: with tracing on, the wait for the verdicts is a span,
+// smtp.scan, under smtp.data, carrying the verdicts and the decision.
+func TestScanSpan(t *testing.T) {
+	rec := spanRecorder()
+	// An rspamd speaking /checkv2 on loopback (the real one is in
+	// TestScanners; this test is about the span).
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"score":7.5,"required_score":15,"action":"add header","symbols":{"X":{"name":"X","score":7.5}}}`)
+	}))
+	t.Cleanup(srv.Close)
+	h := scanGateway(t, Config{Rspamd: srv.URL}, &routing.Policy{Spam: &routing.SpamPolicy{QuarantineAt: ptr(6.0)}})
+	code, _, text := sendMail(t, h.addr, strings.NewReader(scanMessage("traced scan", "hello")))
+	if code != 250 {
+		t.Fatalf("reply %d %s", code, text)
+	}
+	id := queuedID(t, text)
+	attr := func(s sdktrace.ReadOnlySpan, key string) any {
+		for _, a := range s.Attributes() {
+			if string(a.Key) == key {
+				return a.Value.AsInterface()
+			}
+		}
+		return nil
+	}
+	deadline := time.Now().Add(safety)
+	for {
+		var scanSpan, data sdktrace.ReadOnlySpan
+		for _, s := range rec.Ended() {
+			if attr(s, telemetry.AttrMessageID) != id {
+				continue
+			}
+			switch s.Name() {
+			case "smtp.scan":
+				scanSpan = s
+			case "smtp.data":
+				data = s
+			}
+		}
+		if scanSpan != nil && data != nil {
+			if scanSpan.Parent().SpanID() != data.SpanContext().SpanID() {
+				t.Errorf("smtp.scan's parent is %v, want smtp.data", scanSpan.Parent().SpanID())
+			}
+			if attr(scanSpan, "letterbox.spam_action") != "add header" || attr(scanSpan, "letterbox.disposition") != "quarantine" || attr(scanSpan, "letterbox.rule") != "policy.spam.quarantine_at" {
+				t.Errorf("smtp.scan attributes %v", scanSpan.Attributes())
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no smtp.scan and smtp.data spans for %s", id)
+		}
+		time.Sleep(10 * time.Millisecond) // spans end after the reply
 	}
 }

@@ -41,7 +41,7 @@ type Verdicts struct {
 // points to VerdictsKey(id), which the caller must write (PutJSON) before
 // body returns io.EOF.
 func PutRawScanned(ctx context.Context, s Store, id string, env message.Envelope, body io.Reader) (Object, error) {
-	return putRaw(ctx, s, RawKey(id), id, env, body, map[string]string{MetaVerdictsKey: VerdictsKey(id)})
+	return putRaw(ctx, s, id, env, body, map[string]string{MetaVerdictsKey: VerdictsKey(id)})
 }
 
 // ReadVerdicts returns the verdicts of a raw or quarantined object, and nil

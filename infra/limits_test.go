@@ -127,7 +127,7 @@ func TestGatewayPolicyParameters(t *testing.T) {
 		}
 	}
 	var env map[string]*cfn.Node
-	if cs := props(t, "GatewayTaskDefinition").Get("ContainerDefinitions").Items; len(cs) == 1 {
+	if cs := props(t, "GatewayTaskDefinition").Get("ContainerDefinitions").Items; len(cs) > 0 {
 		env = map[string]*cfn.Node{}
 		for _, e := range cs[0].Get("Environment").Items {
 			env[e.Get("Name").Str()] = e.Get("Value")

@@ -201,7 +201,7 @@ func TestLogGroupsHaveRetention(t *testing.T) {
 		}
 	}
 	for _, id := range tp.ResourcesOfType("AWS::ECS::TaskDefinition") {
-		for _, c := range props(t, id).Get("ContainerDefinitions").Items {
+		for _, c := range items(props(t, id).Get("ContainerDefinitions")) {
 			lg := refTarget(c.Path("LogConfiguration", "Options", "awslogs-group"))
 			if tp.ResourceType(lg) != "AWS::Logs::LogGroup" {
 				t.Errorf("%s/%s: awslogs-group must !Ref a log group of this template, got %q", id, c.Get("Name").Str(), lg)
@@ -312,8 +312,8 @@ func TestIAMLeastPrivilege(t *testing.T) {
 		{"IngestRole", []string{"parsed/*", "attachments/*", "deliveries/*"}, []string{"DeliveryQueue", "RawDeadLetterQueue"}},
 		// PublishTargetArns: the queues (and functions, topics, buses) the
 		// operator lists for the sqs/lambda/sns/eventbridge route actions.
-		{"DeliverRole", []string{"deliveries/*", "forward/*"}, []string{"DeliveryDeadLetterQueue", "PublishTargetArns"}},
-		{"GatewayTaskRole", []string{"raw/*", "envelopes/*"}, nil},
+		{"DeliverRole", []string{"deliveries/*", "forward/*", "quarantine/*"}, []string{"DeliveryDeadLetterQueue", "PublishTargetArns"}},
+		{"GatewayTaskRole", []string{"raw/*", "envelopes/*", "verdicts/*", "quarantine/*"}, nil},
 		{"LinkRole", nil, nil},
 	}
 	byRole := map[string][]statement{}
@@ -489,9 +489,20 @@ func TestGateway(t *testing.T) {
 	if !slices.Contains(td.Get("RequiresCompatibilities").Strings(), "FARGATE") {
 		t.Error("task definition is not for Fargate")
 	}
-	cs := td.Get("ContainerDefinitions").Items
-	if len(cs) != 1 {
-		t.Fatalf("%d containers, want 1", len(cs))
+	cs := items(td.Get("ContainerDefinitions"))
+	var names []string
+	for _, c := range cs {
+		names = append(names, c.Get("Name").Str())
+	}
+	// smtpgw, and the optional scanner sidecars (GatewayRspamd,
+	// GatewayClamd), which must not take the task down with them.
+	if !slices.Equal(names, []string{"smtpgw", "rspamd", "clamd"}) {
+		t.Fatalf("containers %v, want [smtpgw rspamd clamd]", names)
+	}
+	for _, sc := range cs[1:] {
+		if sc.Get("Essential").Str() != "false" {
+			t.Errorf("sidecar %s is essential: a scanner that dies must leave the gateway to policy.scanners.fail", sc.Get("Name").Str())
+		}
 	}
 	c := cs[0]
 	if c.Get("ReadonlyRootFilesystem").Str() != "true" {

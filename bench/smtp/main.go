@@ -11,7 +11,9 @@
 // messages per second, MB/s and the gateway's ratio to each peer. It also measures
 // the gateway's RSS with 1,000 idle sessions and its RSS growth while it
 // accepts one 50 MiB message, counts the store's sync calls in one run with
-// strace, and probes the disk's sync latency.
+// strace, and probes the disk's sync latency. With -scanners (the
+// default), it also measures the gateway with rspamd and clamd on, next to
+// the gateway alone in the same runs, so the cost of scanning is a ratio.
 //
 // Each run starts a fresh server on fresh directories, and checks that the
 // server holds every message smtp-source sent.
@@ -44,6 +46,7 @@ import (
 	results "github.com/letterboxmail/letterbox/bench/report"
 	"github.com/letterboxmail/letterbox/internal/filestore"
 	"github.com/letterboxmail/letterbox/internal/store"
+	"github.com/letterboxmail/letterbox/internal/testenv"
 )
 
 var (
@@ -58,6 +61,7 @@ var (
 	skipMe = flag.Bool("skip-memory", false, "skip the RSS measurements")
 	sessF  = flag.String("sessions", "1,20,100", "comma-separated numbers of concurrent sessions to measure")
 	sizesF = flag.String("sizes", "4096,102400", "comma-separated message sizes in bytes to measure")
+	scanF  = flag.Bool("scanners", true, "also measure letterbox with rspamd and clamd on (20 sessions × 4 KiB), alternating with letterbox alone; needs Debian's rspamd and clamav-daemon")
 )
 
 const routesYAML = `version: 1
@@ -196,6 +200,11 @@ func run() error {
 			rep.rows = append(rep.rows, row{sessions: s, size: size, n: n, res: res})
 		}
 	}
+	if chosen["letterbox"] && *scanF {
+		if rep.scan, err = env.measureScanned(); err != nil {
+			return fmt.Errorf("scanners: %w", err)
+		}
+	}
 	if chosen["letterbox"] {
 		if st, err := env.straceSyncs(); err != nil {
 			log.Printf("sync count: %v", err)
@@ -242,6 +251,9 @@ func (r *report) csv() string {
 			}
 			fmt.Fprintf(&b, "%s,%d,%d,%d,%d,%.1f,%.0f\n", tg.name, rw.sessions, rw.size, rw.n, len(x.rates), x.median(), median(x.cpu))
 		}
+	}
+	if sc := r.scan; sc != nil {
+		fmt.Fprintf(&b, "letterbox+scanners,%d,%d,%d,%d,%.1f,%.0f\n", sc.sessions, sc.size, sc.n, len(sc.scanned.rates), sc.scanned.median(), median(sc.scanned.cpu))
 	}
 	return b.String()
 }
@@ -978,6 +990,61 @@ type report struct {
 	syncs              *syncStats
 	idle               *idleResult
 	big                *bigResult
+	scan               *scanResult
+}
+
+// scanResult is letterbox with rspamd and clamd on ("scanned") and alone,
+// measured alternately in the same runs.
+type scanResult struct {
+	sessions, size, n int
+	plain, scanned    result
+}
+
+// measureScanned starts rspamd and clamd on loopback (internal/testenv, as
+// the tests run them) and measures the gateway with both on and without
+// them, alternately, at 20 sessions × 4 KiB.
+func (e *benchEnv) measureScanned() (*scanResult, error) {
+	rd, err := e.fresh("rspamd")
+	if err != nil {
+		return nil, err
+	}
+	log.Printf("starting rspamd and clamd")
+	rs, err := testenv.LaunchRspamd(rd, testenv.RspamdOptions{})
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Stop()
+	cd, err := e.fresh("clamd")
+	if err != nil {
+		return nil, err
+	}
+	cl, err := testenv.LaunchClamd(cd, testenv.ClamdOptions{})
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Stop()
+	plain := target{"letterbox", "letterbox gateway", gatewayTarget()}
+	scanned := target{"scanned", "letterbox gateway + rspamd + clamd", gatewayTarget("--rspamd", rs.URL(), "--clamd", cl.ClamdAddr())}
+	const sessions, size = 20, 4096
+	res := &scanResult{sessions: sessions, size: size, n: messages(sessions, size)}
+	for r := 0; r < *runs; r++ {
+		for _, tg := range []target{plain, scanned} {
+			rate, cpu, err := e.measure(tg, sessions, size, res.n)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", tg.name, err)
+			}
+			x := &res.plain
+			if tg.name == "scanned" {
+				x = &res.scanned
+			}
+			x.rates = append(x.rates, rate)
+			if cpu > 0 {
+				x.cpu = append(x.cpu, cpu)
+			}
+			log.Printf("%-9s sessions=%-3d size=%-6d messages=%-5d run %d: %7.0f msg/s, %5.0f µs CPU/msg, load %s", tg.name, sessions, size, res.n, r+1, rate, cpu, loadavg())
+		}
+	}
+	return res, nil
 }
 
 func loadavg() string {
@@ -1050,6 +1117,10 @@ func (r *report) markdown() string {
 	if i := r.idle; i != nil {
 		fmt.Fprintf(&b, "\nMemory: %d idle sessions (connected, EHLO answered): peak RSS %.1f MiB (%.1f MiB before they connected).\n",
 			i.sessions, float64(i.peak)/(1<<20), float64(i.before)/(1<<20))
+	}
+	if sc := r.scan; sc != nil {
+		fmt.Fprintf(&b, "\nScanning: letterbox with `--rspamd` and `--clamd` (rspamd's normal worker, one process, and clamd with a two-signature database, both on loopback), %d sessions × %d KiB, %d messages, median of %d runs alternating with letterbox alone: %.0f msg/s, **%.0f%%** of letterbox alone in the same runs (%.0f msg/s); gateway CPU %.0f µs/msg (%.0f alone; the scanners' own CPU not counted).\n",
+			sc.sessions, sc.size>>10, sc.n, len(sc.scanned.rates), sc.scanned.median(), 100*sc.scanned.median()/sc.plain.median(), sc.plain.median(), median(sc.scanned.cpu), median(sc.plain.cpu))
 	}
 	if g := r.big; g != nil {
 		fmt.Fprintf(&b, "One %d MiB message (%s, stored in %d ms): peak RSS %.1f MiB, %.1f MiB above the %.1f MiB resident before it.\n",

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/letterboxmail/letterbox/internal/ingest"
 	"github.com/letterboxmail/letterbox/internal/mailauth"
 	"github.com/letterboxmail/letterbox/internal/parser"
 	"github.com/letterboxmail/letterbox/internal/store"
@@ -57,6 +58,7 @@ func runParse(ctx context.Context, args []string, stdin io.Reader, stdout io.Wri
 	}
 	opts := parser.Options{ID: *id, MaxBodyBytes: maxBodyBytes}
 	var in io.Reader = stdin
+	var verdicts *store.Verdicts
 	if *storeURL != "" {
 		st, closer, err := storeurl.Open(ctx, *storeURL)
 		if err != nil {
@@ -73,6 +75,9 @@ func runParse(ctx context.Context, args []string, stdin io.Reader, stdout io.Wri
 		}
 		defer rc.Close()
 		if opts.Envelope, err = store.Envelope(ctx, st, obj); err != nil {
+			return err
+		}
+		if verdicts, err = store.ReadVerdicts(ctx, st, obj); err != nil {
 			return err
 		}
 		in = rc
@@ -112,6 +117,9 @@ func runParse(ctx context.Context, args []string, stdin io.Reader, stdout io.Wri
 	if err != nil {
 		return fmt.Errorf("%s: %w", pos[0], err)
 	}
+	// The same spam and virus as ingest gives: the gateway's verdicts, or
+	// SES's.
+	ingest.ApplyVerdicts(m, verdicts)
 	enc := json.NewEncoder(stdout)
 	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")

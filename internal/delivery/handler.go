@@ -267,6 +267,13 @@ func (h *Handler) run(ctx context.Context, j *Job, m *message.Message, act *rout
 			return Result{Err: fault.Permanentf("%s: this deliverer has no AWS publisher configured", act.Kind())}
 		}
 		return h.Publisher.Publish(ctx, j, m, act, expand)
+	case "quarantine":
+		// A copy under quarantine/ with the raw object's metadata
+		// (envelope, verdicts); copying again writes the same bytes.
+		if err := store.CopyToQuarantine(ctx, h.Store, j.MessageID); err != nil {
+			return Result{Err: err}
+		}
+		return Result{}
 	case "store", "drop":
 		// The raw message is already stored; these actions only end the
 		// message's routing, and are recorded like any other.

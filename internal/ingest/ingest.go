@@ -204,13 +204,20 @@ func (h *Handler) Process(ctx context.Context, key string) error {
 	ctx, span := startIngest(ctx, id, key, obj, start)
 	defer span.End()
 	var m *message.Message
+	var v *store.Verdicts
 	if err == nil {
-		m, err = h.parseObject(ctx, key, rc, obj)
+		m, v, err = h.parseObject(ctx, key, rc, obj)
 	}
 	if err != nil {
 		telemetry.Fail(span, err)
 		log.ErrorContext(ctx, "cannot read message", "err", err, "temporary", fault.IsTemporary(err))
 		return h.recordFailure(ctx, id, err)
+	}
+	if v != nil && v.Disposition != "" && v.Disposition != store.DispositionAccept {
+		// Refused or quarantined during the SMTP session: a copy is under
+		// quarantine/, and this one expires with raw/.
+		log.InfoContext(ctx, "message quarantined by the gateway; not routed", "disposition", v.Disposition, "rule", v.Rule)
+		return nil
 	}
 	jobs, err := h.Route(ctx, m, RouteOptions{})
 	if err != nil {
@@ -263,29 +270,38 @@ func (h *Handler) Parse(ctx context.Context, key string) (*message.Message, erro
 	if err != nil {
 		return nil, err
 	}
-	return h.parseObject(ctx, key, rc, obj)
+	m, _, err := h.parseObject(ctx, key, rc, obj)
+	return m, err
 }
 
-// parseObject parses an opened raw object, and closes it.
-func (h *Handler) parseObject(ctx context.Context, key string, rc io.ReadCloser, obj store.Object) (_ *message.Message, err error) {
+// parseObject parses an opened raw object, and closes it. It also returns
+// the gateway's verdicts (nil when neither a scanner nor the policy hook
+// looked at the message); they go to the message's spam and virus fields,
+// and a message from SES receiving gets SES's own (verdicts.go).
+func (h *Handler) parseObject(ctx context.Context, key string, rc io.ReadCloser, obj store.Object) (_ *message.Message, _ *store.Verdicts, err error) {
 	defer rc.Close()
 	id, _ := store.IDFromRawKey(key)
 	ctx, span := tracer.Start(ctx, "ingest.parse", trace.WithAttributes(telemetry.MessageID(id)))
 	defer func() { telemetry.Fail(span, err); span.End() }()
 	env, err := store.Envelope(ctx, h.Store, obj)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	v, err := store.ReadVerdicts(ctx, h.Store, obj)
+	if err != nil {
+		return nil, nil, err
 	}
 	m, err := parser.Parse(ctx, rc, parser.Options{ID: id, RawKey: key, Envelope: env, Store: h.Store, Auth: h.Auth, Now: h.Now, MaxBodyBytes: h.MaxBodyBytes})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	ApplyVerdicts(m, v)
 	if h.KeepParsed {
 		if err := store.PutJSON(ctx, h.Store, store.ParsedKey(id), m); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return m, nil
+	return m, v, nil
 }
 
 // RouteOptions modify Route for `letterbox replay`.

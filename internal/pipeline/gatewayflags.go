@@ -41,6 +41,8 @@ type GatewayFlags struct {
 //	--dnsbl                  LETTERBOX_DNSBL
 //	--proxy-protocol-from    LETTERBOX_PROXY_PROTOCOL_FROM
 //	--auth-users             LETTERBOX_AUTH_USERS
+//	--rspamd                 LETTERBOX_RSPAMD
+//	--clamd                  LETTERBOX_CLAMD
 //	--policy-hook            LETTERBOX_POLICY_HOOK
 //
 // The policy hook's signing secret comes from LETTERBOX_POLICY_HOOK_SECRET
@@ -72,6 +74,8 @@ func RegisterGatewayFlags(fs *flag.FlagSet, getenv func(string) string) *Gateway
 	r.value(&listValue{p: &c.DNSBL}, "", "dnsbl", "LETTERBOX_DNSBL", "comma-separated DNS blocklist zones; listed clients get 554 5.7.1")
 	r.value(&prefixListValue{p: &c.ProxyProtocolFrom}, "", "proxy-protocol-from", "LETTERBOX_PROXY_PROTOCOL_FROM", "comma-separated CIDRs (load balancers) that must send a PROXY v1/v2 header")
 	r.str(&c.AuthUsersFile, "auth-users", "LETTERBOX_AUTH_USERS", "file of user:bcrypt-hash lines for AUTH on the submission listener")
+	r.str(&c.Rspamd, "rspamd", "LETTERBOX_RSPAMD", "rspamd normal worker URL (e.g. http://127.0.0.1:11333): spam verdicts during DATA")
+	r.str(&c.Clamd, "clamd", "LETTERBOX_CLAMD", "clamd address, tcp://HOST:PORT or unix:///PATH: virus verdicts during DATA")
 	r.str(&c.PolicyHook, "policy-hook", "LETTERBOX_POLICY_HOOK", "policy hook URL or Lambda function ARN, asked at RCPT and end of DATA; overrides policy.hook.url (secret: LETTERBOX_POLICY_HOOK_SECRET)")
 	c.PolicyHookSecret = getenv("LETTERBOX_POLICY_HOOK_SECRET")
 	c.Getenv = getenv

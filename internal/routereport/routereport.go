@@ -155,6 +155,8 @@ func Describe(i int, a *routing.Action, mt routing.Matched) Action {
 		ar.Does = "keep in the store only"
 	case "drop":
 		ar.Does = "drop (recorded, nothing sent)"
+	case "quarantine":
+		ar.Does = "copy to quarantine/ in the store; nothing sent"
 	}
 	return ar
 }

@@ -22,6 +22,7 @@ package routing
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"reflect"
@@ -61,14 +62,14 @@ type Route struct {
 }
 
 // Ends reports whether a match of the route ends its recipient's walk
-// through the routes: it has stop: true, or a drop action (which ends the
-// message's routing for that recipient).
+// through the routes: it has stop: true, or a drop or quarantine action
+// (which ends the message's routing for that recipient).
 func (r *Route) Ends() bool {
 	if r.Stop {
 		return true
 	}
 	for _, a := range r.Actions {
-		if a != nil && a.Drop {
+		if a != nil && (a.Drop || a.Quarantine) {
 			return true
 		}
 	}
@@ -91,7 +92,14 @@ type Match struct {
 	HasAttachment  *bool             `yaml:"has_attachment"`
 	AttachmentType string            `yaml:"attachment_type"`
 	Auth           map[string]string `yaml:"auth"`
+	// Verdict and client conditions (verdicts.go), decided after DATA.
+	SpamScore  string   `yaml:"spam_score"`
+	SpamAction []string `yaml:"spam_action"`
+	Virus      []string `yaml:"virus"`
+	ClientIP   []string `yaml:"client_ip"`
 
+	spamScore      *scoreCond
+	clientIP       []netip.Prefix
 	recipient      []*Pattern
 	tag            *Pattern
 	sender         *Pattern
@@ -122,10 +130,13 @@ type Action struct {
 	Store       bool               `yaml:"store"`
 	Drop        bool               `yaml:"drop"`
 	Retry       *Retry             `yaml:"retry"`
+	// Quarantine copies the message to quarantine/ in the store, out of
+	// every delivery, and ends the recipient's walk through the routes.
+	Quarantine bool `yaml:"quarantine"`
 }
 
 // Kind names the action's kind: webhook, forward, lambda, sqs, sns,
-// eventbridge, store or drop.
+// eventbridge, store, quarantine or drop.
 func (a *Action) Kind() string {
 	switch {
 	case a.Webhook != nil:
@@ -142,6 +153,8 @@ func (a *Action) Kind() string {
 		return "eventbridge"
 	case a.Store:
 		return "store"
+	case a.Quarantine:
+		return "quarantine"
 	default:
 		return "drop"
 	}
@@ -365,6 +378,7 @@ func (m *Match) compile(fail func(int, string, string, ...any), p string) {
 			fail(m.Line, p+".auth."+k, "%q is not a result (pass, fail, softfail, neutral, none, temperror, permerror)", v)
 		}
 	}
+	m.compileVerdicts(fail, p)
 	if m.MaxSize > 0 && m.MinSize > m.MaxSize {
 		fail(m.Line, p+".min_size", "is larger than max_size")
 	}
@@ -376,7 +390,8 @@ func (m *Match) compile(fail func(int, string, string, ...any), p string) {
 // hasContent reports whether the match needs the parsed message.
 func (m *Match) hasContent() bool {
 	return m.From != "" || m.Subject != "" || len(m.Headers) > 0 || m.MinSize > 0 || m.MaxSize > 0 ||
-		m.HasAttachment != nil || m.AttachmentType != "" || len(m.Auth) > 0
+		m.HasAttachment != nil || m.AttachmentType != "" || len(m.Auth) > 0 ||
+		m.SpamScore != "" || len(m.SpamAction) > 0 || len(m.Virus) > 0 || len(m.ClientIP) > 0
 }
 
 var enhancedRE = regexp.MustCompile(`^[245]\.\d{1,3}\.\d{1,3}$`)
@@ -400,13 +415,13 @@ func (r *Reject) validate(fail func(int, string, string, ...any), p string) {
 
 func (a *Action) validate(fail func(int, string, string, ...any), p string, lim Limits) {
 	kinds := 0
-	for _, set := range []bool{a.Webhook != nil, a.Forward != nil, a.Lambda != nil, a.SQS != nil, a.SNS != nil, a.EventBridge != nil, a.Store, a.Drop} {
+	for _, set := range []bool{a.Webhook != nil, a.Forward != nil, a.Lambda != nil, a.SQS != nil, a.SNS != nil, a.EventBridge != nil, a.Store, a.Drop, a.Quarantine} {
 		if set {
 			kinds++
 		}
 	}
 	if kinds != 1 {
-		fail(a.Line, p, "needs exactly one of webhook, forward, lambda, sqs, sns, eventbridge, store: true or drop: true")
+		fail(a.Line, p, "needs exactly one of webhook, forward, lambda, sqs, sns, eventbridge, store: true or drop: true (or quarantine: true)")
 		return
 	}
 	a.validatePublish(fail, p)

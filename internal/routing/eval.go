@@ -160,7 +160,7 @@ func (r *Route) contentMatch(msg *message.Message) bool {
 			return false
 		}
 	}
-	return true
+	return m.verdictsMatch(msg)
 }
 
 func authResult(a *message.Auth, check string) string {

@@ -103,6 +103,12 @@ type Config struct {
 	AuthFailureBurst    int
 	AuthFailureInterval time.Duration
 
+	// Rspamd is the base URL of an rspamd normal worker (e.g.
+	// http://127.0.0.1:11333) asked about every message; Clamd is
+	// clamd's address, tcp://HOST:PORT or unix:///PATH. The routes
+	// file's policy: key says what their verdicts decide (scan.go).
+	Rspamd string
+	Clamd  string
 	// PolicyHook, when set, is the policy hook's URL (or Lambda
 	// function ARN), overriding policy.hook.url in the routes file; the
 	// rest of policy.hook (timeout, fail) applies, or its defaults.

@@ -20,6 +20,7 @@ import (
 	"github.com/letterboxmail/letterbox/internal/mailauth"
 	"github.com/letterboxmail/letterbox/internal/policyhook"
 	"github.com/letterboxmail/letterbox/internal/routing"
+	"github.com/letterboxmail/letterbox/internal/scan"
 	"github.com/letterboxmail/letterbox/internal/store"
 )
 
@@ -46,6 +47,8 @@ type Gateway struct {
 	users    *userFile         // nil without a submission listener
 	authLim  *ipLimiter
 	ids      *idSource
+	scanners *scan.Scanners // nil without --rspamd and --clamd
+	scanM    *scanMetrics
 	rate     *rateLimiter // policy.clients.rate (clients.go)
 	hook     *policyhook.Client
 	hookM    *hookMetrics
@@ -132,6 +135,12 @@ func New(c Config, st store.Store, routes *routing.Live, logger *slog.Logger, re
 			return nil, err
 		}
 		g.tls = g.tlsConfig()
+	}
+	if g.scanners, err = newScanners(c); err != nil {
+		return nil, err
+	}
+	if g.scanM, err = newScanMetrics(reg); err != nil {
+		return nil, fmt.Errorf("smtpgw: register metrics: %w", err)
 	}
 	if c.SubmissionAddr != "" {
 		if g.users, err = loadUserFile(c.AuthUsersFile, logger); err != nil {

@@ -16,7 +16,6 @@ import (
 
 	"github.com/letterboxmail/letterbox/internal/policyhook"
 	"github.com/letterboxmail/letterbox/internal/routing"
-	"github.com/letterboxmail/letterbox/internal/store"
 	"github.com/letterboxmail/letterbox/message"
 	"github.com/letterboxmail/letterbox/webhook"
 )
@@ -30,8 +29,9 @@ import (
 //   - reject: its 5xx code, enhanced code and message; at the end of DATA
 //     the store's write is abandoned, so nothing is kept;
 //   - defer: the same with its 4xx code;
-//   - quarantine: 250 to the client; the message is stored, then moved to
-//     quarantine/ and not delivered (at RCPT: the whole message).
+//   - quarantine: 250 to the client; the message is stored with verdicts
+//     that keep it from being routed, and copied to quarantine/ (scan.go;
+//     at RCPT: the whole message).
 //
 // The hook's message reaches the client: it is validated as one line of
 // printable ASCII of at most 200 bytes (package policyhook), so it cannot
@@ -200,12 +200,12 @@ const maxHookHeaderBytes = 64 << 10
 var errHookRefused = errors.New("smtpgw: the policy hook refused the message")
 
 // hookGate sits between the message data and the store. It keeps the
-// header section (up to maxHookHeaderBytes) as it streams by and, when the
-// data ends and before the store sees the end (so before the commit),
-// asks the policy hook. A reject or defer makes the store's read fail, so
-// nothing is stored; a quarantine lets the write commit and is acted on
-// after it (policyHookData). The scanners' verdicts, when they ran, come
-// from verdicts, called once the data has ended.
+// header section (up to maxHookHeaderBytes) as it streams by; when the
+// data ends and before the store sees the end (so before the commit), the
+// scanners' gate (scan.go, deferred) asks the policy hook, with the
+// verdicts from verdicts. A reject or defer makes the store's read fail,
+// so nothing is stored; a quarantine becomes the verdicts' disposition
+// and the stored message is copied to quarantine/.
 type hookGate struct {
 	s        *session
 	ctx      context.Context
@@ -221,6 +221,9 @@ type hookGate struct {
 	asked      bool
 	reply      *smtp.SMTPError // reject or defer (or fail: closed)
 	quarantine bool
+	// deferred leaves the question to the scanners' gate (scan.go), which
+	// asks it once the verdicts are in.
+	deferred bool
 }
 
 // newHookGate wraps src when a policy hook is in force, or a quarantine
@@ -247,7 +250,7 @@ func (g *hookGate) Read(p []byte) (int, error) {
 			g.headDone = true
 		}
 	}
-	if err == io.EOF && !g.asked {
+	if err == io.EOF && !g.asked && !g.deferred {
 		g.ask()
 		if g.reply != nil {
 			return n, errHookRefused
@@ -256,7 +259,8 @@ func (g *hookGate) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// ask asks the hook at the end of the data.
+// ask asks the hook at the end of the data (the scanners' gate calls it
+// once their verdicts are in).
 func (g *hookGate) ask() {
 	g.asked = true
 	if g.h == nil {
@@ -304,23 +308,6 @@ func (s *session) hookRefused(g *hookGate, extra []any) error {
 	return s.reject(g.reply)
 }
 
-// policyHookData acts on a quarantine answer (at RCPT or at the end of
-// DATA) once the message is stored: it moves the message to quarantine/
-// and answers 250. It returns nil when the message goes on as usual.
-func (s *session) policyHookData(ctx context.Context, tx *transaction, g *hookGate, size int64) *smtp.SMTPError {
-	if g == nil || !g.quarantine {
-		return nil
-	}
-	if err := s.g.quarantineStored(ctx, tx.id, "policy_hook"); err != nil {
-		// The message stays where the pipeline delivers it from: say so.
-		tx.log.Error("policy hook: moving the stored message to quarantine failed; it will be delivered", "err", err)
-		return nil
-	}
-	s.c.setCode(250)
-	s.endTx(250, "quarantined", []any{"size", size, "reason", reasonPolicyHook, "quarantine_key", quarantineKey(tx.id)})
-	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + tx.id}
-}
-
 // parseHeader reads header fields (RFC 5322 §2.2) up to the blank line,
 // unfolding continuation lines; it stops at the first malformed line.
 func parseHeader(r io.Reader) []policyhook.Header {
@@ -345,33 +332,4 @@ func parseHeader(r io.Reader) []policyhook.Header {
 			return out
 		}
 	}
-}
-
-// quarantinePrefix holds messages refused or quarantined after they were
-// stored.
-const quarantinePrefix = "quarantine/"
-
-func quarantineKey(id string) string { return quarantinePrefix + id + ".eml" }
-
-// quarantineStored moves a stored message from raw/ to quarantine/, with
-// its metadata (the envelope) and the reason.
-//
-// MERGE NOTE: the scanners' quarantine (policy.spam, policy.virus) does
-// the same; when both land, the policy hook uses that one.
-func (g *Gateway) quarantineStored(ctx context.Context, id, reason string) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.StoreTimeout)
-	defer cancel()
-	rc, obj, err := g.store.Get(ctx, store.RawKey(id))
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	meta := map[string]string{"quarantine-reason": reason}
-	for k, v := range obj.Meta {
-		meta[k] = v
-	}
-	if _, err := g.store.Put(ctx, quarantineKey(id), rc, meta); err != nil {
-		return err
-	}
-	return g.store.Delete(ctx, store.RawKey(id))
 }

@@ -201,6 +201,7 @@ func TestPolicyHookQuarantine(t *testing.T) {
 		hs.set(policyhook.StageRcpt, nil)
 		hs.set(policyhook.StageData, nil)
 		hs.set(tt.stage, answerJSON(tt.answer))
+		before := len(h.rawKeys())
 		c := dialRaw(t, h.addr)
 		c.hello("client.test")
 		c.envelope("s@remote.test", "a@example.test")
@@ -211,20 +212,32 @@ func TestPolicyHookQuarantine(t *testing.T) {
 		if tt.code == 250 {
 			id = queuedID(t, text)
 		}
-		h.waitLog("transaction", "reason", reasonPolicyHook, "code", float64(tt.code))
-		if keys := h.rawKeys(); len(keys) != 0 {
-			t.Fatalf("%s at %s: raw/ holds %v", tt.answer, tt.stage, keys)
+		if id == "" {
+			h.waitLog("transaction", "reason", reasonPolicyHook, "code", float64(tt.code))
+			if keys := h.rawKeys(); len(keys) != before {
+				t.Fatalf("%s at %s: raw/ holds %v, %d before", tt.answer, tt.stage, keys, before)
+			}
+			continue
 		}
-		if id != "" {
-			rc, obj, err := h.st.Get(t.Context(), quarantineKey(id))
-			if err != nil {
-				t.Fatalf("quarantined message: %v", err)
-			}
-			b, _ := io.ReadAll(rc)
-			rc.Close()
-			if !strings.Contains(string(b), "Subject: quarantine") || obj.Meta["quarantine-reason"] != "policy_hook" || obj.Meta[store.MetaEnvelope] == "" {
-				t.Fatalf("quarantined object meta %v", obj.Meta)
-			}
+		h.waitLog("transaction", "result", "quarantined", "rule", "policy.hook", "code", float64(tt.code))
+		// The raw object's verdicts keep ingest from routing it (it
+		// expires with raw/; nothing deletes); the copy is under
+		// quarantine/ with the envelope and the verdicts.
+		_, raw, err := h.st.Get(t.Context(), store.RawKey(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, err := store.ReadVerdicts(t.Context(), h.st, raw); err != nil || v == nil || v.Disposition != store.DispositionQuarantine || v.Rule != "policy.hook" {
+			t.Fatalf("%s at %s: raw object's verdicts %+v, %v", tt.answer, tt.stage, v, err)
+		}
+		rc, obj, err := h.st.Get(t.Context(), store.QuarantineKey(id))
+		if err != nil {
+			t.Fatalf("quarantined message: %v", err)
+		}
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		if !strings.Contains(string(b), "Subject: quarantine") || obj.Meta[store.MetaVerdictsKey] == "" || obj.Meta[store.MetaEnvelope] == "" {
+			t.Fatalf("quarantined object meta %v", obj.Meta)
 		}
 	}
 }
@@ -392,7 +405,7 @@ func TestPolicyHookRefusesBeforeCommit(t *testing.T) {
 		t.Fatalf("%d storage events, raw/ %v; want only the accepted message", seen, h.rawKeys())
 	}
 	var quarantined []string
-	h.st.List(t.Context(), quarantinePrefix, "", func(o store.Object) bool { quarantined = append(quarantined, o.Key); return true })
+	h.st.List(t.Context(), store.QuarantinePrefix, "", func(o store.Object) bool { quarantined = append(quarantined, o.Key); return true })
 	if len(quarantined) != 0 {
 		t.Fatalf("quarantine/ holds %v", quarantined)
 	}

@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/letterboxmail/letterbox/internal/routing"
+	"github.com/letterboxmail/letterbox/internal/scan"
 	"github.com/letterboxmail/letterbox/internal/store"
 	"github.com/letterboxmail/letterbox/internal/telemetry"
 	"github.com/letterboxmail/letterbox/message"
@@ -368,13 +369,28 @@ func (s *session) Data(r io.Reader) (reply error) {
 	var storeTimer *time.Timer
 	body.onEOF = func() { storeTimer = time.AfterFunc(s.g.cfg.StoreTimeout, cancel) }
 	var src io.Reader = io.MultiReader(strings.NewReader(head), body)
-	// POLICY HOOK (end of DATA): asked when the data ends, before the
-	// store commits; the scanners' verdicts go in its last argument.
-	hook := s.newHookGate(ctx, tx, src, nil)
-	if hook != nil {
-		src = hook
+	var gate *scanGate // non-nil with scanners or a policy hook
+	var hook *hookGate // non-nil when a policy hook is in force (hook.go)
+	var err error
+	if s.g.scanners.Enabled() || s.g.policyHook(ctx) != nil || tx.hookQuarantine {
+		var sc scan.Scanners // none: the gate still asks the hook and records its decision
+		if s.g.scanners.Enabled() {
+			sc = *s.g.scanners
+			sc.Timeout = scanTimeout(s.g.routes.Get(ctx))
+		}
+		tee := sc.Tee(ctx, s.scanEnvelope(tx, env), src)
+		gate = &scanGate{s: s, ctx: ctx, tee: tee, r: tee, end: endOfData{Tx: tx, Envelope: env}, scanned: sc.Enabled()}
+		// POLICY HOOK (end of DATA): the gate asks it once the verdicts are
+		// in, before the verdicts object and the commit.
+		if hook = s.newHookGate(ctx, tx, tee, gate.spamVirus); hook != nil {
+			hook.deferred = true
+			gate.r, gate.hook = hook, hook
+		}
+		_, err = store.PutRawScanned(ctx, s.g.store, tx.id, env, gate)
+		tee.Wait() // stops the scanners if the store ended early
+	} else {
+		_, err = store.PutRaw(ctx, s.g.store, tx.id, env, src)
 	}
-	_, err := store.PutRaw(ctx, s.g.store, tx.id, env, src)
 	if storeTimer != nil {
 		storeTimer.Stop()
 	}
@@ -391,6 +407,11 @@ func (s *session) Data(r io.Reader) (reply error) {
 	}
 	defer func() { s.g.m.bytes.Add(float64(body.n)) }()
 
+	var scanned []any
+	if gate != nil && gate.decided {
+		scanned = gate.attrs()
+	}
+
 	switch {
 	case body.err == nil && err == nil:
 		observe(ctx, s.g.m.storeWrite.WithLabelValues("ok"), storeDur.Seconds())
@@ -398,13 +419,23 @@ func (s *session) Data(r io.Reader) (reply error) {
 		s.c.mu.Lock()
 		s.c.stored++
 		s.c.mu.Unlock()
-		// POLICY HOOK: a quarantine answer, acted on after the durable
-		// write (hook.go).
-		if reply := s.policyHookData(ctx, tx, hook, body.n); reply != nil {
-			return reply
+		if gate != nil {
+			d := gate.end.Decision
+			if rep := s.settle(gate, tx.log); rep != nil {
+				s.g.m.rejections.WithLabelValues(d.Reason).Inc()
+				tx.log.Warn("message refused after scanning; kept under quarantine/", append([]any{"code", rep.Code, "reason", d.Reason}, scanned...)...)
+				s.endTx(rep.Code, "refused", result(append([]any{"reason", d.Reason}, scanned...)...))
+				return s.reject(rep)
+			}
+			if d.Disposition == store.DispositionQuarantine {
+				tx.log.Info("message quarantined after scanning", scanned...)
+				s.c.setCode(250)
+				s.endTx(250, "quarantined", result(scanned...))
+				return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + tx.id}
+			}
 		}
 		s.c.setCode(250)
-		s.endTx(250, "stored", result())
+		s.endTx(250, "stored", result(scanned...))
 		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + tx.id}
 
 	case body.err == nil && hook.refused(err):
@@ -462,6 +493,15 @@ func (s *session) Data(r io.Reader) (reply error) {
 			return smtpErr(421, "4.4.2", fmt.Sprintf("Timeout: no message data for %v; closing the connection", s.g.cfg.DataTimeout))
 		}
 		return smtpErr(421, "4.4.2", "Error reading message data; closing the connection")
+
+	case gate != nil && gate.decided && gate.end.Decision.Temporary:
+		// A scanner failed closed: nothing was stored; the client retries.
+		d := gate.end.Decision
+		s.g.m.rejections.WithLabelValues(d.Reason).Inc()
+		tx.log.Warn("message deferred: content scan failed", append([]any{"code", d.Reply.Code, "reason", d.Reason}, scanned...)...)
+		s.c.setCode(d.Reply.Code)
+		s.endTx(d.Reply.Code, "refused", result(append([]any{"reason", d.Reason}, scanned...)...))
+		return d.Reply
 
 	default:
 		body.drain()

@@ -45,7 +45,11 @@ var tracer = otel.Tracer("github.com/letterboxmail/letterbox/internal/store")
 // write per message). A larger envelope (many recipients) is written first
 // as its own object, and the raw object, written last, points to it; either
 // way the raw object is the commit point.
-func PutRaw(ctx context.Context, s Store, id string, env message.Envelope, body io.Reader) (obj Object, err error) {
+func PutRaw(ctx context.Context, s Store, id string, env message.Envelope, body io.Reader) (Object, error) {
+	return putRaw(ctx, s, id, env, body, nil)
+}
+
+func putRaw(ctx context.Context, s Store, id string, env message.Envelope, body io.Reader, meta map[string]string) (obj Object, err error) {
 	if telemetry.On() {
 		var span trace.Span
 		ctx, span = tracer.Start(ctx, "store.put_raw", trace.WithAttributes(telemetry.MessageID(id), attribute.String(telemetry.AttrKey, RawKey(id))))
@@ -55,7 +59,9 @@ func PutRaw(ctx context.Context, s Store, id string, env message.Envelope, body 
 	if err != nil {
 		return Object{}, fault.Permanent(err)
 	}
-	meta := map[string]string{}
+	if meta == nil {
+		meta = map[string]string{}
+	}
 	if enc := base64.RawURLEncoding.EncodeToString(js); len(enc) <= maxInlineEnvelope {
 		meta[MetaEnvelope] = enc
 	} else {

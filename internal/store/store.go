@@ -8,6 +8,12 @@
 //	parsed/<id>.json             the parsed message (package message, v1)
 //	attachments/<id>/<n>/<name>  decoded attachment bytes
 //	deliveries/<id>/<job>.json   delivery records: attempts and outcome
+//	verdicts/<id>.json           the scanners' verdicts (spam, virus) and
+//	                             the gateway's decision, for scanned messages
+//	quarantine/<id>.eml          a copy of a message kept out of routing:
+//	                             refused or quarantined by the gateway's
+//	                             policy, or by a route's quarantine action
+//	                             (with the raw object's metadata)
 //
 // Ids are ULIDs, so keys sort by time. A raw object is written in one atomic
 // step together with its envelope (object metadata), so a reader that can
@@ -29,6 +35,8 @@ const (
 	ParsedPrefix      = "parsed/"
 	AttachmentsPrefix = "attachments/"
 	DeliveriesPrefix  = "deliveries/"
+	VerdictsPrefix    = "verdicts/"
+	QuarantinePrefix  = "quarantine/"
 )
 
 // ErrNotFound is returned when a key does not exist.
@@ -78,6 +86,12 @@ func ParsedKey(id string) string { return ParsedPrefix + id + ".json" }
 
 // EnvelopeKey returns the key of an envelope stored apart from its message.
 func EnvelopeKey(id string) string { return EnvelopePrefix + id + ".json" }
+
+// VerdictsKey returns the key of a message's scan verdicts.
+func VerdictsKey(id string) string { return VerdictsPrefix + id + ".json" }
+
+// QuarantineKey returns the key of a quarantined message.
+func QuarantineKey(id string) string { return QuarantinePrefix + id + ".eml" }
 
 // DeliveryKey returns the key of a delivery job's record.
 func DeliveryKey(id, job string) string { return DeliveriesPrefix + id + "/" + job + ".json" }

@@ -1,9 +1,10 @@
 // Package testenv gives tests the real external programs they run against
-// (versitygw, Postfix's smtp-source, swaks, python3) and decides what happens
-// when one is missing: a local run skips with a loud message saying why and
-// how to install it; under CI (CI or LETTERBOX_REQUIRE_TOOLS set) the test
-// fails, so a skipped test can never pass CI silently. HeapGrowth measures
-// the heap of the tests that stream large messages.
+// (versitygw, Postfix's smtp-source, swaks, python3, rspamd, clamd) and
+// decides what happens when one is missing: a local run skips with a loud
+// message saying why and how to install it; under CI (CI or
+// LETTERBOX_REQUIRE_TOOLS set) the test fails, so a skipped test can never
+// pass CI silently. HeapGrowth measures the heap of the tests that stream
+// large messages.
 package testenv
 
 import (

@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/letterboxmail/letterbox/internal/testenv"
 )
 
 func mail(body string) string {
@@ -23,26 +24,7 @@ var env = Envelope{From: "alice@sender.test", Rcpts: []string{"bob@example.test"
 // at its deadline; the data still reaches the store whole.
 func TestDeadline(t *testing.T) {
 	// A clamd that accepts and never reads.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		var held []net.Conn
-		defer func() {
-			for _, c := range held {
-				c.Close()
-			}
-		}()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			held = append(held, c)
-		}
-	}()
+	stalled := testenv.StalledListener(t)
 	// An rspamd that reads the message and never answers.
 	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -57,7 +39,7 @@ func TestDeadline(t *testing.T) {
 
 	s := &Scanners{
 		Spam:    &Rspamd{URL: srv.URL},
-		Virus:   &Clamd{Network: "tcp", Address: ln.Addr().String()},
+		Virus:   &Clamd{Network: "tcp", Address: stalled},
 		Timeout: 300 * time.Millisecond,
 	}
 	big := mail(strings.Repeat("0123456789abcdef\r\n", 1<<16)) // 1.1 MiB: more than socket buffers hold

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -383,26 +382,7 @@ func TestScannerDeadline(t *testing.T) {
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { close(release) })
 	// A clamd that accepts and never reads.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		var held []net.Conn
-		defer func() {
-			for _, c := range held {
-				c.Close()
-			}
-		}()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			held = append(held, c)
-		}
-	}()
+	stalled := testenv.StalledListener(t)
 	timeout := routing.Duration(500 * time.Millisecond)
 	big := scanMessage("big", strings.Repeat("0123456789abcdef0123456789abcdef\r\n", 64<<10)) // 2 MiB: more than socket buffers
 
@@ -420,7 +400,7 @@ func TestScannerDeadline(t *testing.T) {
 		t.Logf("answered after %v with a %v deadline", time.Since(start), time.Duration(timeout))
 	})
 	t.Run("clamd never reads, fail closed", func(t *testing.T) {
-		h := scanGateway(t, Config{Clamd: "tcp://" + ln.Addr().String()}, &routing.Policy{Scanners: &routing.ScannerPolicy{Fail: "closed", Timeout: timeout}})
+		h := scanGateway(t, Config{Clamd: "tcp://" + stalled}, &routing.Policy{Scanners: &routing.ScannerPolicy{Fail: "closed", Timeout: timeout}})
 		code, enh, text := sendMail(t, h.addr, strings.NewReader(big))
 		if code != 451 || enh != "4.7.0" {
 			t.Fatalf("reply %d %s %s; want 451 4.7.0", code, enh, text)

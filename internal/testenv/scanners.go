@@ -322,3 +322,31 @@ func (d *Daemon) ClamdAddr() string {
 	}
 	return "tcp://" + d.Addr
 }
+
+// StalledListener listens on loopback, accepts every connection and never
+// reads from or writes to it: a peer that hangs, for deadline tests. It
+// returns the listener's address; everything closes when the test ends.
+func StalledListener(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	return ln.Addr().String()
+}

@@ -372,3 +372,35 @@ func TestRedrivenDeadLetterIsTriedAgain(t *testing.T) {
 		t.Fatalf("attempts after redrive = %+v", r.Attempts)
 	}
 }
+
+// An attempt's record keeps the start of the receiver's answer, printable,
+// so that "why did the receiver refuse it" is answered without its logs.
+func TestAttemptKeepsAResponseExcerpt(t *testing.T) {
+	body := "account suspended\x00\x1b[31m\xff" + strings.Repeat("x", 4096)
+	rc := newReceiver(t, func(n int, w http.ResponseWriter) {
+		w.WriteHeader(http.StatusGone)
+		io.WriteString(w, body)
+	})
+	h := newHarness(t, routes(rc.srv.URL, ""))
+	j := job("01JR")
+	h.h.Queue.Send(context.Background(), []delivery.Job{j})
+	r := h.waitStatus(t, j, delivery.StatusFailed)
+	got := r.Attempts[0].Response
+	want := "account suspended\uFFFD\uFFFD[31m\uFFFD" + strings.Repeat("x", delivery.ResponseExcerptBytes-len("account suspended\x00\x1b[31m\xff"))
+	if got != want {
+		t.Fatalf("response = %q\nwant       %q", got, want)
+	}
+}
+
+func TestResponseExcerpt(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"", ""},
+		{"ok\n", "ok\n"},
+		{"a\tb\r\nc", "a\tb\uFFFD\nc"},
+		{"caf\xc3\xa9 \xc3", "café \uFFFD"},
+	} {
+		if got := delivery.ResponseExcerpt(strings.NewReader(c.in)); got != c.want {
+			t.Errorf("ResponseExcerpt(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}

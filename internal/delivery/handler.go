@@ -156,7 +156,7 @@ func (h *Handler) process(ctx context.Context, rec events.SQSMessage) bool {
 	}
 	latency := time.Since(start)
 
-	a := Attempt{At: start.UTC(), Number: attempt, Status: res.Status, LatencyMS: float64(latency.Microseconds()) / 1000}
+	a := Attempt{At: start.UTC(), Number: attempt, Status: res.Status, LatencyMS: float64(latency.Microseconds()) / 1000, Response: res.Response}
 	redeliver := false
 	var delay time.Duration
 	var giveUp string // why a job with attempts left is dead-lettered now

@@ -132,6 +132,9 @@ type Attempt struct {
 	Status    int       `json:"status,omitempty"` // HTTP status or SMTP code
 	Error     string    `json:"error,omitempty"`
 	LatencyMS float64   `json:"latency_ms"`
+	// Response is the start of the receiver's answer to a webhook
+	// (delivery.ResponseExcerptBytes at most), as the receiver sent it.
+	Response string `json:"response,omitempty"`
 	// Outcome: delivered, retry or failed.
 	Outcome string     `json:"outcome"`
 	RetryAt *time.Time `json:"retry_at,omitempty"`

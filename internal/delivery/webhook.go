@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"go.opentelemetry.io/otel/attribute"
 
@@ -30,6 +31,26 @@ type Result struct {
 	Status int
 	// RetryAfter is the peer's requested wait, if any.
 	RetryAfter time.Duration
+	// Response is the start of the peer's answer (ResponseExcerpt), kept
+	// in the attempt's record.
+	Response string
+}
+
+// ResponseExcerptBytes is how much of a receiver's response body an
+// attempt's record keeps: enough for an error message, not a document.
+const ResponseExcerptBytes = 512
+
+// ResponseExcerpt reads up to ResponseExcerptBytes of a response body and
+// returns them as one printable string: invalid UTF-8 and control
+// characters other than newline and tab become U+FFFD.
+func ResponseExcerpt(r io.Reader) string {
+	b, _ := io.ReadAll(io.LimitReader(r, ResponseExcerptBytes))
+	return strings.Map(func(c rune) rune {
+		if c == '\n' || c == '\t' || !unicode.IsControl(c) {
+			return c
+		}
+		return unicode.ReplacementChar
+	}, strings.ToValidUTF8(string(b), "\uFFFD"))
 }
 
 // DefaultWebhookTimeout bounds one webhook attempt whose action sets no
@@ -165,8 +186,9 @@ func (w *Webhooks) Post(ctx context.Context, j *Job, m *message.Message, a *rout
 		return Result{Err: fault.Temporary(fmt.Errorf("webhook: %w", err))}
 	}
 	defer resp.Body.Close()
+	excerpt := ResponseExcerpt(resp.Body)
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	res := Result{Status: resp.StatusCode, RetryAfter: RetryAfter(resp.Header.Get("Retry-After"), time.Now())}
+	res := Result{Status: resp.StatusCode, RetryAfter: RetryAfter(resp.Header.Get("Retry-After"), time.Now()), Response: excerpt}
 	span.SetAttributes(attribute.Int(telemetry.AttrStatus, resp.StatusCode))
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:

@@ -5,16 +5,12 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"flag"
 	"fmt"
 	"log"
 	"os"
 	"os/exec"
 	"runtime"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -39,33 +35,13 @@ func main() {
 	if err != nil {
 		log.Fatalf("bench-inspect: %v", err)
 	}
-	vals := map[string]map[string][]float64{} // store/name -> unit -> values
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 4 || !strings.HasPrefix(f[0], "BenchmarkInspect/") {
-			continue
-		}
-		name := strings.TrimPrefix(f[0], "BenchmarkInspect/")
-		if i := strings.LastIndexByte(name, '-'); i > 0 {
-			name = name[:i]
-		}
-		if vals[name] == nil {
-			vals[name] = map[string][]float64{}
-		}
-		for i := 2; i+1 < len(f); i += 2 {
-			if v, err := strconv.ParseFloat(f[i], 64); err == nil {
-				vals[name][f[i+1]] = append(vals[name][f[i+1]], v)
-			}
-		}
-	}
+	vals := report.ParseGoBench(out, "BenchmarkInspect") // store/name -> unit -> values
 	med := func(name, unit string) string {
-		xs := slices.Clone(vals[name][unit])
-		if len(xs) == 0 {
+		m, ok := vals.Median(name, unit)
+		if !ok {
 			return "–"
 		}
-		slices.Sort(xs)
-		return fmt.Sprintf("%.1f", xs[len(xs)/2]/1e6)
+		return fmt.Sprintf("%.1f", m/1e6)
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "#### Run of %s\n\n", start.UTC().Format("2006-01-02 15:04 MST"))

@@ -5,8 +5,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"flag"
 	"fmt"
 	"log"
@@ -14,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -43,35 +40,10 @@ func main() {
 	if err != nil {
 		log.Fatalf("bench-parse: %v", err)
 	}
-	// name -> metric -> values
-	vals := map[string]map[string][]float64{}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 3 || !strings.HasPrefix(f[0], "BenchmarkParse/") {
-			continue
-		}
-		name := strings.TrimPrefix(f[0], "BenchmarkParse/")
-		if i := strings.LastIndexByte(name, '-'); i > 0 {
-			name = name[:i]
-		}
-		if vals[name] == nil {
-			vals[name] = map[string][]float64{}
-		}
-		for i := 2; i+1 < len(f); i += 2 {
-			v, err := strconv.ParseFloat(f[i], 64)
-			if err == nil {
-				vals[name][f[i+1]] = append(vals[name][f[i+1]], v)
-			}
-		}
-	}
+	vals := report.ParseGoBench(out, "BenchmarkParse")
 	med := func(name, unit string) float64 {
-		xs := slices.Clone(vals[name][unit])
-		if len(xs) == 0 {
-			return 0
-		}
-		slices.Sort(xs)
-		return xs[len(xs)/2]
+		m, _ := vals.Median(name, unit)
+		return m
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "#### Run of %s\n\n", start.UTC().Format("2006-01-02 15:04 MST"))
